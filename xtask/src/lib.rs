@@ -1,0 +1,1 @@
+//! The Slipway builder library.
