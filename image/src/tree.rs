@@ -64,7 +64,8 @@ impl Tree {
     pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> &mut Self {
         let path = normalize(path);
         self.parents(&path);
-        self.entries.insert(path, Node::CharDevice { mode, major, minor });
+        self.entries
+            .insert(path, Node::CharDevice { mode, major, minor });
         self
     }
 

@@ -1,1 +1,15 @@
-//! The Slipway builder library.
+//! The Slipway builder behind `cargo xtask`: fetches inputs, builds the
+//! guest init, wires the format writers of `slipway-image` and
+//! `slipway-initramfs` into a disk, runs QEMU, and drives the tests and
+//! benchmarks. Image-format logic lives in the library crates, not here.
+
+pub mod bench;
+pub mod board;
+pub mod build;
+pub mod guest;
+pub mod inputs;
+pub mod paths;
+pub mod qemu;
+pub mod testing;
+pub mod util;
+pub mod vm;

@@ -1,1 +1,218 @@
-fn main() {}
+//! `cargo xtask`: the Slipway builder's command line. One dispatch over a
+//! clap enum; the work happens in the `xtask` library and the format crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use xtask::build::{build_image, BuildOptions};
+use xtask::inputs::InputOptions;
+use xtask::{bench, paths, qemu, testing};
+
+/// Build, boot and test Slipway images.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    help_expected = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build a board's bootable UEFI disk image (disk.raw, disk.qcow2,
+    /// manifest.json, SHA256SUMS) into target/slipway/images/<board>/
+    BuildImage(BuildArgs),
+    /// Boot the latest image in QEMU with its serial console on this
+    /// terminal (Ctrl-C ends QEMU)
+    Qemu(QemuArgs),
+    /// Run the whole suite: build the image, then unit, host and VM boot tests
+    Test(TestArgs),
+    /// Measure figures next to a reference measured in the same run
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Board to build (a folder under board/)
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Output folder [default: target/slipway/images/<board>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// OS version written to os-release and the boot entry
+    #[arg(long = "os-version", default_value_t = xtask::build::default_version())]
+    os_version: String,
+    /// Your own kernel image instead of the board's kernel package
+    #[arg(long, requires = "modules")]
+    kernel: Option<PathBuf>,
+    /// The lib/modules/<release> folder that goes with --kernel
+    #[arg(long, requires = "kernel")]
+    modules: Option<PathBuf>,
+    /// Re-resolve the Debian packages to the archive's current versions and
+    /// rewrite board/<board>/inputs.lock
+    #[arg(long)]
+    update_inputs: bool,
+    /// Skip disk.qcow2 (no qemu-img needed)
+    #[arg(long)]
+    no_qcow2: bool,
+}
+
+#[derive(Debug, Args)]
+struct QemuArgs {
+    /// Board whose latest image to boot
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Image to boot instead: an output folder, or a disk.qcow2/disk.raw file
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Guest memory in MiB
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Use KVM instead of TCG (only where KVM works)
+    #[arg(long)]
+    kvm: bool,
+    /// Stop QEMU after this many seconds
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Exit QEMU when the guest reboots
+    #[arg(long)]
+    no_reboot: bool,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Board whose image the VM tests boot
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Arguments for `cargo test` after `--` (a test name filter, --nocapture)
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Warm build phase times, compressed image size, and boot time to the
+    /// ready line next to a reference boot with a trivial init
+    Build(BenchBuildArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchBuildArgs {
+    /// Board to measure
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Runs per measurement (medians are printed)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::BuildImage(a) => {
+            let mut opts = BuildOptions::new(&a.board)?;
+            opts.out_dir = a.out;
+            opts.version = a.os_version;
+            opts.qcow2 = !a.no_qcow2;
+            opts.inputs = InputOptions {
+                update: a.update_inputs,
+                kernel_override: a.kernel.zip(a.modules),
+            };
+            let report = build_image(&opts)?;
+            let total: f64 = report.phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
+            println!(
+                "built {} {} (build {}) in {total:.1} s: {}",
+                report.manifest.board,
+                report.manifest.version,
+                report.manifest.build_id,
+                report.out_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Qemu(a) => run_qemu(a),
+        Cmd::Test(a) => {
+            testing::run(&testing::TestArgs {
+                board: a.board,
+                cargo_test_args: a.cargo_test_args,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Build(a)) => {
+            bench::build(&a.board, a.runs.max(1))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
+    let image = match a.image {
+        Some(p) if p.is_dir() => p.join("disk.qcow2"),
+        Some(p) => p,
+        None => paths::image_dir(&a.board).join("disk.qcow2"),
+    };
+    if !image.is_file() {
+        bail!(
+            "no image at {}: run `cargo xtask build-image` first",
+            image.display()
+        );
+    }
+    let mut machine = qemu::Machine::new(image);
+    machine.memory_mib = a.memory;
+    machine.kvm = a.kvm;
+    machine.no_reboot = a.no_reboot;
+    let dir = tempfile::Builder::new().prefix("slipway-qemu-").tempdir()?;
+    let (files, fw) = qemu::prepare(&machine, dir.path())?;
+    let mut child = qemu::command(&machine, &files, &fw)?
+        .spawn()
+        .context("starting qemu")?;
+    let deadline = a
+        .timeout
+        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!(
+                "\nqemu: stopped after {} s (--timeout)",
+                a.timeout.unwrap_or(0)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,228 @@
+//! Boards as data: `board/<name>/board.toml` names the kernel package, the
+//! initramfs modules, the command line and consoles, partition sizes, the OS
+//! name and the Debian packages the image takes files from. No Rust `cfg`
+//! per board: one test run checks every board.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use slipway_image::layout::{Sizes, Slot, MIB};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// The folder name; not in the file.
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    pub os_name: String,
+    pub kernel: KernelSpec,
+    pub consoles: Vec<String>,
+    pub partitions: PartitionsMib,
+    pub packages: Packages,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSpec {
+    /// Debian package, possibly a metapackage such as
+    /// `linux-image-cloud-amd64` (resolved to the real one and locked).
+    pub package: String,
+    pub modules: Vec<String>,
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionsMib {
+    pub esp_mib: u64,
+    pub root_mib: u64,
+    pub verity_mib: u64,
+    pub var_mib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    /// Provides `usr/lib/systemd/boot/efi/systemd-bootx64.efi`.
+    pub bootloader: String,
+    /// Provides a static `bin/busybox` for the rescue shell.
+    pub busybox: String,
+}
+
+impl Board {
+    /// Loads and checks `boards_dir/<name>/board.toml`.
+    pub fn load(boards_dir: &Path, name: &str) -> Result<Board> {
+        let path = boards_dir.join(name).join("board.toml");
+        if !path.is_file() {
+            let known = list(boards_dir).unwrap_or_default().join(", ");
+            bail!(
+                "unknown board `{name}` (no {}); known boards: {known}",
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(name, &text).with_context(|| format!("board file {}", path.display()))
+    }
+
+    pub fn parse(name: &str, text: &str) -> Result<Board> {
+        let mut board: Board = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        board.name = name.to_string();
+        board.check()?;
+        Ok(board)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.os_name.trim().is_empty() {
+            bail!("os_name: must not be empty");
+        }
+        if self.kernel.package.trim().is_empty() {
+            bail!("kernel.package: must not be empty");
+        }
+        if self.consoles.is_empty() {
+            bail!("consoles: list at least one console, e.g. \"ttyS0,115200\"");
+        }
+        for m in &self.kernel.modules {
+            if m.is_empty() || m.contains(['/', ' ', '.']) {
+                bail!(
+                    "kernel.modules: `{m}` is not a module name (write `virtio_blk`, not a path)"
+                );
+            }
+        }
+        let p = self.partitions;
+        for (field, value) in [
+            ("esp_mib", p.esp_mib),
+            ("root_mib", p.root_mib),
+            ("verity_mib", p.verity_mib),
+            ("var_mib", p.var_mib),
+        ] {
+            if value == 0 {
+                bail!("partitions.{field}: must be at least 1");
+            }
+        }
+        // FAT32 needs at least 65525 clusters; with 4 KiB clusters that is
+        // about 260 MB, and firmware is pickiest about FAT32.
+        if p.esp_mib < 256 {
+            bail!(
+                "partitions.esp_mib: {} is too small, FAT32 needs at least 256",
+                p.esp_mib
+            );
+        }
+        Ok(())
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        let p = self.partitions;
+        Sizes {
+            esp: p.esp_mib * MIB,
+            root: p.root_mib * MIB,
+            verity: p.verity_mib * MIB,
+            var: p.var_mib * MIB,
+        }
+    }
+
+    /// The kernel command line of a slot's boot entry.
+    pub fn cmdline(&self, slot: Slot, root_partuuid: &uuid::Uuid) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if !self.kernel.cmdline.trim().is_empty() {
+            parts.push(self.kernel.cmdline.trim().to_string());
+        }
+        parts.extend(self.consoles.iter().map(|c| format!("console={c}")));
+        parts.push(format!("slipway.slot={}", slot.letter()));
+        parts.push(format!("slipway.root=PARTUUID={root_partuuid}"));
+        parts.join(" ")
+    }
+}
+
+/// Names of the boards under `boards_dir`, sorted.
+pub fn list(boards_dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(boards_dir)
+        .with_context(|| format!("listing boards in {}", boards_dir.display()))?
+    {
+        let entry = entry?;
+        if entry.path().join("board.toml").is_file() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+pub fn lock_path(boards_dir: &Path, name: &str) -> PathBuf {
+    boards_dir.join(name).join("inputs.lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_board_in_the_tree_loads() {
+        let dir = crate::paths::boards_dir();
+        let names = list(&dir).unwrap();
+        assert!(names.contains(&"qemu-x86_64".to_string()));
+        assert!(names.contains(&"generic-x86_64".to_string()));
+        for name in names {
+            let b = Board::load(&dir, &name).unwrap();
+            assert!(!b.kernel.modules.is_empty(), "{name}");
+            assert!(b.sizes().root >= 512 * MIB, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_board_names_the_known_ones() {
+        let err = Board::load(&crate::paths::boards_dir(), "nope").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("unknown board `nope`"), "{msg}");
+        assert!(msg.contains("qemu-x86_64"), "{msg}");
+    }
+
+    const GOOD: &str = r#"
+description = "d"
+os_name = "Slipway"
+consoles = ["tty0", "ttyS0,115200"]
+[kernel]
+package = "linux-image-cloud-amd64"
+modules = ["virtio_blk"]
+cmdline = "quiet"
+[partitions]
+esp_mib = 256
+root_mib = 1024
+verity_mib = 64
+var_mib = 128
+[packages]
+bootloader = "systemd-boot-efi"
+busybox = "busybox-static"
+"#;
+
+    #[test]
+    fn malformed_board_errors_name_the_field_and_line() {
+        let bad = GOOD.replace("esp_mib = 256", "esp_mib = \"big\"");
+        let msg = format!("{:#}", Board::parse("x", &bad).unwrap_err());
+        assert!(msg.contains("esp_mib"), "{msg}");
+        assert!(msg.contains("line 11"), "{msg}");
+
+        let unknown = GOOD.replace("cmdline = \"quiet\"", "cmdlin = \"quiet\"");
+        let msg = format!("{:#}", Board::parse("x", &unknown).unwrap_err());
+        assert!(msg.contains("unknown field `cmdlin`"), "{msg}");
+
+        let path = GOOD.replace("\"virtio_blk\"", "\"kernel/virtio_blk.ko\"");
+        let msg = format!("{:#}", Board::parse("x", &path).unwrap_err());
+        assert!(msg.contains("not a module name"), "{msg}");
+    }
+
+    #[test]
+    fn cmdline_puts_consoles_then_slot_and_root() {
+        let b = Board::parse("x", GOOD).unwrap();
+        let u = uuid::Uuid::nil();
+        assert_eq!(
+            b.cmdline(Slot::B, &u),
+            "quiet console=tty0 console=ttyS0,115200 slipway.slot=b \
+             slipway.root=PARTUUID=00000000-0000-0000-0000-000000000000"
+        );
+    }
+}

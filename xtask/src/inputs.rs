@@ -1,0 +1,404 @@
+//! The build's inputs: Debian packages fetched with `apt-get download`,
+//! cached under `target/slipway/`, unpacked in Rust, and pinned by
+//! `board/<name>/inputs.lock` (name, version, sha256), which is checked on
+//! every reuse.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use slipway_image::deb;
+
+use crate::board::Board;
+use crate::paths;
+use crate::util::sha256_file;
+
+/// What a package is used for; one lock entry per role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Kernel,
+    Bootloader,
+    Busybox,
+}
+
+/// One pinned package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locked {
+    pub role: Role,
+    /// What the board asked for (a metapackage, for the kernel).
+    pub requested: String,
+    pub package: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LockFile {
+    #[serde(default, rename = "package")]
+    packages: Vec<Locked>,
+}
+
+const LOCK_HEADER: &str = "\
+# Inputs of this board's image, pinned by `cargo xtask build-image`.
+# Every build checks the cached .deb files against these hashes.
+# Re-resolve to the archive's current versions with
+#   cargo xtask build-image --board <board> --update-inputs
+";
+
+/// The kernel the image boots.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<release>` with `kernel/` and `modules.builtin`.
+    pub modules_dir: PathBuf,
+    pub release: String,
+}
+
+/// Everything the image is made from, resolved to files on disk.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub kernel: Kernel,
+    pub systemd_boot: PathBuf,
+    pub busybox: PathBuf,
+    /// The pinned packages (the kernel's is absent when the user brought
+    /// their own kernel).
+    pub packages: Vec<Locked>,
+    /// sha256 of a user-supplied kernel image.
+    pub kernel_override_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// Re-resolve every package to the archive's candidate and rewrite the lock.
+    pub update: bool,
+    /// `--kernel FILE --modules DIR`.
+    pub kernel_override: Option<(PathBuf, PathBuf)>,
+}
+
+pub fn resolve(board: &Board, opts: &InputOptions) -> Result<Inputs> {
+    let lock_path = crate::board::lock_path(&paths::boards_dir(), &board.name);
+    let mut lock = read_lock(&lock_path)?;
+    let mut changed = false;
+
+    let mut wanted = vec![
+        (Role::Bootloader, board.packages.bootloader.clone()),
+        (Role::Busybox, board.packages.busybox.clone()),
+    ];
+    if opts.kernel_override.is_none() {
+        wanted.insert(0, (Role::Kernel, board.kernel.package.clone()));
+    }
+
+    let mut pinned = Vec::new();
+    for (role, requested) in wanted {
+        let existing = lock
+            .packages
+            .iter()
+            .find(|l| l.role == role && l.requested == requested)
+            .cloned();
+        let entry = match existing {
+            Some(l) if !opts.update => {
+                ensure_cached(&l, &lock_path)?;
+                l
+            }
+            _ => {
+                let l = fetch_candidate(role, &requested)?;
+                changed = true;
+                l
+            }
+        };
+        pinned.push(entry);
+    }
+
+    if changed {
+        // Keep entries of roles not used this time (e.g. the kernel while a
+        // user kernel is given), replace the rest.
+        lock.packages
+            .retain(|old| !pinned.iter().any(|new| new.role == old.role));
+        lock.packages.extend(pinned.iter().cloned());
+        lock.packages.sort_by_key(|l| l.role);
+        write_lock(&lock_path, &lock)?;
+        eprintln!("inputs: wrote {}", lock_path.display());
+    }
+
+    let dir_of = |role: Role| -> Result<PathBuf> {
+        let l = pinned
+            .iter()
+            .find(|l| l.role == role)
+            .context("internal: role not resolved")?;
+        unpacked(l)
+    };
+
+    let systemd_boot =
+        dir_of(Role::Bootloader)?.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    if !systemd_boot.is_file() {
+        bail!(
+            "package {} has no {}: is it systemd-boot-efi?",
+            board.packages.bootloader,
+            "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+        );
+    }
+    let bb_dir = dir_of(Role::Busybox)?;
+    let busybox = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| bb_dir.join(p))
+        .find(|p| p.is_file())
+        .with_context(|| format!("package {} has no bin/busybox", board.packages.busybox))?;
+
+    let (kernel, kernel_override_sha256) = match &opts.kernel_override {
+        Some((vmlinuz, modules)) => (user_kernel(vmlinuz, modules)?, Some(sha256_file(vmlinuz)?)),
+        None => (
+            packaged_kernel(&dir_of(Role::Kernel)?, &board.kernel.package)?,
+            None,
+        ),
+    };
+
+    Ok(Inputs {
+        kernel,
+        systemd_boot,
+        busybox,
+        packages: pinned,
+        kernel_override_sha256,
+    })
+}
+
+fn read_lock(path: &Path) -> Result<LockFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("lock file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_lock(path: &Path, lock: &LockFile) -> Result<()> {
+    let body = toml::to_string(lock).context("serialising the lock file")?;
+    crate::util::write_atomic(path, format!("{LOCK_HEADER}\n{body}").as_bytes())
+}
+
+fn deb_path(package: &str, version: &str) -> PathBuf {
+    paths::deb_cache().join(format!("{package}_{version}.deb"))
+}
+
+/// Makes sure the locked package is in the cache with the locked hash.
+fn ensure_cached(l: &Locked, lock_path: &Path) -> Result<()> {
+    let path = deb_path(&l.package, &l.version);
+    if !path.is_file() {
+        let fetched = apt_download(&format!("{}={}", l.package, l.version)).with_context(|| {
+            format!(
+                "fetching {} {} pinned by {} (if the archive no longer has it, \
+                 run with --update-inputs)",
+                l.package,
+                l.version,
+                lock_path.display()
+            )
+        })?;
+        std::fs::rename(&fetched, &path)
+            .with_context(|| format!("moving {} to {}", fetched.display(), path.display()))?;
+    }
+    let sum = sha256_file(&path)?;
+    if sum != l.sha256 {
+        bail!(
+            "cached package {} has sha256 {sum} but {} pins {}: delete the file to fetch it \
+             again, or run with --update-inputs to trust a new build",
+            path.display(),
+            lock_path.display(),
+            l.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Downloads the archive's candidate of `requested` (following a kernel
+/// metapackage to the real image package) and returns its pin.
+fn fetch_candidate(role: Role, requested: &str) -> Result<Locked> {
+    let mut deb = apt_download(requested)?;
+    let mut control = deb::control(&deb).with_context(|| format!("reading {}", deb.display()))?;
+    // A kernel metapackage (linux-image-cloud-amd64) depends on the real
+    // image package; the real one depends on no other linux-image-*.
+    let meta_target = control
+        .depends
+        .iter()
+        .find(|d| d.starts_with("linux-image-"))
+        .cloned();
+    if let (Role::Kernel, Some(real)) = (role, meta_target) {
+        let _ = std::fs::remove_file(&deb);
+        deb = apt_download(&real)?;
+        control = deb::control(&deb).with_context(|| format!("reading {}", deb.display()))?;
+    }
+    let dest = deb_path(&control.package, &control.version);
+    std::fs::rename(&deb, &dest)
+        .with_context(|| format!("moving {} to {}", deb.display(), dest.display()))?;
+    let sha256 = sha256_file(&dest)?;
+    eprintln!(
+        "inputs: {} {} sha256 {sha256}",
+        control.package, control.version
+    );
+    Ok(Locked {
+        role,
+        requested: requested.to_string(),
+        package: control.package,
+        version: control.version,
+        sha256,
+    })
+}
+
+/// Runs `apt-get download SPEC` in a fresh folder of the cache and returns
+/// the one `.deb` it produced.
+fn apt_download(spec: &str) -> Result<PathBuf> {
+    let tmp_root = paths::deb_cache();
+    std::fs::create_dir_all(&tmp_root)
+        .with_context(|| format!("creating {}", tmp_root.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(&tmp_root)
+        .context("creating a download folder")?;
+    eprintln!("inputs: apt-get download {spec}");
+    let out = Command::new("apt-get")
+        // apt drops to the `_apt` user for downloads, which cannot write to
+        // our cache; downloading as the caller is what we want.
+        .args(["-o", "APT::Sandbox::User=root", "-q", "download", spec])
+        .current_dir(tmp.path())
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "apt-get not found: the image is built from Debian packages; run on Debian or \
+             Ubuntu (or bring your own kernel with --kernel FILE --modules DIR and put the \
+             other packages in {})",
+            paths::deb_cache().display()
+        ),
+        Err(e) => return Err(e).context("running apt-get"),
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        bail!(
+            "apt-get download {spec} failed: {last} (run `apt-get update` if the package lists \
+             are missing or stale)"
+        );
+    }
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(tmp.path())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    if debs.len() != 1 {
+        bail!(
+            "apt-get download {spec} produced {} .deb files, expected 1",
+            debs.len()
+        );
+    }
+    let deb = debs.remove(0);
+    let kept = tmp_root.join(format!(".fetched-{}", std::process::id()));
+    std::fs::rename(&deb, &kept)?;
+    Ok(kept)
+}
+
+/// Unpacks a pinned package once; a marker holding the sha256 says the
+/// folder is complete (an interrupted unpack is redone, never trusted).
+fn unpacked(l: &Locked) -> Result<PathBuf> {
+    let dir = paths::unpack_cache().join(format!("{}_{}", l.package, l.version));
+    let marker = dir.join(".slipway-unpacked");
+    if std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == l.sha256) {
+        return Ok(dir);
+    }
+    let deb = deb_path(&l.package, &l.version);
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("inputs: unpacking {}", deb.display());
+    deb::extract(&deb, &tmp).with_context(|| format!("unpacking {}", deb.display()))?;
+    std::fs::write(tmp.join(".slipway-unpacked"), &l.sha256)?;
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("moving {} to {}", tmp.display(), dir.display()))?;
+    Ok(dir)
+}
+
+fn packaged_kernel(root: &Path, package: &str) -> Result<Kernel> {
+    let boot = root.join("boot");
+    let vmlinuz = std::fs::read_dir(&boot)
+        .with_context(|| format!("kernel package {package}: no boot/ folder"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .with_context(|| format!("kernel package {package}: no boot/vmlinuz-*"))?;
+    let release = vmlinuz
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_start_matches("vmlinuz-")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let modules_dir = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|d| root.join(d).join(&release))
+        .find(|d| d.is_dir())
+        .with_context(|| format!("kernel package {package}: no lib/modules/{release}"))?;
+    Ok(Kernel {
+        vmlinuz,
+        modules_dir,
+        release,
+    })
+}
+
+fn user_kernel(vmlinuz: &Path, modules: &Path) -> Result<Kernel> {
+    if !vmlinuz.is_file() {
+        bail!("--kernel {}: no such file", vmlinuz.display());
+    }
+    if !modules.join("kernel").is_dir() {
+        bail!(
+            "--modules {}: expected a lib/modules/<release> folder holding kernel/",
+            modules.display()
+        );
+    }
+    let release = modules
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Kernel {
+        vmlinuz: vmlinuz.to_path_buf(),
+        modules_dir: modules.to_path_buf(),
+        release,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_round_trips_and_has_a_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inputs.lock");
+        let lock = LockFile {
+            packages: vec![Locked {
+                role: Role::Kernel,
+                requested: "linux-image-cloud-amd64".into(),
+                package: "linux-image-6.1.0-56-cloud-amd64".into(),
+                version: "6.1.192-2".into(),
+                sha256: "ab".repeat(32),
+            }],
+        };
+        write_lock(&path, &lock).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# Inputs of this board"));
+        assert!(text.contains("role = \"kernel\""));
+        assert_eq!(read_lock(&path).unwrap().packages, lock.packages);
+    }
+
+    #[test]
+    fn user_kernel_checks_its_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = user_kernel(&dir.path().join("nope"), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("--kernel"), "{err}");
+        let k = dir.path().join("vmlinuz");
+        std::fs::write(&k, b"k").unwrap();
+        let err = user_kernel(&k, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("--modules"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Running an image in QEMU: OVMF firmware with a fresh copy of its VARS
+//! per run, the image behind a qcow2 overlay (the built image is never
+//! modified), serial console, user-mode networking, TCG unless asked for KVM.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::which;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Where Debian's `ovmf` package puts the 4 MiB firmware (and older names).
+const OVMF_CANDIDATES: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct Firmware {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
+pub fn find_ovmf() -> Result<Firmware> {
+    OVMF_CANDIDATES
+        .iter()
+        .map(|(c, v)| Firmware {
+            code: PathBuf::from(c),
+            vars: PathBuf::from(v),
+        })
+        .find(|f| f.code.is_file() && f.vars.is_file())
+        .with_context(|| {
+            format!(
+                "OVMF firmware not found (looked for {}): install it with `apt-get install ovmf`",
+                OVMF_CANDIDATES
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+pub fn find_qemu() -> Result<PathBuf> {
+    which(QEMU).with_context(|| {
+        format!("{QEMU} not found: install it with `apt-get install qemu-system-x86`")
+    })
+}
+
+/// How to boot: through the firmware from the disk, or straight into a
+/// kernel (faster; used for tests of the initramfs alone).
+#[derive(Debug, Clone)]
+pub enum Boot {
+    Firmware,
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// The base image (`disk.qcow2` or `disk.raw`); never written.
+    pub image: PathBuf,
+    pub memory_mib: u32,
+    pub kvm: bool,
+    /// Exit instead of rebooting (tests see a reboot as QEMU ending).
+    pub no_reboot: bool,
+    pub boot: Boot,
+    /// Grow the overlay to this size (bytes) to test a bigger disk.
+    pub disk_size: Option<u64>,
+    /// Forward a host port to a guest port over user networking.
+    pub host_forwards: Vec<(u16, u16)>,
+    pub extra_args: Vec<String>,
+}
+
+impl Machine {
+    pub fn new(image: PathBuf) -> Self {
+        Self {
+            image,
+            memory_mib: 512,
+            kvm: false,
+            no_reboot: false,
+            boot: Boot::Firmware,
+            disk_size: None,
+            host_forwards: Vec::new(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// Files of one run: the overlay and the VARS copy, in a folder the caller
+/// owns (and removes).
+#[derive(Debug)]
+pub struct RunFiles {
+    pub overlay: PathBuf,
+    pub vars: PathBuf,
+    pub qmp: PathBuf,
+}
+
+/// Creates the overlay and firmware VARS copy in `dir`.
+pub fn prepare(machine: &Machine, dir: &Path) -> Result<(RunFiles, Firmware)> {
+    let fw = find_ovmf()?;
+    let image = machine.image.canonicalize().with_context(|| {
+        format!(
+            "image {} not found: run `cargo xtask build-image`",
+            machine.image.display()
+        )
+    })?;
+    let format = if image.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    let overlay = dir.join("overlay.qcow2");
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+        .arg(&image)
+        .arg(&overlay);
+    if let Some(size) = machine.disk_size {
+        cmd.arg(size.to_string());
+    }
+    let out = cmd
+        .output()
+        .context("running qemu-img (apt-get install qemu-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "qemu-img create {} failed: {}",
+            overlay.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy(&fw.vars, &vars)
+        .with_context(|| format!("copying {} to {}", fw.vars.display(), vars.display()))?;
+    let qmp = dir.join("qmp.sock");
+    Ok((RunFiles { overlay, vars, qmp }, fw))
+}
+
+/// The QEMU command line; serial on stdio, a QMP socket at `files.qmp`.
+pub fn command(machine: &Machine, files: &RunFiles, fw: &Firmware) -> Result<Command> {
+    let qemu = find_qemu()?;
+    let mut cmd = Command::new(qemu);
+    let accel = if machine.kvm { "kvm" } else { "tcg" };
+    let mut netdev = "user,id=net0".to_string();
+    for (host, guest) in &machine.host_forwards {
+        netdev += &format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+    }
+    cmd.args(["-machine", "q35", "-accel", accel, "-cpu", "max"])
+        .args(["-m", &machine.memory_mib.to_string(), "-smp", "1"])
+        .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
+        .args(["-monitor", "none"])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            fw.code.display()
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            files.vars.display()
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=virtio,format=qcow2,file={}",
+            files.overlay.display()
+        ))
+        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", files.qmp.display()));
+    if machine.no_reboot {
+        cmd.arg("-no-reboot");
+    }
+    if let Boot::Kernel {
+        kernel,
+        initrd,
+        append,
+    } = &machine.boot
+    {
+        cmd.arg("-kernel")
+            .arg(kernel)
+            .arg("-initrd")
+            .arg(initrd)
+            .arg("-append")
+            .arg(append);
+    }
+    cmd.args(&machine.extra_args);
+    Ok(cmd)
+}

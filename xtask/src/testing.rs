@@ -1,0 +1,86 @@
+//! `cargo xtask test` and what the VM tests share: where the image under
+//! test is, and the rule that VM tests never skip silently in CI.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::build::{build_image, BuildOptions};
+use crate::{paths, qemu, util};
+
+/// Set by `cargo xtask test` to the folder of the image the VM tests boot.
+pub const IMAGE_ENV: &str = "SLIPWAY_TEST_IMAGE_DIR";
+
+/// True when running in CI (the `CI` variable set and not "false").
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The image a VM test should boot, or `None` to skip outside CI. In CI a
+/// missing image or QEMU fails the test instead.
+pub fn vm_test_image(test: &str) -> Option<PathBuf> {
+    let why = match (
+        std::env::var_os(IMAGE_ENV),
+        qemu::find_qemu(),
+        qemu::find_ovmf(),
+    ) {
+        (Some(dir), Ok(_), Ok(_)) => return Some(PathBuf::from(dir)),
+        (None, _, _) => format!("{IMAGE_ENV} is not set (run the suite with `cargo xtask test`)"),
+        (_, Err(e), _) | (_, _, Err(e)) => format!("{e:#}"),
+    };
+    if in_ci() {
+        panic!("{test}: VM test cannot run in CI: {why}");
+    }
+    eprintln!("{test}: SKIPPED (not in CI): {why}");
+    None
+}
+
+#[derive(Debug, Clone)]
+pub struct TestArgs {
+    pub board: String,
+    /// Passed to `cargo test` after `--` (a filter, `--nocapture`, …).
+    pub cargo_test_args: Vec<String>,
+}
+
+/// The whole suite: build the board's image, then `cargo test --workspace`
+/// with the VM tests pointed at it.
+pub fn run(args: &TestArgs) -> Result<()> {
+    let mut missing = Vec::new();
+    if let Err(e) = qemu::find_qemu() {
+        missing.push(format!("{e:#}"));
+    }
+    if let Err(e) = qemu::find_ovmf() {
+        missing.push(format!("{e:#}"));
+    }
+    if util::which("qemu-img").is_none() {
+        missing.push("qemu-img not found: `apt-get install qemu-utils`".to_string());
+    }
+    if !missing.is_empty() {
+        if in_ci() {
+            bail!("CI must run the VM tests, but:\n  {}", missing.join("\n  "));
+        }
+        eprintln!(
+            "test: VM tests will be skipped:\n  {}",
+            missing.join("\n  ")
+        );
+    }
+
+    eprintln!("test: building the {} image", args.board);
+    let opts = BuildOptions::new(&args.board)?;
+    let report = build_image(&opts)?;
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace", "--locked"])
+        .current_dir(paths::project_root())
+        .env(IMAGE_ENV, &report.out_dir);
+    if !args.cargo_test_args.is_empty() {
+        cmd.arg("--").args(&args.cargo_test_args);
+    }
+    let status = cmd.status().context("running cargo test")?;
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}

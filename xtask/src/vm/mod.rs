@@ -1,0 +1,165 @@
+//! The VM test harness: a QEMU process with its serial console read into a
+//! transcript, waits with timeouts, commands typed into the guest's rescue
+//! shell, and a QMP socket for power events (`system_powerdown`,
+//! `system_reset`, `quit`). Later tests (updates, power cuts) build on it.
+
+mod qmp;
+mod serial;
+
+pub use qmp::Qmp;
+pub use serial::Transcript;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::qemu::{self, Machine};
+
+pub struct Vm {
+    child: Child,
+    stdin: ChildStdin,
+    transcript: Transcript,
+    qmp_path: PathBuf,
+    started: Instant,
+    // Holds the overlay and VARS copy; removed with the VM.
+    _dir: tempfile::TempDir,
+    name: String,
+}
+
+static MARKERS: AtomicU32 = AtomicU32::new(1);
+
+impl Vm {
+    /// Starts QEMU; `name` labels the transcript file kept for debugging
+    /// under `target/slipway/vm-logs/`.
+    pub fn start(name: &str, machine: &Machine) -> Result<Vm> {
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-vm-")
+            .tempdir()
+            .context("creating the VM's folder")?;
+        let (files, fw) = qemu::prepare(machine, dir.path())?;
+        let mut cmd = qemu::command(machine, &files, &fw)?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting qemu")?;
+        let started = Instant::now();
+        let stdin = child.stdin.take().context("qemu stdin")?;
+        let stdout = child.stdout.take().context("qemu stdout")?;
+        let stderr = child.stderr.take().context("qemu stderr")?;
+        let log_dir = crate::paths::slipway_dir().join("vm-logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let transcript = Transcript::spawn(stdout, stderr, &log_dir.join(format!("{name}.log")))?;
+        Ok(Vm {
+            child,
+            stdin,
+            transcript,
+            qmp_path: files.qmp,
+            started,
+            _dir: dir,
+            name: name.to_string(),
+        })
+    }
+
+    /// Time since QEMU was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
+    /// Waits for a console line containing `needle` that appears after the
+    /// last line matched by a previous wait; returns the line.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_line(|l| l.contains(needle), timeout)
+            .with_context(|| format!("{}: waiting for `{needle}`", self.name))
+    }
+
+    /// Like [`Self::wait_for`] with a predicate.
+    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Result<String> {
+        match self.transcript.wait_line(&pred, timeout) {
+            Some(line) => Ok(line),
+            None => bail!(
+                "not seen within {} s; qemu {}; last console lines:\n{}",
+                timeout.as_secs(),
+                if self.transcript.closed() {
+                    "has exited"
+                } else {
+                    "is running"
+                },
+                self.transcript.tail(25)
+            ),
+        }
+    }
+
+    /// Types raw text into the serial console.
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        self.stdin.write_all(text.as_bytes())?;
+        self.stdin.flush()?;
+        Ok(())
+    }
+
+    /// Runs a shell command in the guest's rescue shell and returns its
+    /// output and exit status. The command's output must not contain the
+    /// marker, which is unique per call.
+    pub fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
+        let n = MARKERS.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("@@done{n}@@");
+        // The marker is split by quotes so the echo of the typed line does
+        // not match it; only the command's real output does.
+        let split = format!("@@'d'one{n}@@");
+        let start = self.transcript.cursor();
+        self.send(&format!("{command}; echo \"{split}$?\"\n"))?;
+        let line = self
+            .wait_line(|l| l.contains(&marker) && !l.contains(&split), timeout)
+            .with_context(|| format!("{}: running `{command}`", self.name))?;
+        let status = line
+            .split(&marker)
+            .nth(1)
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .with_context(|| format!("no exit status in `{line}`"))?;
+        let output = self.transcript.lines_between(start, &marker);
+        Ok((status, output))
+    }
+
+    pub fn qmp(&self) -> Result<Qmp> {
+        Qmp::connect(&self.qmp_path)
+    }
+
+    /// Waits for QEMU to exit (a guest poweroff, or a reboot with
+    /// `no_reboot`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.transcript.wait_closed(Duration::from_secs(5));
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: qemu still running after {} s; last console lines:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.transcript.tail(25)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.transcript.path()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
