@@ -3,4 +3,10 @@
 //! come from. Nothing here opens `/dev/*` or needs root: every writer works
 //! on ordinary files.
 
+pub mod bls;
+pub mod deb;
+pub mod esp;
+pub mod gpt_table;
+pub mod layout;
+pub mod rootfs;
 pub mod tree;

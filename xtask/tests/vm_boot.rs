@@ -1,0 +1,111 @@
+//! VM tests of the spine: boot the built image under TCG through OVMF and
+//! systemd-boot, and check what a user would see on the serial console.
+//! They need the image `cargo xtask test` builds; in CI they fail rather
+//! than skip when it or QEMU is missing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use xtask::qemu::{Boot, Machine};
+use xtask::testing::vm_test_image;
+use xtask::vm::Vm;
+
+/// Generous: two VMs may boot at once on two cores under TCG.
+const BOOT: Duration = Duration::from_secs(240);
+const CMD: Duration = Duration::from_secs(30);
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+    serde_json::from_str(&text).expect("manifest.json parses")
+}
+
+#[test]
+fn boots_to_ready_line_with_read_only_root_and_powers_off_cleanly() {
+    let Some(dir) = vm_test_image("boots_to_ready_line") else {
+        return;
+    };
+    let version = manifest(&dir)["version"].as_str().unwrap().to_string();
+    let mut vm = Vm::start("boot-ready", &Machine::new(dir.join("disk.qcow2"))).unwrap();
+
+    let line = vm.wait_for("slipway: ready ", BOOT).unwrap();
+    let fields = line.trim_start_matches(|c| c != 's');
+    let want = format!("slipway: ready version={version} slot=a boot_ms=");
+    assert!(fields.starts_with(&want), "ready line `{line}`, want `{want}<ms>`");
+    let ms: u64 = fields[want.len()..].trim().parse().expect("boot_ms is a number");
+    assert!(ms > 0 && ms < BOOT.as_millis() as u64, "boot_ms={ms}");
+    // Exactly one ready line on the serial console.
+    vm.wait_for("rescue shell", CMD).unwrap();
+    let ready_lines = vm
+        .transcript()
+        .lines()
+        .iter()
+        .filter(|l| l.contains("slipway: ready "))
+        .count();
+    assert_eq!(ready_lines, 1, "{}", vm.transcript().tail(40));
+
+    // The shell answers, and the root is the read-only slot A image.
+    let (rc, out) = vm.run("cat /etc/os-release", CMD).unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("ID=slipway"), "{out}");
+    assert!(out.contains(&format!("IMAGE_VERSION={version}")), "{out}");
+    let (rc, out) = vm.run("touch /probe", CMD).unwrap();
+    assert_ne!(rc, 0, "writing to / succeeded: {out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    let (rc, out) = vm.run("grep ' / ' /proc/mounts", CMD).unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("squashfs ro"), "root mount: {out}");
+    let (rc, out) = vm.run("echo hi > /tmp/t && cat /tmp/t", CMD).unwrap();
+    assert_eq!((rc, out.trim().ends_with("hi")), (0, true), "{out}");
+
+    // The ACPI power button: a clean poweroff, QEMU exits by itself.
+    vm.qmp().unwrap().system_powerdown().unwrap();
+    vm.wait_for("slipway: poweroff requested", Duration::from_secs(60))
+        .unwrap();
+    let status = vm.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "qemu exit {status}");
+    let lines = vm.transcript().lines();
+    assert!(
+        lines.iter().any(|l| l.contains("slipway: powering off")),
+        "{}",
+        vm.transcript().tail(20)
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("Kernel panic")),
+        "{}",
+        vm.transcript().tail(40)
+    );
+}
+
+#[test]
+fn stage1_failure_reports_and_reboots() {
+    let Some(dir) = vm_test_image("stage1_failure") else {
+        return;
+    };
+    // Boot slot A's own kernel and initramfs, taken from the ESP, with a
+    // command line that names no root partition.
+    let m = manifest(&dir);
+    let esp = &m["partitions"][0];
+    let (off, size) = (esp["offset"].as_u64().unwrap(), esp["size"].as_u64().unwrap());
+    let mut raw = std::fs::File::open(dir.join("disk.raw")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for (name, path) in [("vmlinuz", "slipway/a/vmlinuz"), ("initrd", "slipway/a/initrd")] {
+        let data = slipway_image::esp::read_file(&mut raw, off, size, path).unwrap();
+        std::fs::write(work.path().join(name), data).unwrap();
+    }
+    let mut machine = Machine::new(dir.join("disk.qcow2"));
+    machine.no_reboot = true;
+    machine.boot = Boot::Kernel {
+        kernel: work.path().join("vmlinuz"),
+        initrd: work.path().join("initrd"),
+        append: "console=ttyS0,115200 panic=5 slipway.slot=a".into(),
+    };
+    let mut vm = Vm::start("stage1-failure", &machine).unwrap();
+    let line = vm.wait_for("slipway: stage1 failed: ", BOOT).unwrap();
+    assert!(line.contains("slipway.root"), "reason should name the missing key: {line}");
+    // It reboots by itself (QEMU exits because of -no-reboot) and never
+    // panics the kernel or reaches the ready line.
+    vm.wait_exit(Duration::from_secs(60)).unwrap();
+    let lines = vm.transcript().lines();
+    assert!(!lines.iter().any(|l| l.contains("Kernel panic")), "{}", vm.transcript().tail(30));
+    assert!(!lines.iter().any(|l| l.contains("slipway: ready")));
+}
