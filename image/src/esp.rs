@@ -100,6 +100,9 @@ pub fn write(
         &mut stream,
         FormatVolumeOptions::new()
             .fat_type(fatfs::FatType::Fat32)
+            // 2 KiB clusters: 4 KiB would leave a 256 MiB volume under
+            // FAT32's minimum of 65525 clusters; fatfs would pick 512 B.
+            .bytes_per_cluster(2048)
             .volume_id(volume_id)
             .volume_label(*b"ESP        "),
     )
@@ -128,6 +131,7 @@ pub fn write(
         }
     }
     fs.unmount().map_err(err("unmounting"))?;
+    crate::fat_fixup::fix_dot_entries(&mut stream).map_err(err("fixing dot entries"))?;
     stream.flush().map_err(err("flushing"))?;
     Ok(())
 }
@@ -193,5 +197,42 @@ mod tests {
         let got = read_file(&mut f1, 1 << 20, 260 << 20, "EFI/BOOT/BOOTX64.EFI").unwrap();
         assert_eq!(got, vec![7u8; 100_000]);
         assert_eq!(std::fs::read(p1).unwrap(), std::fs::read(p2).unwrap());
+    }
+
+    #[test]
+    fn subdirectories_start_with_dot_entries_and_dotdot_of_root_is_zero() {
+        use std::io::{Read, Seek, SeekFrom};
+        let files = vec![("EFI/BOOT/X.EFI".to_string(), vec![1u8; 10])];
+        let d = tempfile::tempdir().unwrap();
+        let (mut f, _) = esp_image(d.path(), &files);
+        let mut boot = [0u8; 512];
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.read_exact(&mut boot).unwrap();
+        let bps = u64::from(u16::from_le_bytes([boot[11], boot[12]]));
+        let cluster = bps * u64::from(boot[13]);
+        let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]]));
+        let fat = u64::from(u32::from_le_bytes([boot[36], boot[37], boot[38], boot[39]]));
+        let data = (1 << 20) + (reserved + u64::from(boot[16]) * fat) * bps;
+        assert_eq!(cluster, 2048);
+        let read_dir = |f: &mut File, c: u64| {
+            let mut b = vec![0u8; 128];
+            f.seek(SeekFrom::Start(data + (c - 2) * cluster)).unwrap();
+            f.read_exact(&mut b).unwrap();
+            b
+        };
+        let root = read_dir(&mut f, 2);
+        let efi = root
+            .chunks(32)
+            .find(|e| &e[..11] == b"EFI        ")
+            .unwrap();
+        let efi_cluster = u64::from(u16::from_le_bytes([efi[26], efi[27]]));
+        let dir = read_dir(&mut f, efi_cluster);
+        assert_eq!(&dir[..11], b".          ");
+        assert_eq!(&dir[32..43], b"..         ");
+        assert_eq!(
+            &dir[32 + 26..32 + 28],
+            &[0, 0],
+            "'..' of a child of the root is 0"
+        );
     }
 }

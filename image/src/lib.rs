@@ -6,6 +6,7 @@
 pub mod bls;
 pub mod deb;
 pub mod esp;
+mod fat_fixup;
 pub mod gpt_table;
 pub mod layout;
 pub mod rootfs;

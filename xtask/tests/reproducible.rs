@@ -10,7 +10,10 @@ use xtask::testing::{in_ci, IMAGE_ENV};
 #[test]
 fn rebuild_gives_a_byte_identical_disk() {
     let Some(dir) = std::env::var_os(IMAGE_ENV).map(std::path::PathBuf::from) else {
-        assert!(!in_ci(), "{IMAGE_ENV} must be set in CI (run `cargo xtask test`)");
+        assert!(
+            !in_ci(),
+            "{IMAGE_ENV} must be set in CI (run `cargo xtask test`)"
+        );
         eprintln!("rebuild_gives_a_byte_identical_disk: SKIPPED: {IMAGE_ENV} not set");
         return;
     };
@@ -27,7 +30,10 @@ fn rebuild_gives_a_byte_identical_disk() {
 
     let a = dir.join("disk.raw");
     let b = report.out_dir.join("disk.raw");
-    let (mut fa, mut fb) = (std::fs::File::open(&a).unwrap(), std::fs::File::open(&b).unwrap());
+    let (mut fa, mut fb) = (
+        std::fs::File::open(&a).unwrap(),
+        std::fs::File::open(&b).unwrap(),
+    );
     assert_eq!(fa.metadata().unwrap().len(), fb.metadata().unwrap().len());
     let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let mut offset = 0u64;

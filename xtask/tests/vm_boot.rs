@@ -30,8 +30,14 @@ fn boots_to_ready_line_with_read_only_root_and_powers_off_cleanly() {
     let line = vm.wait_for("slipway: ready ", BOOT).unwrap();
     let fields = line.trim_start_matches(|c| c != 's');
     let want = format!("slipway: ready version={version} slot=a boot_ms=");
-    assert!(fields.starts_with(&want), "ready line `{line}`, want `{want}<ms>`");
-    let ms: u64 = fields[want.len()..].trim().parse().expect("boot_ms is a number");
+    assert!(
+        fields.starts_with(&want),
+        "ready line `{line}`, want `{want}<ms>`"
+    );
+    let ms: u64 = fields[want.len()..]
+        .trim()
+        .parse()
+        .expect("boot_ms is a number");
     assert!(ms > 0 && ms < BOOT.as_millis() as u64, "boot_ms={ms}");
     // Exactly one ready line on the serial console.
     vm.wait_for("rescue shell", CMD).unwrap();
@@ -85,10 +91,16 @@ fn stage1_failure_reports_and_reboots() {
     // command line that names no root partition.
     let m = manifest(&dir);
     let esp = &m["partitions"][0];
-    let (off, size) = (esp["offset"].as_u64().unwrap(), esp["size"].as_u64().unwrap());
+    let (off, size) = (
+        esp["offset"].as_u64().unwrap(),
+        esp["size"].as_u64().unwrap(),
+    );
     let mut raw = std::fs::File::open(dir.join("disk.raw")).unwrap();
     let work = tempfile::tempdir().unwrap();
-    for (name, path) in [("vmlinuz", "slipway/a/vmlinuz"), ("initrd", "slipway/a/initrd")] {
+    for (name, path) in [
+        ("vmlinuz", "slipway/a/vmlinuz"),
+        ("initrd", "slipway/a/initrd"),
+    ] {
         let data = slipway_image::esp::read_file(&mut raw, off, size, path).unwrap();
         std::fs::write(work.path().join(name), data).unwrap();
     }
@@ -101,11 +113,18 @@ fn stage1_failure_reports_and_reboots() {
     };
     let mut vm = Vm::start("stage1-failure", &machine).unwrap();
     let line = vm.wait_for("slipway: stage1 failed: ", BOOT).unwrap();
-    assert!(line.contains("slipway.root"), "reason should name the missing key: {line}");
+    assert!(
+        line.contains("slipway.root"),
+        "reason should name the missing key: {line}"
+    );
     // It reboots by itself (QEMU exits because of -no-reboot) and never
     // panics the kernel or reaches the ready line.
     vm.wait_exit(Duration::from_secs(60)).unwrap();
     let lines = vm.transcript().lines();
-    assert!(!lines.iter().any(|l| l.contains("Kernel panic")), "{}", vm.transcript().tail(30));
+    assert!(
+        !lines.iter().any(|l| l.contains("Kernel panic")),
+        "{}",
+        vm.transcript().tail(30)
+    );
     assert!(!lines.iter().any(|l| l.contains("slipway: ready")));
 }
