@@ -25,6 +25,7 @@ pub struct Vm {
     transcript: Transcript,
     qmp_path: PathBuf,
     started: Instant,
+    shell_ready: bool,
     // Holds the overlay and VARS copy; removed with the VM.
     _dir: tempfile::TempDir,
     name: String,
@@ -59,6 +60,7 @@ impl Vm {
             transcript,
             qmp_path: files.qmp,
             started,
+            shell_ready: false,
             _dir: dir,
             name: name.to_string(),
         })
@@ -104,17 +106,49 @@ impl Vm {
         Ok(())
     }
 
+    /// Waits until the rescue shell answers. Text typed before the shell
+    /// runs is lost (ash reads the terminal's answer to its cursor query
+    /// from the same input), so this pokes it until an echo comes back.
+    pub fn wait_shell(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            self.send("echo @@'r'eady@@\n")?;
+            let poke =
+                Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()));
+            if self
+                .transcript
+                .wait_line(&|l: &str| l.contains("@@ready@@"), poke)
+                .is_some()
+            {
+                self.shell_ready = true;
+                return Ok(());
+            }
+            if self.transcript.closed() {
+                break;
+            }
+        }
+        bail!(
+            "{}: the rescue shell did not answer within {} s; last console lines:\n{}",
+            self.name,
+            timeout.as_secs(),
+            self.transcript.tail(25)
+        )
+    }
+
     /// Runs a shell command in the guest's rescue shell and returns its
     /// output and exit status. The command's output must not contain the
     /// marker, which is unique per call.
     pub fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
+        if !self.shell_ready {
+            self.wait_shell(timeout)?;
+        }
         let n = MARKERS.fetch_add(1, Ordering::Relaxed);
         let marker = format!("@@done{n}@@");
         // The marker is split by quotes so the echo of the typed line does
         // not match it; only the command's real output does.
         let split = format!("@@'d'one{n}@@");
         let start = self.transcript.cursor();
-        self.send(&format!("{command}; echo \"{split}$?\"\n"))?;
+        self.send(&format!("{command}; echo {split}\"$?\"\n"))?;
         let line = self
             .wait_line(|l| l.contains(&marker) && !l.contains(&split), timeout)
             .with_context(|| format!("{}: running `{command}`", self.name))?;
