@@ -99,7 +99,7 @@ pub fn resolve(board: &Board, opts: &InputOptions) -> Result<Inputs> {
             .cloned();
         let entry = match existing {
             Some(l) if !opts.update => {
-                ensure_cached(&l, &lock_path)?;
+                ensure_cached(&l, &lock_path, &paths::deb_cache())?;
                 l
             }
             _ => {
@@ -179,12 +179,16 @@ fn write_lock(path: &Path, lock: &LockFile) -> Result<()> {
 }
 
 fn deb_path(package: &str, version: &str) -> PathBuf {
-    paths::deb_cache().join(format!("{package}_{version}.deb"))
+    deb_path_in(&paths::deb_cache(), package, version)
+}
+
+fn deb_path_in(cache: &Path, package: &str, version: &str) -> PathBuf {
+    cache.join(format!("{package}_{version}.deb"))
 }
 
 /// Makes sure the locked package is in the cache with the locked hash.
-fn ensure_cached(l: &Locked, lock_path: &Path) -> Result<()> {
-    let path = deb_path(&l.package, &l.version);
+fn ensure_cached(l: &Locked, lock_path: &Path, cache: &Path) -> Result<()> {
+    let path = deb_path_in(cache, &l.package, &l.version);
     if !path.is_file() {
         let fetched = apt_download(&format!("{}={}", l.package, l.version)).with_context(|| {
             format!(
@@ -389,6 +393,29 @@ mod tests {
         assert!(text.starts_with("# Inputs of this board"));
         assert!(text.contains("role = \"kernel\""));
         assert_eq!(read_lock(&path).unwrap().packages, lock.packages);
+    }
+
+    #[test]
+    fn corrupt_cached_package_is_refused_with_what_to_do() {
+        let cache = tempfile::tempdir().unwrap();
+        let l = Locked {
+            role: Role::Busybox,
+            requested: "busybox-static".into(),
+            package: "busybox-static".into(),
+            version: "1.0".into(),
+            sha256: crate::util::sha256_bytes(b"the real package"),
+        };
+        let file = deb_path_in(cache.path(), "busybox-static", "1.0");
+        std::fs::write(&file, b"the real package").unwrap();
+        ensure_cached(&l, Path::new("board/x/inputs.lock"), cache.path()).unwrap();
+
+        std::fs::write(&file, b"a flipped bit").unwrap();
+        let msg = ensure_cached(&l, Path::new("board/x/inputs.lock"), cache.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+        assert!(msg.contains("board/x/inputs.lock pins"), "{msg}");
+        assert!(msg.contains("delete the file"), "{msg}");
     }
 
     #[test]
