@@ -204,7 +204,7 @@ busybox = "busybox-static"
         let bad = GOOD.replace("esp_mib = 256", "esp_mib = \"big\"");
         let msg = format!("{:#}", Board::parse("x", &bad).unwrap_err());
         assert!(msg.contains("esp_mib"), "{msg}");
-        assert!(msg.contains("line 11"), "{msg}");
+        assert!(msg.contains("line 10"), "{msg}");
 
         let unknown = GOOD.replace("cmdline = \"quiet\"", "cmdlin = \"quiet\"");
         let msg = format!("{:#}", Board::parse("x", &unknown).unwrap_err());
