@@ -1,0 +1,481 @@
+//! Finding the root partition by its GPT unique partition GUID (PARTUUID).
+//!
+//! There is no udev in the initramfs and sysfs does not expose the PARTUUID,
+//! so: list the partitions sysfs knows (`/sys/class/block/*/partition`), read
+//! the GPT of each parent disk once per round, and match the entry number.
+//! The scan goes through [`Sys`]; the GPT reading takes any `Read + Seek`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use gpt::disk::LogicalBlockSize;
+use uuid::Uuid;
+
+use crate::cmdline::RootSpec;
+use crate::console::say;
+use crate::error::{Context, Error};
+use crate::sys::Sys;
+
+pub const SYS_CLASS_BLOCK: &str = "/sys/class/block";
+
+/// A partition as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockPartition {
+    /// e.g. `vda2`; the device node is `/dev/vda2`.
+    pub name: String,
+    /// The whole disk, e.g. `vda`.
+    pub disk: String,
+    /// The partition number, which for GPT is the entry index + 1.
+    pub number: u32,
+}
+
+/// Lists the partitions in `/sys/class/block`. Each entry there is a symlink
+/// into `/sys/devices/…/block/<disk>/<partition>`, so the disk is the name of
+/// the link target's parent directory.
+pub fn scan_partitions(sys: &mut dyn Sys) -> Result<Vec<BlockPartition>, Error> {
+    let names = sys
+        .read_dir(SYS_CLASS_BLOCK)
+        .context(|| format!("reading {SYS_CLASS_BLOCK}"))?;
+    let mut found = Vec::new();
+    for name in names {
+        let entry = format!("{SYS_CLASS_BLOCK}/{name}");
+        let Ok(number) = sys.read_file(&format!("{entry}/partition")) else {
+            continue; // a whole disk
+        };
+        let Ok(number) = String::from_utf8_lossy(&number).trim().parse::<u32>() else {
+            continue;
+        };
+        let Ok(target) = sys.read_link(&entry) else {
+            continue;
+        };
+        let mut components = target.rsplit('/').filter(|c| !c.is_empty());
+        let (Some(_own), Some(disk)) = (components.next(), components.next()) else {
+            continue;
+        };
+        found.push(BlockPartition {
+            name,
+            disk: disk.to_string(),
+            number,
+        });
+    }
+    Ok(found)
+}
+
+/// Lets the `gpt` crate, which wants a writable device, read one that we
+/// opened read-only. Any write attempt fails.
+struct ReadOnly<R>(R);
+
+impl<R> fmt::Debug for ReadOnly<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadOnly")
+    }
+}
+
+impl<R: Read> Read for ReadOnly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Seek> Seek for ReadOnly<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.0.seek(pos)
+    }
+}
+
+impl<R> Write for ReadOnly<R> {
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the init never writes a partition table",
+        ))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads the GPT on `device` and returns the number of the partition whose
+/// unique GUID is `wanted`, or `None` if no entry has it. Errors mean "no
+/// readable GPT here" (no GPT at all, a CD drive without medium, …).
+pub fn gpt_partition_number<R: Read + Seek>(
+    mut device: R,
+    block_size: u64,
+    wanted: &Uuid,
+) -> io::Result<Option<u32>> {
+    let lb = LogicalBlockSize::try_from(block_size)?;
+    // The gpt crate asserts (panics) on an entry size other than 128; refuse
+    // such a table before it gets there. A PID 1 must not panic on a disk
+    // somebody else wrote.
+    if let Ok(header) = gpt::header::read_header_from_arbitrary_device(&mut device, lb) {
+        if header.part_size != 128 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "unsupported GPT entry size {} (expected 128)",
+                    header.part_size
+                ),
+            ));
+        }
+    }
+    let disk = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(lb)
+        .open_from_device(ReadOnly(device))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    Ok(disk
+        .partitions()
+        .iter()
+        .find(|(_, p)| p.is_used() && p.part_guid == *wanted)
+        .map(|(number, _)| *number))
+}
+
+fn logical_block_size(sys: &mut dyn Sys, disk: &str) -> u64 {
+    sys.read_file(&format!(
+        "{SYS_CLASS_BLOCK}/{disk}/queue/logical_block_size"
+    ))
+    .ok()
+    .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+    .unwrap_or(512)
+}
+
+fn lookup_on_disk(sys: &mut dyn Sys, disk: &str, wanted: &Uuid) -> Option<u32> {
+    let block_size = logical_block_size(sys, disk);
+    let device = sys.open_block(&format!("/dev/{disk}")).ok()?;
+    gpt_partition_number(device, block_size, wanted)
+        .ok()
+        .flatten()
+}
+
+/// One round: the device node of the partition with unique GUID `wanted`, if
+/// it is there now. Each disk's GPT is read at most once per round.
+pub fn find_partition(sys: &mut dyn Sys, wanted: &Uuid) -> Result<Option<String>, Error> {
+    let partitions = scan_partitions(sys)?;
+    let mut per_disk: BTreeMap<String, Option<u32>> = BTreeMap::new();
+    for p in &partitions {
+        let number = match per_disk.get(&p.disk) {
+            Some(n) => *n,
+            None => {
+                let n = lookup_on_disk(sys, &p.disk, wanted);
+                per_disk.insert(p.disk.clone(), n);
+                n
+            }
+        };
+        if number == Some(p.number) {
+            return Ok(Some(format!("/dev/{}", p.name)));
+        }
+    }
+    Ok(None)
+}
+
+/// How long and how often to look for the root partition.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitPolicy {
+    pub interval: Duration,
+    /// When to tell the operator we are waiting (a silent console for a
+    /// minute looks like a hang).
+    pub announce_after: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for WaitPolicy {
+    fn default() -> Self {
+        WaitPolicy {
+            interval: Duration::from_millis(50),
+            announce_after: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Polls until the root partition appears; returns its device node.
+pub fn wait_for_root(
+    sys: &mut dyn Sys,
+    root: &RootSpec,
+    policy: &WaitPolicy,
+) -> Result<String, Error> {
+    let RootSpec::PartUuid(uuid) = root;
+    let start = sys.now();
+    let mut announced = false;
+    loop {
+        if let Some(device) = find_partition(sys, uuid)? {
+            return Ok(device);
+        }
+        let waited = sys.now().saturating_sub(start);
+        if waited >= policy.timeout {
+            return Err(Error::PartitionTimeout {
+                root: root.to_string(),
+                waited: policy.timeout,
+            });
+        }
+        if waited >= policy.announce_after && !announced {
+            announced = true;
+            say(sys, &format!("slipway: waiting for root partition {root}"));
+        }
+        sys.sleep(policy.interval);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::recording::RecordingSys;
+    use gpt::partition::Partition;
+    use gpt::partition_types;
+    use std::io::Cursor;
+
+    pub const ROOT_A: &str = "6a4f36e5-5b1e-4d8a-9c3f-2b7e1d0c9a81";
+    pub const ROOT_B: &str = "0e1c2b3a-4d5e-4f60-8a7b-9c8d7e6f5a40";
+
+    /// A 4 MiB disk image with an ESP and two root partitions whose
+    /// PARTUUIDs are `ROOT_A` and `ROOT_B` (entries 2 and 3).
+    pub fn disk_image(block_size: LogicalBlockSize) -> Vec<u8> {
+        let size = 4 * 1024 * 1024;
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(size).unwrap();
+        let mut disk = gpt::GptConfig::new()
+            .writable(true)
+            .logical_block_size(block_size)
+            .change_partition_count(true)
+            .create_from_device(file, None)
+            .unwrap();
+        let lb = block_size.as_u64();
+        let sectors = |bytes: u64| bytes / lb;
+        let first = sectors(64 * 1024);
+        let mut parts = BTreeMap::new();
+        for (number, (name, guid, kind)) in [
+            ("esp", Uuid::new_v4(), partition_types::EFI),
+            (
+                "root-a",
+                Uuid::parse_str(ROOT_A).unwrap(),
+                partition_types::LINUX_ROOT_X64,
+            ),
+            (
+                "root-b",
+                Uuid::parse_str(ROOT_B).unwrap(),
+                partition_types::LINUX_ROOT_X64,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let start = first + sectors(1024 * 1024) * number as u64;
+            parts.insert(
+                number as u32 + 1,
+                Partition {
+                    part_type_guid: kind,
+                    part_guid: guid,
+                    first_lba: start,
+                    last_lba: start + sectors(1024 * 1024) - 1,
+                    flags: 0,
+                    name: name.to_string(),
+                },
+            );
+        }
+        disk.update_partitions(parts).unwrap();
+        let mut file = disk.write().unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    /// sysfs and /dev for a virtio disk `vda` with three partitions, plus a
+    /// CD drive `sr0` and a non-GPT disk `vdb` with one partition.
+    pub fn add_block_devices(sys: &mut RecordingSys, image: Vec<u8>) {
+        let devices = "../../devices/pci0000:00/0000:00:04.0/virtio1/block";
+        sys.add_link(&format!("{SYS_CLASS_BLOCK}/vda"), &format!("{devices}/vda"));
+        for n in 1..=3 {
+            let part = format!("{SYS_CLASS_BLOCK}/vda{n}");
+            sys.add_link(&part, &format!("{devices}/vda/vda{n}"))
+                .add_file(&format!("{part}/partition"), format!("{n}\n"));
+        }
+        sys.add_file("/dev/vda", image);
+        sys.add_link(
+            &format!("{SYS_CLASS_BLOCK}/vdb"),
+            "../../devices/virtio2/block/vdb",
+        )
+        .add_link(
+            &format!("{SYS_CLASS_BLOCK}/vdb1"),
+            "../../devices/virtio2/block/vdb/vdb1",
+        )
+        .add_file(&format!("{SYS_CLASS_BLOCK}/vdb1/partition"), "1\n")
+        .add_file("/dev/vdb", vec![0u8; 64 * 1024]);
+        sys.add_link(
+            &format!("{SYS_CLASS_BLOCK}/sr0"),
+            "../../devices/ata1/block/sr0",
+        );
+    }
+
+    #[test]
+    fn reads_partition_number_from_an_in_memory_gpt() {
+        let image = disk_image(LogicalBlockSize::Lb512);
+        let a = Uuid::parse_str(ROOT_A).unwrap();
+        let b = Uuid::parse_str(ROOT_B).unwrap();
+        assert_eq!(
+            gpt_partition_number(Cursor::new(&image), 512, &a).unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            gpt_partition_number(Cursor::new(&image), 512, &b).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            gpt_partition_number(Cursor::new(&image), 512, &Uuid::new_v4()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_4k_gpt() {
+        let image = disk_image(LogicalBlockSize::Lb4096);
+        let a = Uuid::parse_str(ROOT_A).unwrap();
+        assert_eq!(
+            gpt_partition_number(Cursor::new(&image), 4096, &a).unwrap(),
+            Some(2)
+        );
+        // Read with the wrong block size, the table is not found.
+        assert!(gpt_partition_number(Cursor::new(&image), 512, &a).is_err());
+    }
+
+    #[test]
+    fn falls_back_to_the_backup_gpt() {
+        let mut image = disk_image(LogicalBlockSize::Lb512);
+        // Destroy the primary header.
+        image[512..1024].fill(0);
+        let b = Uuid::parse_str(ROOT_B).unwrap();
+        assert_eq!(
+            gpt_partition_number(Cursor::new(&image), 512, &b).unwrap(),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn no_gpt_or_odd_entry_size_is_an_error_not_a_panic() {
+        let a = Uuid::parse_str(ROOT_A).unwrap();
+        assert!(gpt_partition_number(Cursor::new(vec![0u8; 8192]), 512, &a).is_err());
+        assert!(gpt_partition_number(Cursor::new(vec![0u8; 100]), 512, &a).is_err());
+        assert!(gpt_partition_number(Cursor::new(vec![0u8; 8192]), 1000, &a).is_err());
+
+        // A valid header announcing 256-byte entries.
+        let mut image = disk_image(LogicalBlockSize::Lb512);
+        let header = &mut image[512..512 + 92];
+        header[84..88].copy_from_slice(&256u32.to_le_bytes());
+        header[16..20].fill(0);
+        let crc = crc32(header);
+        header[16..20].copy_from_slice(&crc.to_le_bytes());
+        let err = gpt_partition_number(Cursor::new(&image), 512, &a).unwrap_err();
+        assert!(err.to_string().contains("entry size 256"), "{err}");
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn scans_sysfs_partitions_and_their_disks() {
+        let mut sys = RecordingSys::new();
+        add_block_devices(&mut sys, Vec::new());
+        let found = scan_partitions(&mut sys).unwrap();
+        let names: Vec<(&str, &str, u32)> = found
+            .iter()
+            .map(|p| (p.name.as_str(), p.disk.as_str(), p.number))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("vda1", "vda", 1),
+                ("vda2", "vda", 2),
+                ("vda3", "vda", 3),
+                ("vdb1", "vdb", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_the_partition_device_by_partuuid() {
+        let mut sys = RecordingSys::new();
+        add_block_devices(&mut sys, disk_image(LogicalBlockSize::Lb512));
+        let b = Uuid::parse_str(ROOT_B).unwrap();
+        assert_eq!(
+            find_partition(&mut sys, &b).unwrap().as_deref(),
+            Some("/dev/vda3")
+        );
+        assert_eq!(find_partition(&mut sys, &Uuid::new_v4()).unwrap(), None);
+        assert!(sys.calls.is_empty(), "lookup must not change anything");
+    }
+
+    #[test]
+    fn honours_the_disk_logical_block_size() {
+        let mut sys = RecordingSys::new();
+        add_block_devices(&mut sys, disk_image(LogicalBlockSize::Lb4096));
+        let a = Uuid::parse_str(ROOT_A).unwrap();
+        assert_eq!(find_partition(&mut sys, &a).unwrap(), None);
+        sys.add_file(
+            &format!("{SYS_CLASS_BLOCK}/vda/queue/logical_block_size"),
+            "4096\n",
+        );
+        assert_eq!(
+            find_partition(&mut sys, &a).unwrap().as_deref(),
+            Some("/dev/vda2")
+        );
+    }
+
+    #[test]
+    fn waits_for_a_partition_that_appears_late() {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/dev/console", "").add_dir(SYS_CLASS_BLOCK);
+        let late = Duration::from_secs(7);
+        let devices = "../../devices/virtio1/block";
+        sys.add_file_at(late, "/dev/vda", disk_image(LogicalBlockSize::Lb512));
+        sys.add_link_at(
+            late,
+            &format!("{SYS_CLASS_BLOCK}/vda2"),
+            &format!("{devices}/vda/vda2"),
+        );
+        sys.add_file_at(late, &format!("{SYS_CLASS_BLOCK}/vda2/partition"), "2\n");
+        let root = RootSpec::parse(&format!("PARTUUID={ROOT_A}")).unwrap();
+        let device = wait_for_root(&mut sys, &root, &WaitPolicy::default()).unwrap();
+        assert_eq!(device, "/dev/vda2");
+        assert_eq!(sys.clock(), late);
+        assert_eq!(
+            sys.calls_without_polling(),
+            vec![format!(
+                "write /dev/console: slipway: waiting for root partition PARTUUID={ROOT_A}"
+            )]
+        );
+    }
+
+    #[test]
+    fn times_out_after_a_minute_announcing_once() {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/dev/console", "");
+        add_block_devices(&mut sys, disk_image(LogicalBlockSize::Lb512));
+        let root = RootSpec::parse("PARTUUID=11111111-2222-4333-8444-555555555555").unwrap();
+        let err = wait_for_root(&mut sys, &root, &WaitPolicy::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "root partition PARTUUID=11111111-2222-4333-8444-555555555555 did not appear within 60 s"
+        );
+        assert_eq!(sys.clock(), Duration::from_secs(60));
+        assert_eq!(sys.written_to("/dev/console").len(), 1);
+        // Polled every 50 ms.
+        assert_eq!(
+            sys.calls.iter().filter(|c| *c == "sleep 50ms").count(),
+            1200
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! A [`Sys`] that records calls instead of making them, for tests.
+//!
+//! Files, directories and symlinks live in an in-memory map; the clock is fake
+//! and only moves when the code under test sleeps, so a 60 s timeout takes no
+//! time. Changes can be scheduled for later ("the partition appears after
+//! 2 s"), and any call can be made to fail with an errno.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Cursor;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use nix::sys::signal::Signal;
+
+use crate::sys::{describe_mount, ReadSeek, Reaped, Reboot, Sys, SysResult};
+
+#[derive(Debug, Clone)]
+enum Node {
+    File(Vec<u8>),
+    Link(String),
+    Dir,
+}
+
+/// The recording test double.
+#[derive(Debug, Default)]
+pub struct RecordingSys {
+    /// Every call that changes something, in order, e.g.
+    /// `mount devtmpfs /dev devtmpfs nosuid,mode=0755`.
+    pub calls: Vec<String>,
+    nodes: BTreeMap<String, Node>,
+    later: Vec<(Duration, String, Node)>,
+    clock: Duration,
+    boot_time: Duration,
+    failures: BTreeMap<String, Errno>,
+    reaps: VecDeque<Reaped>,
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl RecordingSys {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_file(&mut self, path: &str, contents: impl Into<Vec<u8>>) -> &mut Self {
+        self.nodes
+            .insert(path.to_string(), Node::File(contents.into()));
+        self
+    }
+
+    pub fn add_dir(&mut self, path: &str) -> &mut Self {
+        self.nodes.insert(path.to_string(), Node::Dir);
+        self
+    }
+
+    pub fn add_link(&mut self, path: &str, target: &str) -> &mut Self {
+        self.nodes
+            .insert(path.to_string(), Node::Link(target.to_string()));
+        self
+    }
+
+    /// The file appears once the fake clock reaches `at`.
+    pub fn add_file_at(&mut self, at: Duration, path: &str, contents: impl Into<Vec<u8>>) {
+        self.later
+            .push((at, path.to_string(), Node::File(contents.into())));
+    }
+
+    /// The symlink appears once the fake clock reaches `at`.
+    pub fn add_link_at(&mut self, at: Duration, path: &str, target: &str) {
+        self.later
+            .push((at, path.to_string(), Node::Link(target.to_string())));
+    }
+
+    pub fn set_boot_time(&mut self, boot_time: Duration) {
+        self.boot_time = boot_time;
+    }
+
+    /// The fake monotonic clock.
+    pub fn clock(&self) -> Duration {
+        self.clock
+    }
+
+    /// Makes the call recorded as `call` (e.g. `finit_module /lib/x.ko`)
+    /// fail with `errno`. The call is still recorded.
+    pub fn fail(&mut self, call: &str, errno: Errno) -> &mut Self {
+        self.failures.insert(call.to_string(), errno);
+        self
+    }
+
+    /// What successive `reap` calls return; after the script, `NoChildren`.
+    pub fn script_reaps(&mut self, reaps: impl IntoIterator<Item = Reaped>) {
+        self.reaps.extend(reaps);
+    }
+
+    /// The lines written to one terminal.
+    pub fn written_to(&self, tty: &str) -> Vec<String> {
+        let prefix = format!("write {tty}: ");
+        self.calls
+            .iter()
+            .filter_map(|c| c.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The recorded calls, without the short sleeps of polling loops.
+    pub fn calls_without_polling(&self) -> Vec<String> {
+        self.calls
+            .iter()
+            .filter(|c| !(c.starts_with("sleep ") && c.ends_with("ms")))
+            .cloned()
+            .collect()
+    }
+
+    fn record(&mut self, call: String) -> SysResult<()> {
+        let failure = self.failures.get(&call).copied();
+        self.calls.push(call);
+        match failure {
+            Some(errno) => Err(errno),
+            None => Ok(()),
+        }
+    }
+
+    fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    fn has_children(&self, path: &str) -> bool {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.nodes.keys().any(|k| k.starts_with(&prefix))
+    }
+}
+
+impl Sys for RecordingSys {
+    fn mount(
+        &mut self,
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> SysResult<()> {
+        self.record(describe_mount(source, target, fstype, flags, data))
+    }
+
+    fn umount(&mut self, target: &str) -> SysResult<()> {
+        self.record(format!("umount {target}"))
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
+        self.record(format!("mkdir {path} {mode:04o}"))?;
+        if self.exists(path) {
+            return Err(Errno::EEXIST);
+        }
+        self.nodes.insert(path.to_string(), Node::Dir);
+        Ok(())
+    }
+
+    fn finit_module(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("finit_module {path}"))
+    }
+
+    fn chdir(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("chdir {path}"))
+    }
+
+    fn chroot(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("chroot {path}"))
+    }
+
+    fn execv(&mut self, path: &str, argv: &[&str]) -> SysResult<()> {
+        self.record(format!("execv {path} {argv:?}"))
+    }
+
+    fn reboot(&mut self, how: Reboot) -> SysResult<()> {
+        let how = match how {
+            Reboot::Restart => "RB_AUTOBOOT",
+            Reboot::PowerOff => "RB_POWER_OFF",
+        };
+        self.record(format!("reboot {how}"))
+    }
+
+    fn set_ctrl_alt_del(&mut self, enabled: bool) -> SysResult<()> {
+        let how = if enabled {
+            "RB_ENABLE_CAD"
+        } else {
+            "RB_DISABLE_CAD"
+        };
+        self.record(format!("reboot {how}"))
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        self.calls
+            .push(format!("sleep {}", format_duration(duration)));
+        self.clock += duration;
+        let now = self.clock;
+        let (due, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.later)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.later = pending;
+        for (_, path, node) in due {
+            self.nodes.insert(path, node);
+        }
+    }
+
+    fn now(&mut self) -> Duration {
+        self.clock
+    }
+
+    fn boot_time(&mut self) -> Duration {
+        self.boot_time
+    }
+
+    fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>> {
+        match self.node(path) {
+            Some(Node::File(data)) => Ok(data.clone()),
+            Some(Node::Dir) => Err(Errno::EISDIR),
+            Some(Node::Link(_)) => Err(Errno::EINVAL),
+            None if self.has_children(path) => Err(Errno::EISDIR),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>> {
+        if let Some(Node::File(_)) = self.node(path) {
+            return Err(Errno::ENOTDIR);
+        }
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let names: BTreeSet<String> = self
+            .nodes
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split('/').next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect();
+        if names.is_empty() && self.node(path).is_none() {
+            return Err(Errno::ENOENT);
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn read_link(&mut self, path: &str) -> SysResult<String> {
+        match self.node(path) {
+            Some(Node::Link(target)) => Ok(target.clone()),
+            Some(_) => Err(Errno::EINVAL),
+            None if self.has_children(path) => Err(Errno::EINVAL),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    fn exists(&mut self, path: &str) -> bool {
+        self.node(path).is_some() || self.has_children(path)
+    }
+
+    fn open_block(&mut self, path: &str) -> SysResult<Box<dyn ReadSeek>> {
+        let data = self.read_file(path)?;
+        Ok(Box::new(Cursor::new(data)))
+    }
+
+    fn write_tty(&mut self, path: &str, text: &str) -> SysResult<()> {
+        if !self.exists(path) {
+            return Err(Errno::ENOENT);
+        }
+        self.record(format!("write {path}: {}", text.trim_end_matches('\n')))
+    }
+
+    fn drain_tty(&mut self, path: &str, _limit: Duration) -> SysResult<()> {
+        if !self.exists(path) {
+            return Err(Errno::ENOENT);
+        }
+        self.record(format!("drain {path}"))
+    }
+
+    fn set_hostname(&mut self, name: &str) -> SysResult<()> {
+        self.record(format!("sethostname {name}"))
+    }
+
+    fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()> {
+        self.record(format!("kill {pid} {}", signal.as_str()))
+    }
+
+    fn reap(&mut self) -> Reaped {
+        self.reaps.pop_front().unwrap_or(Reaped::NoChildren)
+    }
+
+    fn sync(&mut self) {
+        self.calls.push("sync".to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_files_dirs_and_links() {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/sys/class/block/vda2/partition", "2\n")
+            .add_link("/sys/class/block/vda", "../../devices/x/block/vda");
+        assert_eq!(
+            sys.read_dir("/sys/class/block").unwrap(),
+            vec!["vda", "vda2"]
+        );
+        assert!(sys.exists("/sys/class/block/vda2"));
+        assert_eq!(sys.read_file("/nope"), Err(Errno::ENOENT));
+        assert_eq!(
+            sys.read_link("/sys/class/block/vda").unwrap(),
+            "../../devices/x/block/vda"
+        );
+    }
+
+    #[test]
+    fn clock_moves_only_when_sleeping_and_releases_scheduled_files() {
+        let mut sys = RecordingSys::new();
+        sys.add_file_at(Duration::from_secs(2), "/late", "x");
+        assert!(!sys.exists("/late"));
+        sys.sleep(Duration::from_millis(1500));
+        assert!(!sys.exists("/late"));
+        sys.sleep(Duration::from_millis(500));
+        assert!(sys.exists("/late"));
+        assert_eq!(sys.now(), Duration::from_secs(2));
+        assert_eq!(sys.calls, vec!["sleep 1500ms", "sleep 500ms"]);
+    }
+
+    #[test]
+    fn injected_failures_are_recorded_and_returned() {
+        let mut sys = RecordingSys::new();
+        sys.fail("finit_module /m.ko", Errno::ENOEXEC);
+        assert_eq!(sys.finit_module("/m.ko"), Err(Errno::ENOEXEC));
+        assert_eq!(sys.finit_module("/n.ko"), Ok(()));
+        assert_eq!(sys.calls, vec!["finit_module /m.ko", "finit_module /n.ko"]);
+    }
+}

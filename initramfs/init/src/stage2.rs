@@ -1,0 +1,196 @@
+//! Stage 2: PID 1 on the real (read-only) root.
+//!
+//! [`prepare`] mounts what is missing, turns ctrl-alt-del into a signal,
+//! and prints the ready line; then [`crate::supervise::Supervisor`] runs
+//! the rescue shell and waits for a power request, and
+//! [`crate::power::shutdown`] stops the machine cleanly.
+
+use crate::cmdline::Cmdline;
+use crate::console::{rescue_tty, say};
+use crate::error::{chain, errno_text};
+use crate::mounts::{mount_missing, stage2_mounts};
+use crate::os_release::image_version;
+use crate::sys::Sys;
+
+pub const HOSTNAME: &str = "slipway";
+
+/// Brings the system up to the point of supervising; returns the terminal
+/// for the rescue shell. Nothing here is fatal: a machine that boots with a
+/// missing `/tmp` is better than a reboot loop, and the console says what
+/// went wrong.
+pub fn prepare(sys: &mut dyn Sys) -> String {
+    for e in mount_missing(sys, &stage2_mounts()) {
+        say(sys, &format!("slipway: {}", chain(&e)));
+    }
+
+    // By default the kernel reboots at once on ctrl-alt-del, without
+    // syncing or stopping anything; disabled, it sends SIGINT to PID 1,
+    // which then shuts down cleanly.
+    if let Err(errno) = sys.set_ctrl_alt_del(false) {
+        say(
+            sys,
+            &format!(
+                "slipway: disabling ctrl-alt-del reboot: {}",
+                errno_text(errno)
+            ),
+        );
+    }
+
+    set_default_hostname(sys);
+
+    let line = ready_line(sys);
+    say(sys, &line);
+
+    rescue_tty(sys)
+}
+
+/// `slipway: ready version=<V> slot=<a|b> boot_ms=<N>`.
+pub fn ready_line(sys: &mut dyn Sys) -> String {
+    let version = sys
+        .read_file("/etc/os-release")
+        .ok()
+        .and_then(|b| image_version(&String::from_utf8_lossy(&b)))
+        .unwrap_or_else(|| "unknown".to_string());
+    let slot = sys
+        .read_file("/proc/cmdline")
+        .ok()
+        .and_then(|b| Cmdline::parse(&String::from_utf8_lossy(&b)).slot().ok())
+        .map_or_else(|| "unknown".to_string(), |s| s.to_string());
+    let boot_ms = sys.boot_time().as_millis();
+    format!("slipway: ready version={version} slot={slot} boot_ms={boot_ms}")
+}
+
+/// Names the machine `slipway` unless something (the kernel's
+/// `hostname=`, later cloud-config) already named it.
+fn set_default_hostname(sys: &mut dyn Sys) {
+    let current = sys
+        .read_file("/proc/sys/kernel/hostname")
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    if current.is_empty() || current == "(none)" {
+        if let Err(errno) = sys.set_hostname(HOSTNAME) {
+            say(
+                sys,
+                &format!("slipway: setting hostname: {}", errno_text(errno)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::RecordingSys;
+    use std::time::Duration;
+
+    const HANDED_OVER: &str = "\
+22 1 254:3 / / ro - squashfs /dev/vda3 ro
+23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw
+24 22 0:21 / /proc rw,nosuid,nodev,noexec - proc proc rw
+25 22 0:20 / /sys rw,nosuid,nodev,noexec - sysfs sysfs rw
+26 22 0:22 / /run rw,nosuid,nodev - tmpfs tmpfs rw
+";
+
+    /// The real root after stage 1 handed over.
+    fn root() -> RecordingSys {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/proc/self/mountinfo", HANDED_OVER)
+            .add_file(
+                "/proc/cmdline",
+                "console=tty0 console=ttyS0 slipway.slot=b slipway.root=PARTUUID=x\n",
+            )
+            .add_file(
+                "/proc/consoles",
+                "tty0 -WU (E p) 4:7\nttyS0 -W- (E p a) 4:64\n",
+            )
+            .add_file("/proc/sys/kernel/hostname", "(none)\n")
+            .add_file(
+                "/etc/os-release",
+                "NAME=Slipway\nVERSION_ID=1\nIMAGE_VERSION=\"1.2.3\"\n",
+            )
+            .add_file("/dev/console", "")
+            .add_file("/dev/tty0", "")
+            .add_file("/dev/ttyS0", "")
+            .add_dir("/tmp")
+            .add_dir("/sys/fs/cgroup");
+        sys.set_boot_time(Duration::from_millis(2345));
+        sys
+    }
+
+    #[test]
+    fn mounts_the_rest_then_says_ready_on_every_console() {
+        let mut sys = root();
+        let tty = prepare(&mut sys);
+        assert_eq!(tty, "/dev/ttyS0");
+        let ready = "slipway: ready version=1.2.3 slot=b boot_ms=2345";
+        assert_eq!(
+            sys.calls,
+            vec![
+                "mkdir /dev/pts 0755",
+                "mount devpts /dev/pts devpts nosuid,noexec,gid=5,mode=620,ptmxmode=666",
+                "mkdir /dev/shm 0755",
+                "mount tmpfs /dev/shm tmpfs nosuid,nodev,mode=1777",
+                "mount tmpfs /tmp tmpfs nosuid,nodev,mode=1777",
+                "mount cgroup2 /sys/fs/cgroup cgroup2 nosuid,nodev,noexec",
+                "reboot RB_DISABLE_CAD",
+                "sethostname slipway",
+                &format!("write /dev/tty0: {ready}"),
+                &format!("write /dev/ttyS0: {ready}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_stage1_mounts_everything() {
+        let mut sys = root();
+        sys.add_file("/proc/self/mountinfo", "");
+        sys.add_file("/proc/sys/kernel/hostname", "box\n");
+        prepare(&mut sys);
+        let mounts: Vec<&String> = sys
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("mount "))
+            .collect();
+        assert_eq!(mounts.len(), 8);
+        assert_eq!(mounts[0], "mount proc /proc proc nosuid,nodev,noexec");
+        assert_eq!(mounts[2], "mount devtmpfs /dev devtmpfs nosuid,mode=0755");
+        assert!(!sys.calls.iter().any(|c| c.starts_with("sethostname")));
+    }
+
+    #[test]
+    fn ready_line_falls_back_to_version_id_and_unknowns() {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/etc/os-release", "VERSION_ID='7'\n");
+        sys.set_boot_time(Duration::from_micros(1_999_999));
+        assert_eq!(
+            ready_line(&mut sys),
+            "slipway: ready version=7 slot=unknown boot_ms=1999"
+        );
+        let mut sys = RecordingSys::new();
+        sys.add_file("/proc/cmdline", "slipway.slot=a");
+        assert_eq!(
+            ready_line(&mut sys),
+            "slipway: ready version=unknown slot=a boot_ms=0"
+        );
+    }
+
+    #[test]
+    fn mount_failures_are_reported_not_fatal() {
+        let mut sys = root();
+        sys.fail(
+            "mount tmpfs /tmp tmpfs nosuid,nodev,mode=1777",
+            nix::errno::Errno::ENOENT,
+        );
+        sys.fail("reboot RB_DISABLE_CAD", nix::errno::Errno::EPERM);
+        prepare(&mut sys);
+        let lines = sys.written_to("/dev/ttyS0");
+        assert_eq!(
+            lines,
+            vec![
+                "slipway: mounting tmpfs on /tmp (tmpfs): No such file or directory",
+                "slipway: disabling ctrl-alt-del reboot: Operation not permitted",
+                "slipway: ready version=1.2.3 slot=b boot_ms=2345",
+            ]
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Stage 2's main loop: one `poll(2)` over a signalfd and the power-button
+//! event devices. Synchronous on purpose: PID 1 waits for a handful of
+//! event sources and a timer, which needs no runtime.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::console::say;
+use crate::error::{chain, Context, Error};
+use crate::ioctl::input_device_name;
+use crate::power::{action_for_signal, power_key_pressed, PowerAction, INPUT_EVENT_SIZE};
+use crate::shell::{spawn_rescue_shell, RespawnPolicy};
+use crate::sys::{Reaped, Sys};
+
+const POWER_BUTTON_NAME: &str = "Power Button";
+const DEV_INPUT: &str = "/dev/input";
+
+/// The signals PID 1 takes through its signalfd.
+pub fn supervised_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+/// The rescue shell and the loop around it. Kept across re-entries of
+/// [`Supervisor::run`] (after an internal error) so a running shell is not
+/// started twice.
+#[derive(Debug)]
+pub struct Supervisor {
+    shell_tty: String,
+    shell_pid: Option<i32>,
+    respawn: RespawnPolicy,
+}
+
+impl Supervisor {
+    pub fn new(shell_tty: String) -> Self {
+        Supervisor {
+            shell_tty,
+            shell_pid: None,
+            respawn: RespawnPolicy::default(),
+        }
+    }
+
+    /// The rescue shell's pid (its session id), if it is running.
+    pub fn shell_pid(&self) -> Option<i32> {
+        self.shell_pid
+    }
+
+    /// Supervises until a reboot or poweroff is requested.
+    pub fn run(&mut self, sys: &mut dyn Sys) -> Result<PowerAction, Error> {
+        let signals = supervised_signals();
+        // Blocked signals stay pending for the signalfd instead of being
+        // delivered, and for PID 1 a blocked signal is queued even where
+        // the default action would have it dropped.
+        signals
+            .thread_block()
+            .context(|| "blocking signals".to_string())?;
+        let signalfd =
+            SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+                .context(|| "creating a signalfd".to_string())?;
+        let mut buttons = open_power_buttons(sys);
+
+        // Children that exited before the signalfd existed sent a SIGCHLD
+        // nobody will read.
+        self.reap_all(sys);
+
+        loop {
+            let now = sys.now();
+            if self.shell_pid.is_none() && self.respawn.delay(now).is_zero() {
+                self.start_shell(sys, now);
+            }
+            let timeout = match self.shell_pid {
+                Some(_) => PollTimeout::NONE,
+                // Round up so we do not wake a moment early and spin.
+                None => {
+                    let delay = self.respawn.delay(sys.now()) + Duration::from_millis(1);
+                    PollTimeout::try_from(delay).unwrap_or(PollTimeout::MAX)
+                }
+            };
+
+            let (signal_ready, buttons_ready) = {
+                let mut fds = Vec::with_capacity(1 + buttons.len());
+                fds.push(PollFd::new(signalfd.as_fd(), PollFlags::POLLIN));
+                for (_, file) in &buttons {
+                    fds.push(PollFd::new(file.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(errno) => return Err(Error::sys("waiting for events (poll)", errno)),
+                }
+                let ready: Vec<bool> = fds
+                    .iter()
+                    .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                    .collect();
+                let signal_ready = ready.first().copied().unwrap_or(false);
+                let buttons_ready: Vec<bool> = ready.into_iter().skip(1).collect();
+                (signal_ready, buttons_ready)
+            };
+
+            if signal_ready {
+                while let Ok(Some(info)) = signalfd.read_signal() {
+                    let Ok(signal) = i32::try_from(info.ssi_signo)
+                        .map_err(|_| Errno::EINVAL)
+                        .and_then(Signal::try_from)
+                    else {
+                        continue;
+                    };
+                    if signal == Signal::SIGCHLD {
+                        self.reap_all(sys);
+                    } else if let Some(action) = action_for_signal(signal) {
+                        return Ok(action);
+                    }
+                }
+            }
+
+            let mut gone = Vec::new();
+            for (index, ((path, file), ready)) in buttons.iter_mut().zip(buttons_ready).enumerate()
+            {
+                if !ready {
+                    continue;
+                }
+                match read_events(file) {
+                    Ok(events) if power_key_pressed(&events) => return Ok(PowerAction::PowerOff),
+                    Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                    Err(errno) => {
+                        say(
+                            sys,
+                            &format!(
+                                "slipway: {}",
+                                chain(&Error::sys(format!("reading {path}"), errno))
+                            ),
+                        );
+                        gone.push(index);
+                    }
+                }
+            }
+            for index in gone.into_iter().rev() {
+                if index < buttons.len() {
+                    buttons.remove(index);
+                }
+            }
+        }
+    }
+
+    fn start_shell(&mut self, sys: &mut dyn Sys, now: Duration) {
+        say(sys, &format!("slipway: rescue shell on {}", self.shell_tty));
+        match spawn_rescue_shell(&self.shell_tty) {
+            Ok(pid) => {
+                self.shell_pid = Some(pid);
+                self.respawn.started(now);
+            }
+            Err(e) => {
+                say(sys, &format!("slipway: rescue shell: {}", chain(&e)));
+                self.respawn.failed(now);
+            }
+        }
+    }
+
+    /// Reaps every exited child: ours, and the orphans PID 1 inherits.
+    fn reap_all(&mut self, sys: &mut dyn Sys) {
+        while let Reaped::Child(pid) = sys.reap() {
+            if self.shell_pid == Some(pid) {
+                self.shell_pid = None;
+            }
+        }
+    }
+}
+
+/// Reads what is available from an evdev device (whole events only).
+fn read_events(file: &mut File) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; INPUT_EVENT_SIZE * 32];
+    let n = file
+        .read(&mut buf)
+        .map_err(|e| crate::error::io_errno(&e))?;
+    if n == 0 {
+        return Err(Errno::ENODEV);
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Opens every input device named "Power Button" (the ACPI button driver's
+/// name; QEMU's `system_powerdown` presses it).
+fn open_power_buttons(sys: &mut dyn Sys) -> Vec<(String, File)> {
+    let Ok(names) = sys.read_dir(DEV_INPUT) else {
+        return Vec::new();
+    };
+    let mut buttons = Vec::new();
+    for name in names.iter().filter(|n| n.starts_with("event")) {
+        let path = format!("{DEV_INPUT}/{name}");
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(&path)
+        else {
+            continue;
+        };
+        if input_device_name(&file).is_ok_and(|n| n == POWER_BUTTON_NAME) {
+            buttons.push((path, file));
+        }
+    }
+    buttons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_power_signals_and_sigchld() {
+        let set = supervised_signals();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+        ] {
+            assert!(set.contains(s), "{s}");
+        }
+        assert!(!set.contains(Signal::SIGHUP));
+    }
+}

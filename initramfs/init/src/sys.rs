@@ -1,0 +1,392 @@
+//! The seam between the boot logic and the kernel.
+//!
+//! Stage 1, stage 2 and shutdown are written against [`Sys`], so their exact
+//! sequence of mounts, module loads and reboots is asserted by unit tests with
+//! [`crate::recording::RecordingSys`], without root and without a VM.
+//! [`LinuxSys`] is the real thing, a thin layer over `nix` and `std`.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::reboot::RebootMode;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::sys::time::TimeSpec;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::time::ClockId;
+use nix::unistd::Pid;
+
+use crate::error::io_errno;
+
+pub type SysResult<T> = Result<T, Errno>;
+
+/// A block device (or, in tests, an in-memory disk image).
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// What `reboot(2)` should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reboot {
+    Restart,
+    PowerOff,
+}
+
+/// One step of reaping children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// A child (or an adopted orphan) exited.
+    Child(i32),
+    /// Children remain, none has exited.
+    NoneReady,
+    /// No children at all.
+    NoChildren,
+}
+
+/// The system calls the init makes. Paths are `&str`: every path the init
+/// touches is ours or the kernel's, and strings keep the recorded calls
+/// readable.
+pub trait Sys {
+    fn mount(
+        &mut self,
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> SysResult<()>;
+    fn umount(&mut self, target: &str) -> SysResult<()>;
+    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
+    /// Loads a kernel module from a file, with no parameters.
+    fn finit_module(&mut self, path: &str) -> SysResult<()>;
+    fn chdir(&mut self, path: &str) -> SysResult<()>;
+    fn chroot(&mut self, path: &str) -> SysResult<()>;
+    /// Replaces the process image. The real implementation only returns on
+    /// failure; the recording one returns `Ok` so tests can look at what
+    /// happened before.
+    fn execv(&mut self, path: &str, argv: &[&str]) -> SysResult<()>;
+    /// Like `execv`, the real implementation only returns on failure.
+    fn reboot(&mut self, how: Reboot) -> SysResult<()>;
+    /// `reboot(RB_ENABLE_CAD / RB_DISABLE_CAD)`.
+    fn set_ctrl_alt_del(&mut self, enabled: bool) -> SysResult<()>;
+    fn sleep(&mut self, duration: Duration);
+    /// A monotonic clock, for timeouts.
+    fn now(&mut self) -> Duration;
+    /// Time since boot, including time suspended (`CLOCK_BOOTTIME`).
+    fn boot_time(&mut self) -> Duration;
+    fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>>;
+    /// Entry names, sorted, without `.` and `..`.
+    fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>>;
+    fn read_link(&mut self, path: &str) -> SysResult<String>;
+    /// Whether the path exists, without following a final symlink (a
+    /// dangling `/sbin/init` link still "exists"; exec will explain).
+    fn exists(&mut self, path: &str) -> bool;
+    fn open_block(&mut self, path: &str) -> SysResult<Box<dyn ReadSeek>>;
+    /// Writes text to a terminal (or `/dev/console`).
+    fn write_tty(&mut self, path: &str, text: &str) -> SysResult<()>;
+    /// Waits, at most `limit`, until what was written to a terminal has
+    /// left it.
+    fn drain_tty(&mut self, path: &str, limit: Duration) -> SysResult<()>;
+    fn set_hostname(&mut self, name: &str) -> SysResult<()>;
+    fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()>;
+    /// `waitpid(-1, WNOHANG)`, once.
+    fn reap(&mut self) -> Reaped;
+    fn sync(&mut self);
+}
+
+/// The real system.
+#[derive(Debug, Default)]
+pub struct LinuxSys;
+
+impl LinuxSys {
+    pub fn new() -> Self {
+        LinuxSys
+    }
+}
+
+fn cstring(s: &str) -> SysResult<CString> {
+    CString::new(s).map_err(|_| Errno::EINVAL)
+}
+
+fn timespec_duration(ts: TimeSpec) -> Duration {
+    let secs = u64::try_from(ts.tv_sec()).unwrap_or(0);
+    let nanos = u32::try_from(ts.tv_nsec()).unwrap_or(0);
+    Duration::new(secs, nanos)
+}
+
+impl Sys for LinuxSys {
+    fn mount(
+        &mut self,
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> SysResult<()> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn umount(&mut self, target: &str) -> SysResult<()> {
+        nix::mount::umount2(target, MntFlags::empty())
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
+        nix::unistd::mkdir(path, Mode::from_bits_truncate(mode))
+    }
+
+    fn finit_module(&mut self, path: &str) -> SysResult<()> {
+        let file = File::open(path).map_err(|e| io_errno(&e))?;
+        nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty())
+    }
+
+    fn chdir(&mut self, path: &str) -> SysResult<()> {
+        nix::unistd::chdir(path)
+    }
+
+    fn chroot(&mut self, path: &str) -> SysResult<()> {
+        nix::unistd::chroot(path)
+    }
+
+    fn execv(&mut self, path: &str, argv: &[&str]) -> SysResult<()> {
+        let path = cstring(path)?;
+        let argv = argv
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<SysResult<Vec<_>>>()?;
+        match nix::unistd::execv(&path, &argv) {
+            Err(errno) => Err(errno),
+            Ok(never) => match never {},
+        }
+    }
+
+    fn reboot(&mut self, how: Reboot) -> SysResult<()> {
+        let mode = match how {
+            Reboot::Restart => RebootMode::RB_AUTOBOOT,
+            Reboot::PowerOff => RebootMode::RB_POWER_OFF,
+        };
+        match nix::sys::reboot::reboot(mode) {
+            Err(errno) => Err(errno),
+            Ok(never) => match never {},
+        }
+    }
+
+    fn set_ctrl_alt_del(&mut self, enabled: bool) -> SysResult<()> {
+        nix::sys::reboot::set_cad_enabled(enabled)
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+
+    fn now(&mut self) -> Duration {
+        nix::time::clock_gettime(ClockId::CLOCK_MONOTONIC)
+            .map(timespec_duration)
+            .unwrap_or_default()
+    }
+
+    fn boot_time(&mut self) -> Duration {
+        nix::time::clock_gettime(ClockId::CLOCK_BOOTTIME)
+            .map(timespec_duration)
+            .unwrap_or_default()
+    }
+
+    fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>> {
+        std::fs::read(path).map_err(|e| io_errno(&e))
+    }
+
+    fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| io_errno(&e))? {
+            let entry = entry.map_err(|e| io_errno(&e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read_link(&mut self, path: &str) -> SysResult<String> {
+        std::fs::read_link(path)
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| io_errno(&e))
+    }
+
+    fn exists(&mut self, path: &str) -> bool {
+        std::fs::symlink_metadata(path).is_ok()
+    }
+
+    fn open_block(&mut self, path: &str) -> SysResult<Box<dyn ReadSeek>> {
+        let file = File::open(path).map_err(|e| io_errno(&e))?;
+        Ok(Box::new(file))
+    }
+
+    fn write_tty(&mut self, path: &str, text: &str) -> SysResult<()> {
+        // O_NOCTTY: PID 1 must not acquire a controlling terminal by
+        // writing a message (a hangup on it would then signal init).
+        // O_NONBLOCK: a serial line stuck by flow control must not hang PID 1;
+        // losing a message is better.
+        let mut tty = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_errno(&e))?;
+        tty.write_all(text.as_bytes()).map_err(|e| io_errno(&e))
+    }
+
+    fn drain_tty(&mut self, path: &str, limit: Duration) -> SysResult<()> {
+        // Not tcdrain(3): it has no timeout, and a serial line held by flow
+        // control would hang PID 1 on its way to power off.
+        let tty = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_errno(&e))?;
+        let deadline = self.now() + limit;
+        while crate::ioctl::terminal_output_pending(&tty)? > 0 {
+            if self.now() >= deadline {
+                return Err(Errno::ETIMEDOUT);
+            }
+            self.sleep(Duration::from_millis(5));
+        }
+        // The queue is empty once the last bytes are in the UART's FIFO (16
+        // bytes: under 2 ms at 115200 baud, 17 ms at 9600).
+        self.sleep(Duration::from_millis(20));
+        Ok(())
+    }
+
+    fn set_hostname(&mut self, name: &str) -> SysResult<()> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()> {
+        nix::sys::signal::kill(Pid::from_raw(pid), signal)
+    }
+
+    fn reap(&mut self) -> Reaped {
+        loop {
+            return match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => Reaped::NoneReady,
+                Ok(status) => match status.pid() {
+                    Some(pid) => Reaped::Child(pid.as_raw()),
+                    None => Reaped::NoneReady,
+                },
+                Err(Errno::EINTR) => continue,
+                // ECHILD, or anything unexpected: looping on it would spin.
+                Err(_) => Reaped::NoChildren,
+            };
+        }
+    }
+
+    fn sync(&mut self) {
+        nix::unistd::sync();
+    }
+}
+
+/// Renders a mount call the way the recording test double logs it and the
+/// way a person reads it: `mount tmpfs /run tmpfs nosuid,nodev,mode=0755`,
+/// `mount --move /dev /sysroot/dev`, `mount --remount / ro`.
+pub fn describe_mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> String {
+    let mut opts: Vec<&str> = Vec::new();
+    for (flag, name) in [
+        (MsFlags::MS_RDONLY, "ro"),
+        (MsFlags::MS_NOSUID, "nosuid"),
+        (MsFlags::MS_NODEV, "nodev"),
+        (MsFlags::MS_NOEXEC, "noexec"),
+        (MsFlags::MS_BIND, "bind"),
+        (MsFlags::MS_REC, "rec"),
+    ] {
+        if flags.contains(flag) {
+            opts.push(name);
+        }
+    }
+    if let Some(data) = data {
+        opts.push(data);
+    }
+    let opts = opts.join(",");
+    let source = source.unwrap_or("none");
+    if flags.contains(MsFlags::MS_MOVE) {
+        return format!("mount --move {source} {target}");
+    }
+    let mut line = if flags.contains(MsFlags::MS_REMOUNT) {
+        format!("mount --remount {target}")
+    } else {
+        format!("mount {source} {target} {}", fstype.unwrap_or("none"))
+    };
+    if !opts.is_empty() {
+        line.push(' ');
+        line.push_str(&opts);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_are_described_readably() {
+        assert_eq!(
+            describe_mount(
+                Some("devtmpfs"),
+                "/dev",
+                Some("devtmpfs"),
+                MsFlags::empty(),
+                None
+            ),
+            "mount devtmpfs /dev devtmpfs"
+        );
+        assert_eq!(
+            describe_mount(
+                Some("tmpfs"),
+                "/run",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0755")
+            ),
+            "mount tmpfs /run tmpfs nosuid,nodev,mode=0755"
+        );
+        assert_eq!(
+            describe_mount(Some("/dev"), "/sysroot/dev", None, MsFlags::MS_MOVE, None),
+            "mount --move /dev /sysroot/dev"
+        );
+        assert_eq!(
+            describe_mount(
+                None,
+                "/",
+                None,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None
+            ),
+            "mount --remount / ro"
+        );
+    }
+
+    #[test]
+    fn linux_sys_reads_files_and_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b"), "2").unwrap();
+        std::fs::write(dir.path().join("a"), "1").unwrap();
+        let root = dir.path().to_str().unwrap();
+        let mut sys = LinuxSys::new();
+        assert_eq!(sys.read_dir(root).unwrap(), vec!["a", "b"]);
+        assert_eq!(sys.read_file(&format!("{root}/a")).unwrap(), b"1");
+        assert_eq!(
+            sys.read_file(&format!("{root}/missing")),
+            Err(Errno::ENOENT)
+        );
+        assert!(sys.exists(&format!("{root}/b")));
+        assert!(!sys.exists(&format!("{root}/c")));
+        let earlier = sys.now();
+        assert!(sys.now() >= earlier);
+        assert!(sys.boot_time() > Duration::ZERO);
+    }
+}
