@@ -11,3 +11,4 @@ pub mod gpt_table;
 pub mod layout;
 pub mod rootfs;
 pub mod tree;
+pub mod verity;
