@@ -11,7 +11,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends qemu-system-x86 ovmf
 apt-get install -y -q --no-install-recommends qemu-utils
 # Host tools the tests cross-check our formats with.
-apt-get install -y -q --no-install-recommends dosfstools fdisk
+apt-get install -y -q --no-install-recommends dosfstools fdisk cryptsetup-bin
 
 rustup target add x86_64-unknown-linux-musl
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -130,3 +130,104 @@ fn zstd_size(path: &std::path::Path) -> Result<u64> {
     }
     Ok(enc.finish()?.0)
 }
+
+/// `cargo xtask bench verity`.
+pub fn verity(board: &str, runs: usize) -> Result<()> {
+    use slipway_image::verity as v;
+    let dir = crate::paths::slipway_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let data_path = dir.join("verity-data.img");
+    let hash_path = dir.join("verity-hash.img");
+    const SIZE: usize = 1 << 30;
+    if std::fs::metadata(&data_path).map(|m| m.len() as usize).ok() != Some(SIZE) {
+        eprintln!(
+            "bench: writing 1 GiB of pseudo-random data to {}",
+            data_path.display()
+        );
+        // xorshift: incompressible enough, and the same bytes every run.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut data = vec![0u8; SIZE];
+        for chunk in data.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        std::fs::write(&data_path, &data)?;
+    }
+    let veritysetup = ["/usr/sbin/veritysetup", "/sbin/veritysetup"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file())
+        .context("veritysetup not found: apt-get install cryptsetup-bin")?;
+    let params = v::params_from_identity("bench", "verity");
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        // Ours: read the file and build the tree (veritysetup reads it too).
+        let t = Instant::now();
+        let data = std::fs::read(&data_path)?;
+        let tree = v::build(&data, &params)?;
+        ours.push(t.elapsed().as_secs_f64());
+        drop(data);
+        let _ = std::fs::remove_file(&hash_path);
+        let t = Instant::now();
+        let out = std::process::Command::new(veritysetup)
+            .arg("format")
+            .arg(format!("--salt={}", tree.salt_hex()))
+            .arg(&data_path)
+            .arg(&hash_path)
+            .output()?;
+        theirs.push(t.elapsed().as_secs_f64());
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success() && text.contains(&tree.root_hash_hex()),
+            "veritysetup format disagrees with our root hash {}: {text}",
+            tree.root_hash_hex()
+        );
+        eprintln!(
+            "bench: run {}/{runs}: ours {:.2} s, veritysetup {:.2} s",
+            i + 1,
+            ours[i],
+            theirs[i]
+        );
+    }
+    let (o, t) = (median(ours), median(theirs));
+    println!("\n== dm-verity hash tree of 1 GiB, median of {runs} (target: ratio <= 1.0)");
+    println!("  veritysetup format   {t:>6.2} s");
+    println!("  slipway verity::build {o:>5.2} s  (same root hash)");
+    println!("  ratio                {:>6.2}", o / t);
+
+    // Boot cost: the same image with and without verity.
+    let with = build_image(&BuildOptions::new(board)?)?;
+    let mut off = BuildOptions::new(board)?;
+    off.verity = false;
+    off.out_dir = Some(crate::paths::image_dir(&format!("{board}-noverity")));
+    let without = build_image(&off)?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let x = boot_time(
+            &without.out_dir.join("disk.qcow2"),
+            "slipway: ready ",
+            &format!("bench-noverity-{i}"),
+        )?;
+        let y = boot_time(
+            &with.out_dir.join("disk.qcow2"),
+            "slipway: ready ",
+            &format!("bench-verity-{i}"),
+        )?;
+        eprintln!(
+            "bench: boot {}/{runs}: without {x:.2} s, with verity {y:.2} s",
+            i + 1
+        );
+        a.push(x);
+        b.push(y);
+    }
+    let (x, y) = (median(a), median(b));
+    println!(
+        "\n== boot to the ready line under TCG, median of {runs} (target: verity adds <= 5 %)"
+    );
+    println!("  without verity   {x:>6.2} s");
+    println!("  with verity      {y:>6.2} s");
+    println!("  verity adds      {:>+6.1} %", (y / x - 1.0) * 100.0);
+    Ok(())
+}

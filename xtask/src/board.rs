@@ -23,6 +23,18 @@ pub struct Board {
     pub packages: Packages,
 }
 
+/// What the init needs to set up dm-verity for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityArgs {
+    /// sha256 root hash, hex.
+    pub root_hash: String,
+    pub hash_partuuid: uuid::Uuid,
+    /// Salt, hex.
+    pub salt: String,
+    /// 4096-byte data blocks the tree covers.
+    pub data_blocks: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
@@ -124,8 +136,15 @@ impl Board {
         }
     }
 
-    /// The kernel command line of a slot's boot entry.
-    pub fn cmdline(&self, slot: Slot, root_partuuid: &uuid::Uuid) -> String {
+    /// The kernel command line of a slot's boot entry. `verity: None`
+    /// writes the developer switch `slipway.verity=off`, which the init
+    /// logs loudly: there is no silent way to boot an unverified root.
+    pub fn cmdline(
+        &self,
+        slot: Slot,
+        root_partuuid: &uuid::Uuid,
+        verity: Option<&VerityArgs>,
+    ) -> String {
         let mut parts: Vec<String> = Vec::new();
         if !self.kernel.cmdline.trim().is_empty() {
             parts.push(self.kernel.cmdline.trim().to_string());
@@ -133,6 +152,15 @@ impl Board {
         parts.extend(self.consoles.iter().map(|c| format!("console={c}")));
         parts.push(format!("slipway.slot={}", slot.letter()));
         parts.push(format!("slipway.root=PARTUUID={root_partuuid}"));
+        match verity {
+            Some(v) => {
+                parts.push(format!("slipway.roothash={}", v.root_hash));
+                parts.push(format!("slipway.verity_hash=PARTUUID={}", v.hash_partuuid));
+                parts.push(format!("slipway.verity_salt={}", v.salt));
+                parts.push(format!("slipway.verity_blocks={}", v.data_blocks));
+            }
+            None => parts.push("slipway.verity=off".to_string()),
+        }
         parts.join(" ")
     }
 }
@@ -216,13 +244,30 @@ busybox = "busybox-static"
     }
 
     #[test]
-    fn cmdline_puts_consoles_then_slot_and_root() {
+    fn cmdline_puts_consoles_then_slot_root_and_verity() {
         let b = Board::parse("x", GOOD).unwrap();
         let u = uuid::Uuid::nil();
         assert_eq!(
-            b.cmdline(Slot::B, &u),
+            b.cmdline(Slot::B, &u, None),
             "quiet console=tty0 console=ttyS0,115200 slipway.slot=b \
-             slipway.root=PARTUUID=00000000-0000-0000-0000-000000000000"
+             slipway.root=PARTUUID=00000000-0000-0000-0000-000000000000 slipway.verity=off"
         );
+        let v = VerityArgs {
+            root_hash: "ab".repeat(32),
+            hash_partuuid: u,
+            salt: "cd".repeat(32),
+            data_blocks: 7,
+        };
+        let line = b.cmdline(Slot::A, &u, Some(&v));
+        assert!(
+            line.ends_with(&format!(
+                "slipway.roothash={} slipway.verity_hash=PARTUUID={u} slipway.verity_salt={} \
+             slipway.verity_blocks=7",
+                "ab".repeat(32),
+                "cd".repeat(32)
+            )),
+            "{line}"
+        );
+        assert!(!line.contains("verity=off"));
     }
 }

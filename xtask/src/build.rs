@@ -15,9 +15,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use slipway_image::layout::{Layout, Role, Slot};
 use slipway_image::tree::Tree;
-use slipway_image::{bls, esp, gpt_table, rootfs};
+use slipway_image::{bls, esp, gpt_table, rootfs, verity};
 
-use crate::board::Board;
+use crate::board::{Board, VerityArgs};
 use crate::inputs::{self, InputOptions, Inputs};
 use crate::util::{sha256_bytes, sha256_file};
 use crate::{guest, paths};
@@ -47,6 +47,10 @@ pub struct BuildOptions {
     pub init: InitKind,
     /// Also write `disk.qcow2` (needs qemu-img).
     pub qcow2: bool,
+    /// dm-verity for the root (the default). Off only for development and
+    /// the bench's comparison; the boot entry then says `slipway.verity=off`
+    /// and the init warns loudly.
+    pub verity: bool,
 }
 
 impl BuildOptions {
@@ -59,6 +63,7 @@ impl BuildOptions {
             inputs: InputOptions::default(),
             init: InitKind::Slipway,
             qcow2: true,
+            verity: true,
         })
     }
 }
@@ -114,6 +119,18 @@ pub struct Manifest {
     pub disk: ManifestDisk,
     pub partitions: Vec<ManifestPartition>,
     pub boot_entries: Vec<ManifestEntry>,
+    /// The dm-verity parameters of slot A's root (also on its command line).
+    pub verity: ManifestVerity,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestVerity {
+    pub enabled: bool,
+    pub root_hash: String,
+    pub salt: String,
+    pub data_blocks: u64,
+    pub hash_block_size: u64,
+    pub hash_tree_size: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +236,16 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         board.os_name, board.name, opts.version, build_id
     );
     let layout = Layout::plan(board.sizes(), &identity)?;
+    // The squashfs padded to whole 4 KiB blocks is what verity covers and
+    // what goes into the slot.
+    let mut root_image = root_image;
+    root_image.resize(root_image.len().next_multiple_of(verity::BLOCK as usize), 0);
+    let verity_tree = verity::build(
+        &root_image,
+        &verity::params_from_identity(&identity, "root-a"),
+    )
+    .context("computing the dm-verity hash tree of root-a")?;
+    phases.end("verity");
     let out = opts
         .out_dir
         .clone()
@@ -229,6 +256,16 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let disk_path = partial.join("disk.raw");
 
     let root_a = layout.get(Role::Root(Slot::A));
+    let verity_a = layout.get(Role::Verity(Slot::A));
+    if verity_tree.hash_image.len() as u64 > verity_a.size {
+        bail!(
+            "the verity hash tree is {} bytes but board {} gives verity partitions only {} \
+             bytes (partitions.verity_mib)",
+            verity_tree.hash_image.len(),
+            board.name,
+            verity_a.size
+        );
+    }
     if root_image.len() as u64 > root_a.size {
         bail!(
             "the root image is {} bytes but board {} gives root slots only {} bytes \
@@ -246,7 +283,18 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         os_name: board.os_name.clone(),
         version: opts.version.clone(),
         slot: Slot::A,
-        options: board.cmdline(Slot::A, &root_a.uuid),
+        options: board.cmdline(
+            Slot::A,
+            &root_a.uuid,
+            opts.verity
+                .then(|| VerityArgs {
+                    root_hash: verity_tree.root_hash_hex(),
+                    hash_partuuid: verity_a.uuid,
+                    salt: verity_tree.salt_hex(),
+                    data_blocks: verity_tree.data_blocks,
+                })
+                .as_ref(),
+        ),
     };
     let entry_name = bls::entry_file_name(Slot::A, None);
     let esp_files = vec![
@@ -266,7 +314,10 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         &disk_path,
         &layout,
         &esp_files,
-        &root_image,
+        &[
+            (Role::Root(Slot::A), root_image.as_slice()),
+            (Role::Verity(Slot::A), verity_tree.hash_image.as_slice()),
+        ],
         &identity,
         opts.source_date_epoch,
     )?;
@@ -304,6 +355,14 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         let len = std::fs::metadata(&qcow2_path)?.len();
         artifacts.push(artifact("disk.qcow2", len, sha256_file(&qcow2_path)?));
     }
+    let verity_info = ManifestVerity {
+        enabled: opts.verity,
+        root_hash: verity_tree.root_hash_hex(),
+        salt: verity_tree.salt_hex(),
+        data_blocks: verity_tree.data_blocks,
+        hash_block_size: verity::BLOCK,
+        hash_tree_size: verity_tree.hash_image.len() as u64,
+    };
     let manifest = manifest(
         &board,
         opts,
@@ -312,8 +371,8 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         artifacts,
         &layout,
         root_image.len() as u64,
-        entry_name,
-        &entry,
+        (entry_name, &entry),
+        verity_info,
     );
     let json = serde_json::to_string_pretty(&manifest)? + "\n";
     std::fs::write(partial.join("manifest.json"), &json)?;
@@ -486,7 +545,7 @@ fn write_disk(
     path: &Path,
     layout: &Layout,
     esp_files: &[(String, Vec<u8>)],
-    root_image: &[u8],
+    contents: &[(Role, &[u8])],
     identity: &str,
     epoch: u64,
 ) -> Result<()> {
@@ -505,10 +564,12 @@ fn write_disk(
     esp::write(
         &mut f, path, esp.offset, esp.size, volume_id, epoch, esp_files,
     )?;
-    let root = layout.get(Role::Root(Slot::A));
-    f.seek(SeekFrom::Start(root.offset))?;
-    f.write_all(root_image)
-        .with_context(|| format!("writing root-a into {}", path.display()))?;
+    for (role, data) in contents {
+        let part = layout.get(*role);
+        f.seek(SeekFrom::Start(part.offset))?;
+        f.write_all(data)
+            .with_context(|| format!("writing {} into {}", part.label, path.display()))?;
+    }
     f.flush()?;
     Ok(())
 }
@@ -544,8 +605,8 @@ fn manifest(
     artifacts: Vec<ManifestArtifact>,
     layout: &Layout,
     root_len: u64,
-    entry_file: String,
-    entry: &bls::Entry,
+    (entry_file, entry): (String, &bls::Entry),
+    verity: ManifestVerity,
 ) -> Manifest {
     let mut inputs_list: Vec<ManifestInput> = inputs
         .packages
@@ -596,6 +657,7 @@ fn manifest(
                 attributes: format!("{:#x}", p.attributes),
                 content_size: match p.role {
                     Role::Root(Slot::A) => root_len,
+                    Role::Verity(Slot::A) => verity.hash_tree_size,
                     Role::Esp => p.size,
                     _ => 0,
                 },
@@ -606,5 +668,6 @@ fn manifest(
             version: entry.version.clone(),
             options: entry.options.clone(),
         }],
+        verity,
     }
 }

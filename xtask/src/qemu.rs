@@ -84,6 +84,9 @@ pub struct Machine {
     pub disk_size: Option<u64>,
     /// Forward a host port to a guest port over user networking.
     pub host_forwards: Vec<(u16, u16)>,
+    /// Bytes to write into the overlay before boot (disk offset, value):
+    /// tamper tests change the disk the guest sees, never the image.
+    pub patches: Vec<(u64, u8)>,
     pub extra_args: Vec<String>,
 }
 
@@ -97,6 +100,7 @@ impl Machine {
             boot: Boot::Firmware,
             disk_size: None,
             host_forwards: Vec::new(),
+            patches: Vec::new(),
             extra_args: Vec::new(),
         }
     }
@@ -142,6 +146,25 @@ pub fn prepare(machine: &Machine, dir: &Path) -> Result<(RunFiles, Firmware)> {
             overlay.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+    for (offset, value) in &machine.patches {
+        let out = Command::new("qemu-io")
+            .args([
+                "-f",
+                "qcow2",
+                "-c",
+                &format!("write -P {value:#04x} {offset} 1"),
+            ])
+            .arg(&overlay)
+            .output()
+            .context("running qemu-io (apt-get install qemu-utils)")?;
+        if !out.status.success() {
+            bail!(
+                "qemu-io writing byte {value:#04x} at {offset} of {} failed: {}",
+                overlay.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
     let vars = dir.join("OVMF_VARS.fd");
     std::fs::copy(&fw.vars, &vars)

@@ -133,3 +133,71 @@ fn fsck_vfat_finds_the_esp_clean_and_systemd_boot_in_place() {
         "{entry}"
     );
 }
+
+/// Copies `len` bytes at `offset` of `src` into a new file.
+fn extract(src: &Path, offset: u64, len: u64, dest: &Path) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(src).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut data = vec![0u8; len as usize];
+    f.read_exact(&mut data).unwrap();
+    std::fs::write(dest, data).unwrap();
+}
+
+#[test]
+fn veritysetup_verifies_slot_a_and_rejects_a_flipped_byte() {
+    let (Some(dir), Some(veritysetup)) = (image_dir("veritysetup"), tool("veritysetup")) else {
+        return;
+    };
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let verity = &m["verity"];
+    let root_hash = verity["root_hash"].as_str().unwrap();
+    let blocks = verity["data_blocks"].as_u64().unwrap();
+    let root = &m["partitions"][1];
+    let hash = &m["partitions"][2];
+    assert_eq!(
+        (root["label"].as_str(), hash["label"].as_str()),
+        (Some("root-a"), Some("root-a-verity"))
+    );
+    // The boot entry carries the same root hash the manifest records.
+    let options = m["boot_entries"][0]["options"].as_str().unwrap();
+    assert!(
+        options.contains(&format!("slipway.roothash={root_hash}")),
+        "{options}"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("root-a");
+    let tree = work.path().join("root-a-verity");
+    let raw = dir.join("disk.raw");
+    extract(&raw, root["offset"].as_u64().unwrap(), blocks * 4096, &data);
+    extract(
+        &raw,
+        hash["offset"].as_u64().unwrap(),
+        hash["size"].as_u64().unwrap(),
+        &tree,
+    );
+    let verify = |data: &Path| {
+        Command::new(&veritysetup)
+            .arg("verify")
+            .arg(data)
+            .arg(&tree)
+            .arg(root_hash)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&data);
+    assert!(
+        out.status.success(),
+        "veritysetup verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut bytes = std::fs::read(&data).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x80;
+    std::fs::write(&data, bytes).unwrap();
+    let out = verify(&data);
+    assert!(!out.status.success(), "veritysetup accepted a flipped byte");
+}

@@ -60,6 +60,18 @@ fn boots_to_ready_line_with_read_only_root_and_powers_off_cleanly() {
     let (rc, out) = vm.run("grep ' / ' /proc/mounts", CMD).unwrap();
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("squashfs ro"), "root mount: {out}");
+    assert!(
+        out.starts_with("/dev/dm-") || out.contains("\n/dev/dm-"),
+        "root not on dm-verity: {out}"
+    );
+    assert!(
+        !vm.transcript()
+            .lines()
+            .iter()
+            .any(|l| l.contains("dm-verity disabled")),
+        "{}",
+        vm.transcript().tail(40)
+    );
     let (rc, out) = vm.run("echo hi > /tmp/t && cat /tmp/t", CMD).unwrap();
     assert_eq!((rc, out.trim().ends_with("hi")), (0, true), "{out}");
 
@@ -127,4 +139,55 @@ fn stage1_failure_reports_and_reboots() {
         vm.transcript().tail(30)
     );
     assert!(!lines.iter().any(|l| l.contains("slipway: ready")));
+}
+
+#[test]
+fn tampered_root_is_caught_by_verity_and_never_reaches_ready() {
+    let Some(dir) = vm_test_image("tampered_root") else {
+        return;
+    };
+    let m = manifest(&dir);
+    assert_eq!(
+        m["verity"]["enabled"], true,
+        "the test image must use verity"
+    );
+    let root = &m["partitions"][1];
+    assert_eq!(root["label"], "root-a");
+    // A byte inside the first data block (squashfs superblock and the
+    // first metadata), which stage 1 reads when it mounts the root. Flip it
+    // so the value surely changes.
+    let offset = root["offset"].as_u64().unwrap() + 100;
+    let original = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(dir.join("disk.raw")).unwrap();
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b).unwrap();
+        b[0]
+    };
+    let mut machine = Machine::new(dir.join("disk.qcow2"));
+    machine.no_reboot = true;
+    machine.patches.push((offset, original ^ 0x01));
+    let mut vm = Vm::start("tampered-root", &machine).unwrap();
+    vm.wait_line(
+        |l| {
+            (l.contains("slipway: stage1 failed: ") && l.contains("verity"))
+                || (l.contains("verity") && l.contains("corrupted"))
+        },
+        BOOT,
+    )
+    .unwrap();
+    // It reboots (QEMU exits under -no-reboot) and never says ready.
+    vm.wait_exit(Duration::from_secs(60)).unwrap();
+    let lines = vm.transcript().lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("slipway: ready")),
+        "{}",
+        vm.transcript().tail(30)
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("Kernel panic")),
+        "{}",
+        vm.transcript().tail(30)
+    );
 }

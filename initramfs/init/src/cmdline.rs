@@ -1,9 +1,13 @@
-//! The kernel command line: `slipway.slot=` and `slipway.root=`.
+//! The kernel command line: `slipway.slot=`, `slipway.root=` and the
+//! dm-verity keys.
 //!
 //! Parsing has two layers: [`Cmdline`] splits `/proc/cmdline` the way the
 //! kernel does (whitespace, double quotes), and [`BootArgs`] holds the typed
-//! values stage 1 needs, with one clear error per missing or bad key. Later
-//! keys (`slipway.verity…`) become fields of `BootArgs`.
+//! values stage 1 needs, with one clear error per missing or bad key.
+//!
+//! Verity is on unless `slipway.verity=off`: a missing key must never turn
+//! into an unverified boot, so without that switch all four verity keys are
+//! required.
 
 use std::fmt;
 
@@ -11,6 +15,19 @@ use uuid::Uuid;
 
 pub const SLOT_KEY: &str = "slipway.slot";
 pub const ROOT_KEY: &str = "slipway.root";
+/// `off` boots the root unverified (a developer switch).
+pub const VERITY_KEY: &str = "slipway.verity";
+pub const ROOTHASH_KEY: &str = "slipway.roothash";
+pub const VERITY_HASH_KEY: &str = "slipway.verity_hash";
+pub const VERITY_SALT_KEY: &str = "slipway.verity_salt";
+pub const VERITY_BLOCKS_KEY: &str = "slipway.verity_blocks";
+
+/// The size of a data (and hash) block: the builder formats the hash tree
+/// with 4096-byte blocks, `slipway.verity_blocks` counts them.
+pub const VERITY_BLOCK_SIZE: u64 = 4096;
+/// Hex digits of a sha256 digest (the root hash), and of the salt the
+/// builder writes.
+const SHA256_HEX_LEN: usize = 64;
 
 /// A bad or missing `slipway.*` parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,10 +36,26 @@ pub enum CmdlineError {
     Missing(&'static str),
     #[error("{SLOT_KEY}={0}: expected a or b")]
     BadSlot(String),
-    #[error("{ROOT_KEY}={0}: expected PARTUUID=<uuid>")]
-    BadRoot(String),
-    #[error("{ROOT_KEY}={0}: not a valid partition uuid")]
-    BadPartUuid(String),
+    #[error("missing {0}= on the kernel command line (or {VERITY_KEY}=off to boot unverified)")]
+    MissingVerity(&'static str),
+    #[error("{key}={value}: expected PARTUUID=<uuid>")]
+    BadRoot { key: &'static str, value: String },
+    #[error("{key}={value}: not a valid partition uuid")]
+    BadPartUuid { key: &'static str, value: String },
+    #[error("{VERITY_KEY}={0}: expected off (or on)")]
+    BadVerity(String),
+    #[error("{key}={value}: expected {SHA256_HEX_LEN} hex characters ({what})")]
+    BadHex {
+        key: &'static str,
+        value: String,
+        what: &'static str,
+    },
+    #[error("{VERITY_BLOCKS_KEY}={0}: not a number")]
+    BadBlocks(String),
+    #[error("{VERITY_BLOCKS_KEY}={0}: must be at least 1")]
+    NoBlocks(String),
+    #[error("{VERITY_BLOCKS_KEY}={0}: too large")]
+    TooManyBlocks(String),
 }
 
 /// The kernel command line, split into parameters.
@@ -85,6 +118,44 @@ impl Cmdline {
         let value = self.get(ROOT_KEY).ok_or(CmdlineError::Missing(ROOT_KEY))?;
         RootSpec::parse(value)
     }
+
+    /// `Off` only for `slipway.verity=off`; otherwise every verity key.
+    pub fn verity(&self) -> Result<Verity, CmdlineError> {
+        match self.get(VERITY_KEY) {
+            None | Some("on") => {}
+            Some("off") => return Ok(Verity::Off),
+            Some(other) => return Err(CmdlineError::BadVerity(other.to_string())),
+        }
+        let get = |key: &'static str| self.get(key).ok_or(CmdlineError::MissingVerity(key));
+        let root_hash = HexDigest::parse(ROOTHASH_KEY, get(ROOTHASH_KEY)?, "sha256")?;
+        let hash_partition = RootSpec::parse_for(VERITY_HASH_KEY, get(VERITY_HASH_KEY)?)?;
+        let salt = HexDigest::parse(VERITY_SALT_KEY, get(VERITY_SALT_KEY)?, "salt")?;
+        let data_blocks = parse_blocks(get(VERITY_BLOCKS_KEY)?)?;
+        Ok(Verity::On(VerityArgs {
+            root_hash,
+            hash_partition,
+            salt,
+            data_blocks,
+        }))
+    }
+}
+
+/// A block count whose size in 512-byte sectors still fits a `u64` (the
+/// device-mapper target length, and the kernel's own check in dm-verity).
+fn parse_blocks(value: &str) -> Result<u64, CmdlineError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CmdlineError::BadBlocks(value.to_string()));
+    }
+    let blocks: u64 = value
+        .parse()
+        .map_err(|_| CmdlineError::TooManyBlocks(value.to_string()))?;
+    if blocks == 0 {
+        return Err(CmdlineError::NoBlocks(value.to_string()));
+    }
+    if blocks.checked_mul(VERITY_BLOCK_SIZE).is_none() {
+        return Err(CmdlineError::TooManyBlocks(value.to_string()));
+    }
+    Ok(blocks)
 }
 
 fn split_param(word: &str) -> (String, Option<String>) {
@@ -128,21 +199,33 @@ pub enum RootSpec {
 }
 
 impl RootSpec {
+    /// The value of `slipway.root=`.
     pub fn parse(value: &str) -> Result<Self, CmdlineError> {
-        let (prefix, uuid) = value
-            .split_once('=')
-            .ok_or_else(|| CmdlineError::BadRoot(value.to_string()))?;
+        Self::parse_for(ROOT_KEY, value)
+    }
+
+    /// The value of `key` (errors name it), e.g. `slipway.verity_hash=`.
+    pub fn parse_for(key: &'static str, value: &str) -> Result<Self, CmdlineError> {
+        let bad_root = || CmdlineError::BadRoot {
+            key,
+            value: value.to_string(),
+        };
+        let bad_uuid = || CmdlineError::BadPartUuid {
+            key,
+            value: value.to_string(),
+        };
+        let (prefix, uuid) = value.split_once('=').ok_or_else(bad_root)?;
         if !prefix.eq_ignore_ascii_case("PARTUUID") {
-            return Err(CmdlineError::BadRoot(value.to_string()));
+            return Err(bad_root());
         }
         // Only the hyphenated form: it is what the image builder writes and
         // what `blkid` shows, and rejecting the rest catches typos early.
         if uuid.len() != 36 {
-            return Err(CmdlineError::BadPartUuid(value.to_string()));
+            return Err(bad_uuid());
         }
         Uuid::parse_str(uuid)
             .map(RootSpec::PartUuid)
-            .map_err(|_| CmdlineError::BadPartUuid(value.to_string()))
+            .map_err(|_| bad_uuid())
     }
 }
 
@@ -154,11 +237,67 @@ impl fmt::Display for RootSpec {
     }
 }
 
+/// A sha256-sized value in lowercase hex (64 digits), as the verity
+/// table wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HexDigest(String);
+
+impl HexDigest {
+    /// `what` says what the value is in the error (`sha256`, `salt`).
+    pub fn parse(key: &'static str, value: &str, what: &'static str) -> Result<Self, CmdlineError> {
+        if value.len() != SHA256_HEX_LEN || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CmdlineError::BadHex {
+                key,
+                value: value.to_string(),
+                what,
+            });
+        }
+        Ok(HexDigest(value.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 digits, enough to tell two builds apart on a console.
+    pub fn short(&self) -> &str {
+        self.0.get(..12).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for HexDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The dm-verity parameters the image builder computed for the slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityArgs {
+    /// `slipway.roothash=`: the sha256 of the hash tree's root block.
+    pub root_hash: HexDigest,
+    /// `slipway.verity_hash=`: the slot's `root-*-verity` partition.
+    pub hash_partition: RootSpec,
+    /// `slipway.verity_salt=`.
+    pub salt: HexDigest,
+    /// `slipway.verity_blocks=`: 4096-byte data blocks covered.
+    pub data_blocks: u64,
+}
+
+/// Whether the root goes through dm-verity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verity {
+    /// `slipway.verity=off`: the partition is mounted as it is.
+    Off,
+    On(VerityArgs),
+}
+
 /// What stage 1 needs from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootArgs {
     pub slot: Slot,
     pub root: RootSpec,
+    pub verity: Verity,
 }
 
 impl BootArgs {
@@ -166,6 +305,7 @@ impl BootArgs {
         Ok(BootArgs {
             slot: cmdline.slot()?,
             root: cmdline.root()?,
+            verity: cmdline.verity()?,
         })
     }
 
@@ -179,13 +319,32 @@ mod tests {
     use super::*;
 
     const UUID: &str = "6a4f36e5-5b1e-4d8a-9c3f-2b7e1d0c9a81";
+    const HASH_UUID: &str = "7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6";
+    const ROOTHASH: &str = "4392a8f0e2c1b7d6a5f4e3d2c1b0a9f8e7d6c5b4a3928170f6e5d4c3b2a19080";
+    const SALT: &str = "0011223344556677889900aabbccddeeff00112233445566778899aabbccddee";
+
+    /// The four verity keys as the image builder writes them.
+    fn verity_keys() -> String {
+        format!(
+            "slipway.roothash={ROOTHASH} slipway.verity_hash=PARTUUID={HASH_UUID} \
+             slipway.verity_salt={SALT} slipway.verity_blocks=1000"
+        )
+    }
+
+    fn with_keys(extra: &str) -> Result<BootArgs, CmdlineError> {
+        BootArgs::parse(&format!(
+            "slipway.slot=a slipway.root=PARTUUID={UUID} {} {extra}",
+            verity_keys()
+        ))
+    }
 
     #[test]
     fn parses_slot_and_root_among_other_parameters() {
         let text = format!(
             "BOOT_IMAGE=/vmlinuz console=ttyS0,115200  quiet slipway.slot=b \
-             slipway.root=PARTUUID={} rw\n",
-            UUID.to_uppercase()
+             slipway.root=PARTUUID={} rw {}\n",
+            UUID.to_uppercase(),
+            verity_keys()
         );
         let args = BootArgs::parse(&text).unwrap();
         assert_eq!(args.slot, Slot::B);
@@ -194,6 +353,146 @@ mod tests {
             RootSpec::PartUuid(Uuid::parse_str(UUID).unwrap())
         );
         assert_eq!(args.root.to_string(), format!("PARTUUID={UUID}"));
+    }
+
+    #[test]
+    fn parses_the_verity_keys() {
+        let args = BootArgs::parse(&format!(
+            "slipway.slot=a slipway.root=PARTUUID={UUID} \
+             slipway.roothash={} slipway.verity_hash=partuuid={} \
+             slipway.verity_salt={SALT} slipway.verity_blocks=262144",
+            ROOTHASH.to_uppercase(),
+            HASH_UUID.to_uppercase()
+        ))
+        .unwrap();
+        let Verity::On(v) = args.verity else {
+            panic!("verity off")
+        };
+        // Lowercase, as the table and the console line show it.
+        assert_eq!(v.root_hash.as_str(), ROOTHASH);
+        assert_eq!(v.root_hash.short(), "4392a8f0e2c1");
+        assert_eq!(v.salt.to_string(), SALT);
+        assert_eq!(
+            v.hash_partition.to_string(),
+            format!("PARTUUID={HASH_UUID}")
+        );
+        assert_eq!(v.data_blocks, 262_144);
+        assert_eq!(
+            with_keys("slipway.verity=on").unwrap().verity,
+            Verity::On(v_of(&with_keys("").unwrap()))
+        );
+    }
+
+    fn v_of(args: &BootArgs) -> VerityArgs {
+        match &args.verity {
+            Verity::On(v) => v.clone(),
+            Verity::Off => panic!("verity off"),
+        }
+    }
+
+    #[test]
+    fn verity_off_needs_no_verity_keys_and_ignores_them() {
+        let args = BootArgs::parse(&format!(
+            "slipway.slot=a slipway.root=PARTUUID={UUID} slipway.verity=off"
+        ))
+        .unwrap();
+        assert_eq!(args.verity, Verity::Off);
+        // Appended to a full command line (the boot menu editor), the
+        // last word wins and the keys are not even checked.
+        let args = BootArgs::parse(&format!(
+            "slipway.slot=a slipway.root=PARTUUID={UUID} slipway.roothash=abc slipway.verity=off"
+        ))
+        .unwrap();
+        assert_eq!(args.verity, Verity::Off);
+        assert_eq!(
+            with_keys("slipway.verity=off slipway.verity=on")
+                .unwrap()
+                .verity,
+            Verity::On(v_of(&with_keys("").unwrap()))
+        );
+    }
+
+    #[test]
+    fn verity_keys_are_required_without_verity_off() {
+        let base = format!("slipway.slot=a slipway.root=PARTUUID={UUID}");
+        let err = BootArgs::parse(&base).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing slipway.roothash= on the kernel command line \
+             (or slipway.verity=off to boot unverified)"
+        );
+        let keys = verity_keys();
+        let words: Vec<&str> = keys.split_whitespace().collect();
+        for (i, key) in [
+            ROOTHASH_KEY,
+            VERITY_HASH_KEY,
+            VERITY_SALT_KEY,
+            VERITY_BLOCKS_KEY,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut others = words.clone();
+            others.remove(i);
+            let err = BootArgs::parse(&format!("{base} {}", others.join(" "))).unwrap_err();
+            assert_eq!(err, CmdlineError::MissingVerity(key));
+        }
+    }
+
+    #[test]
+    fn bad_verity_values_are_named() {
+        let err = |extra: &str| with_keys(extra).unwrap_err().to_string();
+        assert_eq!(
+            err("slipway.roothash=abc"),
+            "slipway.roothash=abc: expected 64 hex characters (sha256)"
+        );
+        assert_eq!(
+            err(&format!("slipway.roothash={}", ROOTHASH.replace('a', "g"))),
+            format!(
+                "slipway.roothash={}: expected 64 hex characters (sha256)",
+                ROOTHASH.replace('a', "g")
+            )
+        );
+        assert_eq!(
+            err("slipway.verity_salt=-"),
+            "slipway.verity_salt=-: expected 64 hex characters (salt)"
+        );
+        assert_eq!(
+            err("slipway.verity_blocks=x"),
+            "slipway.verity_blocks=x: not a number"
+        );
+        assert_eq!(
+            err("slipway.verity_blocks=-1"),
+            "slipway.verity_blocks=-1: not a number"
+        );
+        assert_eq!(
+            err("slipway.verity_blocks=0"),
+            "slipway.verity_blocks=0: must be at least 1"
+        );
+        assert_eq!(
+            err("slipway.verity_blocks=99999999999999999999"),
+            "slipway.verity_blocks=99999999999999999999: too large"
+        );
+        assert_eq!(
+            err("slipway.verity_blocks=4503599627370496"),
+            "slipway.verity_blocks=4503599627370496: too large"
+        );
+        assert_eq!(
+            with_keys("slipway.verity_blocks=4503599627370495").map(|a| v_of(&a).data_blocks),
+            Ok(4_503_599_627_370_495)
+        );
+        assert_eq!(
+            err("slipway.verity_hash=/dev/vda4"),
+            "slipway.verity_hash=/dev/vda4: expected PARTUUID=<uuid>"
+        );
+        assert_eq!(
+            err("slipway.verity_hash=PARTUUID=12"),
+            "slipway.verity_hash=PARTUUID=12: not a valid partition uuid"
+        );
+        assert_eq!(
+            err("slipway.verity=no"),
+            "slipway.verity=no: expected off (or on)"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use crate::cmdline::CmdlineError;
+use crate::verity::VerityError;
 
 /// Why a boot step failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +21,13 @@ pub enum Error {
     #[error(transparent)]
     Cmdline(#[from] CmdlineError),
 
-    #[error("root partition {root} did not appear within {} s", .waited.as_secs())]
-    PartitionTimeout { root: String, waited: Duration },
+    /// `missing` names each partition with its role: `root partition
+    /// PARTUUID=…`.
+    #[error("{missing} did not appear within {} s", .waited.as_secs())]
+    PartitionTimeout { missing: String, waited: Duration },
+
+    #[error(transparent)]
+    Verity(#[from] VerityError),
 
     #[error("{path} not found on the root partition {device}")]
     InitMissing { path: String, device: String },
@@ -103,7 +109,7 @@ mod tests {
     #[test]
     fn timeout_message_is_in_seconds() {
         let e = Error::PartitionTimeout {
-            root: "PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4".into(),
+            missing: "root partition PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4".into(),
             waited: Duration::from_secs(60),
         };
         assert_eq!(

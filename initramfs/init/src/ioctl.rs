@@ -1,5 +1,5 @@
-//! The only `unsafe` in the init: two ioctls and a pre-exec hook, each
-//! wrapped in a safe function.
+//! The only `unsafe` in the init: the terminal, input and device-mapper
+//! ioctls and a pre-exec hook, each wrapped in a safe function.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -15,6 +15,66 @@ nix::ioctl_read_buf!(eviocgname, b'E', 0x06, u8);
 nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
 // TIOCOUTQ: bytes still waiting in a terminal's output queue.
 nix::ioctl_read_bad!(tiocoutq, libc::TIOCOUTQ, libc::c_int);
+
+/// `struct dm_ioctl` as the device-mapper ioctl numbers see it: they encode
+/// its size, 312 (`_IOWR(0xfd, nr, struct dm_ioctl)`). The buffers
+/// themselves are built by [`crate::dm::request`] and may be longer: the
+/// kernel reads and writes `data_size` bytes.
+#[repr(C)]
+pub struct DmIoctl([u8; crate::dm::HEADER_SIZE]);
+
+/// The device-mapper ioctl type (`DM_IOCTL` in linux/dm-ioctl.h).
+const DM_IOCTL: u8 = 0xfd;
+// DM_VERSION (0): writes the kernel's interface version into the header.
+nix::ioctl_readwrite!(dm_version, DM_IOCTL, 0, DmIoctl);
+// DM_DEV_CREATE (3): a new mapped device `name`, with no table, suspended.
+nix::ioctl_readwrite!(dm_dev_create, DM_IOCTL, 3, DmIoctl);
+// DM_DEV_REMOVE (4): removes device `name` and its tables.
+nix::ioctl_readwrite!(dm_dev_remove, DM_IOCTL, 4, DmIoctl);
+// DM_DEV_SUSPEND (6): suspends device `name`, or, without DM_SUSPEND_FLAG,
+// swaps in its inactive table and resumes it.
+nix::ioctl_readwrite!(dm_dev_suspend, DM_IOCTL, 6, DmIoctl);
+// DM_TABLE_LOAD (9): loads the targets after the header into the inactive
+// table slot of device `name`.
+nix::ioctl_readwrite!(dm_table_load, DM_IOCTL, 9, DmIoctl);
+
+/// The device-mapper commands the init uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmCommand {
+    Version,
+    DevCreate,
+    DevRemove,
+    DevSuspend,
+    TableLoad,
+}
+
+/// Issues one device-mapper ioctl on an open `/dev/mapper/control` with a
+/// buffer from [`crate::dm::request`]; the kernel's answer replaces it.
+pub fn dm_ioctl(control: &impl AsFd, command: DmCommand, buffer: &mut [u8]) -> Result<(), Errno> {
+    // The kernel reads `data_size` bytes from the buffer and writes as many
+    // back: refuse a buffer that does not own all of them.
+    if buffer.len() < crate::dm::HEADER_SIZE || crate::dm::data_size(buffer) != Some(buffer.len()) {
+        return Err(Errno::EINVAL);
+    }
+    let fd = control.as_fd().as_raw_fd();
+    let data = buffer.as_mut_ptr().cast::<DmIoctl>();
+    // SAFETY: the fd is open for the duration of the call (borrowed);
+    // `data` points to `buffer`, which is at least the 312 bytes the
+    // request number encodes and exactly the `data_size` bytes the kernel
+    // reads and writes (checked above). No Rust reference to a `DmIoctl`
+    // is made, so the pointer's alignment does not matter (the kernel
+    // copies with copy_from_user).
+    unsafe {
+        match command {
+            DmCommand::Version => dm_version(fd, data),
+            DmCommand::DevCreate => dm_dev_create(fd, data),
+            DmCommand::DevRemove => dm_dev_remove(fd, data),
+            DmCommand::DevSuspend => dm_dev_suspend(fd, data),
+            DmCommand::TableLoad => dm_table_load(fd, data),
+        }
+    }?;
+    Ok(())
+}
 
 /// The name an input device reports, e.g. `Power Button`.
 pub fn input_device_name(device: &impl AsFd) -> Result<String, Errno> {
@@ -63,6 +123,52 @@ pub fn spawn_in_new_session_on_stdin_tty(command: &mut Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dm_ioctl_numbers_are_the_headers() {
+        assert_eq!(std::mem::size_of::<DmIoctl>(), 312);
+        // _IOWR(0xfd, nr, struct dm_ioctl), as libdevmapper computes them.
+        let code = |nr| nix::request_code_readwrite!(DM_IOCTL, nr, std::mem::size_of::<DmIoctl>());
+        assert_eq!(code(0) as u32, 0xc138_fd00, "DM_VERSION");
+        assert_eq!(code(3) as u32, 0xc138_fd03, "DM_DEV_CREATE");
+        assert_eq!(code(4) as u32, 0xc138_fd04, "DM_DEV_REMOVE");
+        assert_eq!(code(6) as u32, 0xc138_fd06, "DM_DEV_SUSPEND");
+        assert_eq!(code(9) as u32, 0xc138_fd09, "DM_TABLE_LOAD");
+    }
+
+    #[test]
+    fn dm_ioctl_refuses_buffers_it_does_not_own_entirely() {
+        let file = tempfile::tempfile().unwrap();
+        let mut short = vec![0u8; 100];
+        assert_eq!(
+            dm_ioctl(&file, DmCommand::Version, &mut short),
+            Err(Errno::EINVAL)
+        );
+        // data_size larger than the buffer.
+        let mut buf = crate::dm::request("", 0, &[]).unwrap();
+        buf[12..16].copy_from_slice(&4096u32.to_ne_bytes());
+        assert_eq!(
+            dm_ioctl(&file, DmCommand::Version, &mut buf),
+            Err(Errno::EINVAL)
+        );
+        // A well-formed request on a file that is not the control node.
+        let mut buf = crate::dm::request("", 0, &[]).unwrap();
+        assert_eq!(
+            dm_ioctl(&file, DmCommand::Version, &mut buf),
+            Err(Errno::ENOTTY)
+        );
+    }
+
+    #[test]
+    fn dm_version_on_the_host_when_allowed() {
+        // Only root can open the control node; elsewhere there is nothing
+        // to check.
+        let Ok(control) = crate::dm::Control::open() else {
+            return;
+        };
+        let version = control.version().unwrap();
+        assert_eq!(version[0], 4);
+    }
 
     #[test]
     fn eviocgname_on_a_non_input_fd_is_an_error() {

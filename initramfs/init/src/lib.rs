@@ -16,6 +16,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod dm;
 pub mod error;
 pub mod ioctl;
 pub mod modules;
@@ -29,6 +30,7 @@ pub mod stage1;
 pub mod stage2;
 pub mod supervise;
 pub mod sys;
+pub mod verity;
 
 use std::any::Any;
 use std::ffi::OsString;
@@ -48,7 +50,10 @@ slipway-init: the Slipway PID 1
 Started by the kernel, never by hand:
   /init in the initramfs (stage 1): mounts the slot's read-only root,
       selected by slipway.slot= and slipway.root=PARTUUID=<uuid> on the
-      kernel command line, and switches to it;
+      kernel command line, through dm-verity (slipway.roothash=,
+      slipway.verity_hash=PARTUUID=<uuid>, slipway.verity_salt=,
+      slipway.verity_blocks=; slipway.verity=off boots it unverified),
+      and switches to it;
   /sbin/init on the root (stage 2): mounts /dev/pts, /tmp, cgroup2 and
       the rest, prints the ready line, runs a rescue shell on the serial
       console, and reboots or powers off on request.

@@ -101,10 +101,25 @@ impl<R> Write for ReadOnly<R> {
 /// unique GUID is `wanted`, or `None` if no entry has it. Errors mean "no
 /// readable GPT here" (no GPT at all, a CD drive without medium, …).
 pub fn gpt_partition_number<R: Read + Seek>(
-    mut device: R,
+    device: R,
     block_size: u64,
     wanted: &Uuid,
 ) -> io::Result<Option<u32>> {
+    Ok(
+        gpt_partition_numbers(device, block_size, std::slice::from_ref(wanted))?
+            .into_iter()
+            .next()
+            .flatten(),
+    )
+}
+
+/// Like [`gpt_partition_number`] for several GUIDs at once, reading the
+/// table once; the result is in the order of `wanted`.
+pub fn gpt_partition_numbers<R: Read + Seek>(
+    mut device: R,
+    block_size: u64,
+    wanted: &[Uuid],
+) -> io::Result<Vec<Option<u32>>> {
     let lb = LogicalBlockSize::try_from(block_size)?;
     // The gpt crate asserts (panics) on an entry size other than 128; refuse
     // such a table before it gets there. A PID 1 must not panic on a disk
@@ -125,11 +140,15 @@ pub fn gpt_partition_number<R: Read + Seek>(
         .logical_block_size(lb)
         .open_from_device(ReadOnly(device))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    Ok(disk
-        .partitions()
+    Ok(wanted
         .iter()
-        .find(|(_, p)| p.is_used() && p.part_guid == *wanted)
-        .map(|(number, _)| *number))
+        .map(|uuid| {
+            disk.partitions()
+                .iter()
+                .find(|(_, p)| p.is_used() && p.part_guid == *uuid)
+                .map(|(number, _)| *number)
+        })
+        .collect())
 }
 
 fn logical_block_size(sys: &mut dyn Sys, disk: &str) -> u64 {
@@ -141,33 +160,47 @@ fn logical_block_size(sys: &mut dyn Sys, disk: &str) -> u64 {
     .unwrap_or(512)
 }
 
-fn lookup_on_disk(sys: &mut dyn Sys, disk: &str, wanted: &Uuid) -> Option<u32> {
+/// The partition numbers on `disk` of each wanted GUID; all `None` if the
+/// disk has no readable GPT.
+fn lookup_on_disk(sys: &mut dyn Sys, disk: &str, wanted: &[Uuid]) -> Vec<Option<u32>> {
     let block_size = logical_block_size(sys, disk);
-    let device = sys.open_block(&format!("/dev/{disk}")).ok()?;
-    gpt_partition_number(device, block_size, wanted)
+    sys.open_block(&format!("/dev/{disk}"))
         .ok()
-        .flatten()
+        .and_then(|device| gpt_partition_numbers(device, block_size, wanted).ok())
+        .unwrap_or_else(|| vec![None; wanted.len()])
 }
 
 /// One round: the device node of the partition with unique GUID `wanted`, if
-/// it is there now. Each disk's GPT is read at most once per round.
+/// it is there now.
 pub fn find_partition(sys: &mut dyn Sys, wanted: &Uuid) -> Result<Option<String>, Error> {
+    Ok(find_partitions(sys, std::slice::from_ref(wanted))?
+        .into_iter()
+        .next()
+        .flatten())
+}
+
+/// One round for several GUIDs: the device node of each that is there now,
+/// in the order of `wanted`. Each disk's GPT is read at most once.
+pub fn find_partitions(sys: &mut dyn Sys, wanted: &[Uuid]) -> Result<Vec<Option<String>>, Error> {
     let partitions = scan_partitions(sys)?;
-    let mut per_disk: BTreeMap<String, Option<u32>> = BTreeMap::new();
+    let mut per_disk: BTreeMap<String, Vec<Option<u32>>> = BTreeMap::new();
+    let mut found: Vec<Option<String>> = vec![None; wanted.len()];
     for p in &partitions {
-        let number = match per_disk.get(&p.disk) {
-            Some(n) => *n,
-            None => {
-                let n = lookup_on_disk(sys, &p.disk, wanted);
-                per_disk.insert(p.disk.clone(), n);
-                n
-            }
+        if !per_disk.contains_key(&p.disk) {
+            let numbers = lookup_on_disk(sys, &p.disk, wanted);
+            per_disk.insert(p.disk.clone(), numbers);
+        }
+        let Some(numbers) = per_disk.get(&p.disk) else {
+            continue;
         };
-        if number == Some(p.number) {
-            return Ok(Some(format!("/dev/{}", p.name)));
+        for (slot, number) in found.iter_mut().zip(numbers) {
+            // The first match wins, as it did with one GUID.
+            if slot.is_none() && *number == Some(p.number) {
+                *slot = Some(format!("/dev/{}", p.name));
+            }
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// How long and how often to look for the root partition.
@@ -190,29 +223,84 @@ impl Default for WaitPolicy {
     }
 }
 
+/// A partition stage 1 waits for: what it is for (`root partition`,
+/// `verity hash partition`, used in messages) and how to find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted<'a> {
+    pub role: &'static str,
+    pub spec: &'a RootSpec,
+}
+
+impl fmt::Display for Wanted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.role, self.spec)
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn list(items: &[String]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// Polls until the root partition appears; returns its device node.
 pub fn wait_for_root(
     sys: &mut dyn Sys,
     root: &RootSpec,
     policy: &WaitPolicy,
 ) -> Result<String, Error> {
-    let RootSpec::PartUuid(uuid) = root;
+    let wanted = Wanted {
+        role: "root partition",
+        spec: root,
+    };
+    let mut devices = wait_for_partitions(sys, &[wanted], policy)?;
+    // Never empty: one device per wanted partition.
+    devices.pop().ok_or_else(|| Error::PartitionTimeout {
+        missing: wanted.to_string(),
+        waited: policy.timeout,
+    })
+}
+
+/// Polls until every wanted partition has appeared, within one timeout
+/// for all; returns their device nodes in the order of `wanted`.
+pub fn wait_for_partitions(
+    sys: &mut dyn Sys,
+    wanted: &[Wanted<'_>],
+    policy: &WaitPolicy,
+) -> Result<Vec<String>, Error> {
+    let uuids: Vec<Uuid> = wanted
+        .iter()
+        .map(|w| {
+            let RootSpec::PartUuid(uuid) = w.spec;
+            *uuid
+        })
+        .collect();
     let start = sys.now();
     let mut announced = false;
     loop {
-        if let Some(device) = find_partition(sys, uuid)? {
-            return Ok(device);
+        let found = find_partitions(sys, &uuids)?;
+        if found.iter().all(Option::is_some) {
+            return Ok(found.into_iter().flatten().collect());
         }
+        let missing: Vec<String> = wanted
+            .iter()
+            .zip(&found)
+            .filter(|(_, device)| device.is_none())
+            .map(|(w, _)| w.to_string())
+            .collect();
         let waited = sys.now().saturating_sub(start);
         if waited >= policy.timeout {
             return Err(Error::PartitionTimeout {
-                root: root.to_string(),
+                missing: list(&missing),
                 waited: policy.timeout,
             });
         }
         if waited >= policy.announce_after && !announced {
             announced = true;
-            say(sys, &format!("slipway: waiting for root partition {root}"));
+            say(sys, &format!("slipway: waiting for {}", list(&missing)));
         }
         sys.sleep(policy.interval);
     }
@@ -228,11 +316,16 @@ pub(crate) mod tests {
 
     pub const ROOT_A: &str = "6a4f36e5-5b1e-4d8a-9c3f-2b7e1d0c9a81";
     pub const ROOT_B: &str = "0e1c2b3a-4d5e-4f60-8a7b-9c8d7e6f5a40";
+    pub const VERITY_A: &str = "5b2d8c1e-7f3a-4e69-b0d4-1a2b3c4d5e6f";
+    pub const VERITY_B: &str = "9e8d7c6b-5a49-4382-a716-f5e4d3c2b1a0";
+    /// The major number of the fake virtio disk `vda`.
+    pub const VDA_MAJOR: u32 = 254;
 
-    /// A 4 MiB disk image with an ESP and two root partitions whose
-    /// PARTUUIDs are `ROOT_A` and `ROOT_B` (entries 2 and 3).
+    /// An 8 MiB disk image with an ESP, two root partitions whose PARTUUIDs
+    /// are `ROOT_A` and `ROOT_B` (entries 2 and 3) and their verity hash
+    /// partitions `VERITY_A` and `VERITY_B` (entries 4 and 5), 1 MiB each.
     pub fn disk_image(block_size: LogicalBlockSize) -> Vec<u8> {
-        let size = 4 * 1024 * 1024;
+        let size = 8 * 1024 * 1024;
         let file = tempfile::tempfile().unwrap();
         file.set_len(size).unwrap();
         let mut disk = gpt::GptConfig::new()
@@ -245,18 +338,13 @@ pub(crate) mod tests {
         let sectors = |bytes: u64| bytes / lb;
         let first = sectors(64 * 1024);
         let mut parts = BTreeMap::new();
+        let uuid = |s: &str| Uuid::parse_str(s).unwrap();
         for (number, (name, guid, kind)) in [
             ("esp", Uuid::new_v4(), partition_types::EFI),
-            (
-                "root-a",
-                Uuid::parse_str(ROOT_A).unwrap(),
-                partition_types::LINUX_ROOT_X64,
-            ),
-            (
-                "root-b",
-                Uuid::parse_str(ROOT_B).unwrap(),
-                partition_types::LINUX_ROOT_X64,
-            ),
+            ("root-a", uuid(ROOT_A), partition_types::LINUX_ROOT_X64),
+            ("root-b", uuid(ROOT_B), partition_types::LINUX_ROOT_X64),
+            ("root-a-verity", uuid(VERITY_A), partition_types::LINUX_FS),
+            ("root-b-verity", uuid(VERITY_B), partition_types::LINUX_FS),
         ]
         .into_iter()
         .enumerate()
@@ -282,15 +370,18 @@ pub(crate) mod tests {
         bytes
     }
 
-    /// sysfs and /dev for a virtio disk `vda` with three partitions, plus a
-    /// CD drive `sr0` and a non-GPT disk `vdb` with one partition.
+    /// sysfs and /dev for a virtio disk `vda` with five partitions of 1 MiB
+    /// (`dev` is 254:N, `size` 2048 sectors), plus a CD drive `sr0` and a
+    /// non-GPT disk `vdb` with one partition.
     pub fn add_block_devices(sys: &mut RecordingSys, image: Vec<u8>) {
         let devices = "../../devices/pci0000:00/0000:00:04.0/virtio1/block";
         sys.add_link(&format!("{SYS_CLASS_BLOCK}/vda"), &format!("{devices}/vda"));
-        for n in 1..=3 {
+        for n in 1..=5 {
             let part = format!("{SYS_CLASS_BLOCK}/vda{n}");
             sys.add_link(&part, &format!("{devices}/vda/vda{n}"))
-                .add_file(&format!("{part}/partition"), format!("{n}\n"));
+                .add_file(&format!("{part}/partition"), format!("{n}\n"))
+                .add_file(&format!("{part}/dev"), format!("{VDA_MAJOR}:{n}\n"))
+                .add_file(&format!("{part}/size"), "2048\n");
         }
         sys.add_file("/dev/vda", image);
         sys.add_link(
@@ -400,6 +491,8 @@ pub(crate) mod tests {
                 ("vda1", "vda", 1),
                 ("vda2", "vda", 2),
                 ("vda3", "vda", 3),
+                ("vda4", "vda", 4),
+                ("vda5", "vda", 5),
                 ("vdb1", "vdb", 1)
             ]
         );

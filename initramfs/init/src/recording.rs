@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
 
+use crate::dm::DmTarget;
 use crate::sys::{describe_mount, ReadSeek, Reaped, Reboot, Sys, SysResult};
 
 #[derive(Debug, Clone)]
@@ -34,7 +35,14 @@ pub struct RecordingSys {
     boot_time: Duration,
     failures: BTreeMap<String, Errno>,
     reaps: VecDeque<Reaped>,
+    /// What `dm_version` answers; 4.48.0 if unset.
+    dm_version: Option<[u32; 3]>,
+    /// The minor the next `dm_create` returns (as the kernel, from 0).
+    dm_next_minor: u32,
 }
+
+/// The major number `dm_create` reports (the kernel picks one at boot).
+pub const DM_MAJOR: u32 = 253;
 
 fn format_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
@@ -66,6 +74,14 @@ impl RecordingSys {
         self
     }
 
+    /// Removes a node and everything under it.
+    pub fn remove(&mut self, path: &str) -> &mut Self {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.nodes
+            .retain(|k, _| k != path && !k.starts_with(&prefix));
+        self
+    }
+
     /// The file appears once the fake clock reaches `at`.
     pub fn add_file_at(&mut self, at: Duration, path: &str, contents: impl Into<Vec<u8>>) {
         self.later
@@ -76,6 +92,11 @@ impl RecordingSys {
     pub fn add_link_at(&mut self, at: Duration, path: &str, target: &str) {
         self.later
             .push((at, path.to_string(), Node::Link(target.to_string())));
+    }
+
+    /// The device-mapper interface version `dm_version` reports.
+    pub fn set_dm_version(&mut self, version: [u32; 3]) {
+        self.dm_version = Some(version);
     }
 
     pub fn set_boot_time(&mut self, boot_time: Duration) {
@@ -293,6 +314,48 @@ impl Sys for RecordingSys {
     fn sync(&mut self) {
         self.calls.push("sync".to_string());
     }
+
+    fn dm_version(&mut self) -> SysResult<[u32; 3]> {
+        self.record("dm_version".to_string())?;
+        Ok(self.dm_version.unwrap_or([4, 48, 0]))
+    }
+
+    fn dm_create(&mut self, name: &str, read_only: bool) -> SysResult<(u32, u32)> {
+        self.record(format!("dm_create {name}{}", ro(read_only)))?;
+        let minor = self.dm_next_minor;
+        self.dm_next_minor += 1;
+        Ok((DM_MAJOR, minor))
+    }
+
+    fn dm_load_table(
+        &mut self,
+        name: &str,
+        read_only: bool,
+        targets: &[DmTarget],
+    ) -> SysResult<()> {
+        let table: Vec<String> = targets.iter().map(ToString::to_string).collect();
+        self.record(format!(
+            "dm_load {name}{}: {}",
+            ro(read_only),
+            table.join("; ")
+        ))
+    }
+
+    fn dm_resume(&mut self, name: &str) -> SysResult<()> {
+        self.record(format!("dm_resume {name}"))
+    }
+
+    fn dm_remove(&mut self, name: &str) -> SysResult<()> {
+        self.record(format!("dm_remove {name}"))
+    }
+}
+
+fn ro(read_only: bool) -> &'static str {
+    if read_only {
+        " ro"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +390,35 @@ mod tests {
         assert!(sys.exists("/late"));
         assert_eq!(sys.now(), Duration::from_secs(2));
         assert_eq!(sys.calls, vec!["sleep 1500ms", "sleep 500ms"]);
+    }
+
+    #[test]
+    fn device_mapper_calls_are_recorded_readably() {
+        let mut sys = RecordingSys::new();
+        assert_eq!(sys.dm_version(), Ok([4, 48, 0]));
+        assert_eq!(sys.dm_create("root", true), Ok((DM_MAJOR, 0)));
+        let target = DmTarget {
+            start: 0,
+            length: 8,
+            target_type: "zero".into(),
+            params: String::new(),
+        };
+        sys.fail("dm_resume root", Errno::EINVAL);
+        assert_eq!(sys.dm_load_table("root", true, &[target]), Ok(()));
+        assert_eq!(sys.dm_resume("root"), Err(Errno::EINVAL));
+        assert_eq!(sys.dm_remove("root"), Ok(()));
+        assert_eq!(sys.dm_create("other", false), Ok((DM_MAJOR, 1)));
+        assert_eq!(
+            sys.calls,
+            vec![
+                "dm_version",
+                "dm_create root ro",
+                "dm_load root ro: 0 8 zero ",
+                "dm_resume root",
+                "dm_remove root",
+                "dm_create other",
+            ]
+        );
     }
 
     #[test]

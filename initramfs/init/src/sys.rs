@@ -21,6 +21,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::time::ClockId;
 use nix::unistd::Pid;
 
+use crate::dm::{Control, DmTarget};
 use crate::error::io_errno;
 
 pub type SysResult<T> = Result<T, Errno>;
@@ -96,6 +97,21 @@ pub trait Sys {
     /// `waitpid(-1, WNOHANG)`, once.
     fn reap(&mut self) -> Reaped;
     fn sync(&mut self);
+
+    // Device-mapper, one ioctl on /dev/mapper/control each (see `dm.rs`).
+    // Opening the control node fails with ENOENT without dm_mod.
+
+    /// `DM_VERSION`: the kernel's device-mapper interface version.
+    fn dm_version(&mut self) -> SysResult<[u32; 3]>;
+    /// `DM_DEV_CREATE`: a device with no table; its `(major, minor)`.
+    fn dm_create(&mut self, name: &str, read_only: bool) -> SysResult<(u32, u32)>;
+    /// `DM_TABLE_LOAD` into the device's inactive table slot.
+    fn dm_load_table(&mut self, name: &str, read_only: bool, targets: &[DmTarget])
+        -> SysResult<()>;
+    /// `DM_DEV_SUSPEND` without `DM_SUSPEND_FLAG`: the loaded table goes live.
+    fn dm_resume(&mut self, name: &str) -> SysResult<()>;
+    /// `DM_DEV_REMOVE`.
+    fn dm_remove(&mut self, name: &str) -> SysResult<()>;
 }
 
 /// The real system.
@@ -282,6 +298,34 @@ impl Sys for LinuxSys {
 
     fn sync(&mut self) {
         nix::unistd::sync();
+    }
+
+    // The control node is opened per call: stage 1 makes four or five of
+    // them once per boot, and no fd stays open into stage 2.
+
+    fn dm_version(&mut self) -> SysResult<[u32; 3]> {
+        Control::open()?.version()
+    }
+
+    fn dm_create(&mut self, name: &str, read_only: bool) -> SysResult<(u32, u32)> {
+        Control::open()?.create(name, read_only)
+    }
+
+    fn dm_load_table(
+        &mut self,
+        name: &str,
+        read_only: bool,
+        targets: &[DmTarget],
+    ) -> SysResult<()> {
+        Control::open()?.load_table(name, read_only, targets)
+    }
+
+    fn dm_resume(&mut self, name: &str) -> SysResult<()> {
+        Control::open()?.resume(name)
+    }
+
+    fn dm_remove(&mut self, name: &str) -> SysResult<()> {
+        Control::open()?.remove(name)
     }
 }
 
