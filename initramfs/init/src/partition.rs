@@ -512,6 +512,57 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn finds_several_partitions_in_one_pass() {
+        let mut sys = RecordingSys::new();
+        add_block_devices(&mut sys, disk_image(LogicalBlockSize::Lb512));
+        let uuid = |s: &str| Uuid::parse_str(s).unwrap();
+        let found =
+            find_partitions(&mut sys, &[uuid(VERITY_B), Uuid::new_v4(), uuid(ROOT_B)]).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                Some("/dev/vda5".to_string()),
+                None,
+                Some("/dev/vda3".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn waits_for_all_partitions_within_one_timeout() {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/dev/console", "");
+        add_block_devices(&mut sys, disk_image(LogicalBlockSize::Lb512));
+        let root = RootSpec::parse(&format!("PARTUUID={ROOT_A}")).unwrap();
+        let hash = RootSpec::parse("PARTUUID=11111111-2222-4333-8444-555555555555").unwrap();
+        let wanted = [
+            Wanted {
+                role: "root partition",
+                spec: &root,
+            },
+            Wanted {
+                role: "verity hash partition",
+                spec: &hash,
+            },
+        ];
+        let err = wait_for_partitions(&mut sys, &wanted, &WaitPolicy::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "verity hash partition PARTUUID=11111111-2222-4333-8444-555555555555 \
+             did not appear within 60 s"
+        );
+        assert_eq!(sys.clock(), Duration::from_secs(60));
+        assert_eq!(
+            sys.written_to("/dev/console"),
+            vec![
+                "slipway: waiting for verity hash partition \
+                  PARTUUID=11111111-2222-4333-8444-555555555555"
+            ]
+        );
+        assert_eq!(list(&["a".into(), "b".into(), "c".into()]), "a, b and c");
+    }
+
+    #[test]
     fn honours_the_disk_logical_block_size() {
         let mut sys = RecordingSys::new();
         add_block_devices(&mut sys, disk_image(LogicalBlockSize::Lb4096));

@@ -9,6 +9,7 @@
 use nix::errno::Errno;
 
 use crate::cmdline::{VerityArgs, VERITY_BLOCKS_KEY, VERITY_BLOCK_SIZE};
+use crate::console::say;
 use crate::dm::{DmTarget, CONTROL};
 use crate::error::{errno_text, Context, Error};
 use crate::partition::SYS_CLASS_BLOCK;
@@ -184,10 +185,18 @@ pub fn activate(
     Ok(format!("/dev/dm-{minor}"))
 }
 
-/// Removes the verity device after a failure. Its own failure is not
-/// reported: the first error is the one that explains the boot.
+/// Removes the verity device after a failure. Its own failure is only
+/// noted: the first error is the one that explains the boot.
 pub fn deactivate(sys: &mut dyn Sys) {
-    let _ = sys.dm_remove(DM_NAME);
+    if let Err(errno) = sys.dm_remove(DM_NAME) {
+        say(
+            sys,
+            &format!(
+                "slipway: removing device-mapper device {DM_NAME}: {}",
+                errno_text(errno)
+            ),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -343,15 +352,23 @@ mod tests {
         );
 
         let mut sys = block_devices();
+        sys.add_file("/dev/console", "");
         sys.fail("dm_resume root", Errno::EINVAL);
-        // A failed remove does not hide the first error.
+        // A failed remove is noted and does not hide the first error.
         sys.fail("dm_remove root", Errno::EBUSY);
         let err = activate(&mut sys, &args(256), "/dev/vda2", "/dev/vda4").unwrap_err();
         assert_eq!(
             err.to_string(),
             "activating device-mapper device root (verity root): Invalid argument"
         );
-        assert_eq!(sys.calls.last().unwrap(), "dm_remove root");
+        assert_eq!(
+            sys.calls[sys.calls.len() - 2..],
+            [
+                "dm_remove root",
+                "write /dev/console: slipway: removing device-mapper device root: \
+                 Device or resource busy"
+            ]
+        );
     }
 
     #[test]

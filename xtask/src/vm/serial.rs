@@ -59,7 +59,9 @@ impl Transcript {
         let state = self.state.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            let mut pending = String::new();
+            // Bytes, not text, until a line is complete: a read can end in
+            // the middle of a multi-byte character.
+            let mut pending: Vec<u8> = Vec::new();
             loop {
                 let n = match from.read(&mut buf) {
                     Ok(0) | Err(_) => 0,
@@ -68,26 +70,26 @@ impl Transcript {
                 if n == 0 {
                     break;
                 }
-                let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
                 if let Ok(mut f) = log.lock() {
-                    let _ = f.write_all(text.as_bytes());
+                    let _ = f.write_all(&buf[..n]);
                     let _ = f.flush();
                 }
-                pending.push_str(&text);
+                pending.extend(buf[..n].iter().filter(|b| **b != b'\r'));
                 let (lock, cvar) = &*state;
                 let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-                while let Some(i) = pending.find('\n') {
-                    let line: String = pending.drain(..=i).collect();
-                    s.lines
-                        .push(format!("{prefix}{}", line.trim_end_matches('\n')));
+                while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+                    s.lines.push(format!("{prefix}{text}"));
                 }
-                s.partial = pending.clone();
+                s.partial = String::from_utf8_lossy(&pending).into_owned();
                 cvar.notify_all();
             }
             let (lock, cvar) = &*state;
             let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
             if !pending.is_empty() {
-                s.lines.push(format!("{prefix}{pending}"));
+                s.lines
+                    .push(format!("{prefix}{}", String::from_utf8_lossy(&pending)));
             }
             s.open -= 1;
             cvar.notify_all();
