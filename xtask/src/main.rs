@@ -15,6 +15,7 @@ use xtask::{bench, paths, qemu, testing};
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     help_expected = true,
     arg_required_else_help = true
 )]
