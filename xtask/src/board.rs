@@ -149,6 +149,10 @@ impl Board {
         if !self.kernel.cmdline.trim().is_empty() {
             parts.push(self.kernel.cmdline.trim().to_string());
         }
+        // If a power cut tears the primary GPT while the init grows `/var`
+        // at first boot, Linux only falls back to the backup GPT (written
+        // first, so already complete) with `gpt` on its command line.
+        parts.push("gpt".to_string());
         parts.extend(self.consoles.iter().map(|c| format!("console={c}")));
         parts.push(format!("slipway.slot={}", slot.letter()));
         parts.push(format!("slipway.root=PARTUUID={root_partuuid}"));
@@ -244,12 +248,12 @@ busybox = "busybox-static"
     }
 
     #[test]
-    fn cmdline_puts_consoles_then_slot_root_and_verity() {
+    fn cmdline_puts_gpt_consoles_then_slot_root_and_verity() {
         let b = Board::parse("x", GOOD).unwrap();
         let u = uuid::Uuid::nil();
         assert_eq!(
             b.cmdline(Slot::B, &u, None),
-            "quiet console=tty0 console=ttyS0,115200 slipway.slot=b \
+            "quiet gpt console=tty0 console=ttyS0,115200 slipway.slot=b \
              slipway.root=PARTUUID=00000000-0000-0000-0000-000000000000 slipway.verity=off"
         );
         let v = VerityArgs {

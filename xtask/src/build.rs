@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use slipway_image::layout::{Layout, Role, Slot};
+use slipway_image::layout::{derived_uuid, Layout, Role, Slot};
 use slipway_image::tree::Tree;
-use slipway_image::{bls, esp, gpt_table, rootfs, verity};
+use slipway_image::{bls, esp, gpt_table, rootfs, var_fs, verity};
 
 use crate::board::{Board, VerityArgs};
 use crate::inputs::{self, InputOptions, Inputs};
@@ -321,6 +321,15 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         &identity,
         opts.source_date_epoch,
     )?;
+    let var = layout.get(Role::Var);
+    var_fs::format(
+        &disk_path,
+        var.offset,
+        var.size,
+        &derived_uuid(&identity, "var-fs"),
+        opts.source_date_epoch,
+    )
+    .with_context(|| format!("making the ext4 filesystem of the {} partition", var.label))?;
     phases.end("disk");
 
     // Hash the raw disk while qemu-img converts it: both read 2.5 GB.
@@ -517,6 +526,10 @@ fn root_tree(init: &[u8], busybox: &[u8], applets: &[String], os_release: &str) 
     // later, SSH keys from cloud-config).
     t.file("etc/shadow", 0o600, b"root:!:1::::::\n".to_vec());
     t.file("etc/hostname", 0o644, b"slipway\n".to_vec());
+    // Empty: "not yet generated". Stage 2 writes the machine's own ID into
+    // the /etc overlay at first boot, or bind-mounts a transient one over
+    // this file if /etc cannot be made writable.
+    t.file("etc/machine-id", 0o444, Vec::new());
     t
 }
 
@@ -658,7 +671,7 @@ fn manifest(
                 content_size: match p.role {
                     Role::Root(Slot::A) => root_len,
                     Role::Verity(Slot::A) => verity.hash_tree_size,
-                    Role::Esp => p.size,
+                    Role::Esp | Role::Var => p.size,
                     _ => 0,
                 },
             })

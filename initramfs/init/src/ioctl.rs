@@ -1,5 +1,6 @@
-//! The only `unsafe` in the init: the terminal, input and device-mapper
-//! ioctls and a pre-exec hook, each wrapped in a safe function.
+//! The only `unsafe` in the init: the terminal, input, device-mapper,
+//! partition-table and ext4 ioctls, `getrandom(2)` and a pre-exec hook,
+//! each wrapped in a safe function.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -37,6 +38,89 @@ nix::ioctl_readwrite!(dm_dev_suspend, DM_IOCTL, 6, DmIoctl);
 // DM_TABLE_LOAD (9): loads the targets after the header into the inactive
 // table slot of device `name`.
 nix::ioctl_readwrite!(dm_table_load, DM_IOCTL, 9, DmIoctl);
+
+/// `struct blkpg_partition` (linux/blkpg.h): a partition in bytes.
+#[repr(C)]
+struct BlkpgPartition {
+    start: libc::c_longlong,
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// `struct blkpg_ioctl_arg`: what BLKPG takes.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+/// BLKPG_RESIZE_PARTITION (linux/blkpg.h).
+const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
+// BLKPG: _IO(0x12, 105), though it takes a pointer to `blkpg_ioctl_arg`.
+nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+// EXT4_IOC_RESIZE_FS: _IOW('f', 16, __u64), the new size in fs blocks.
+nix::ioctl_write_ptr!(ext4_ioc_resize_fs, b'f', 16, u64);
+
+/// Tells the kernel that partition `number` of the disk open as `disk`
+/// now spans `length` bytes from `start`. Unlike re-reading the whole
+/// table (BLKRRPART), this works while other partitions of the disk are in
+/// use; the kernel refuses a change of start or an overlap.
+pub fn resize_partition(
+    disk: &impl AsFd,
+    number: u32,
+    start: u64,
+    length: u64,
+) -> Result<(), Errno> {
+    let mut partition = BlkpgPartition {
+        start: i64::try_from(start).map_err(|_| Errno::EINVAL)?,
+        length: i64::try_from(length).map_err(|_| Errno::EINVAL)?,
+        pno: i32::try_from(number).map_err(|_| Errno::EINVAL)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: std::ptr::addr_of_mut!(partition).cast(),
+    };
+    // SAFETY: the fd is open for the duration of the call (borrowed); `arg`
+    // and the `partition` it points to live until the call returns, and
+    // `datalen` is the size of what `data` points to.
+    unsafe { blkpg(disk.as_fd().as_raw_fd(), &arg) }?;
+    Ok(())
+}
+
+/// Grows the ext4 filesystem that `dir` (any directory on it, usually its
+/// mount point) belongs to, to `blocks` filesystem blocks, online.
+pub fn resize_ext4(dir: &impl AsFd, blocks: u64) -> Result<(), Errno> {
+    // SAFETY: the fd is open for the duration of the call; the kernel reads
+    // one u64 through the pointer, which points to one.
+    unsafe { ext4_ioc_resize_fs(dir.as_fd().as_raw_fd(), &blocks) }?;
+    Ok(())
+}
+
+/// Fills `buf` with `getrandom(2)`, which blocks until the kernel's
+/// generator has been seeded (early in boot it may wait briefly; a machine
+/// identity must not come from an unseeded generator).
+pub fn fill_random(buf: &mut [u8]) -> Result<(), Errno> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        // SAFETY: the pointer and length describe `rest`, and the kernel
+        // writes at most that many bytes into it.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => filled += n,
+            Err(_) if Errno::last() == Errno::EINTR => {}
+            Err(_) => return Err(Errno::last()),
+        }
+    }
+    Ok(())
+}
 
 /// The device-mapper commands the init uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

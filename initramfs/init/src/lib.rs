@@ -18,6 +18,7 @@ pub mod cmdline;
 pub mod console;
 pub mod dm;
 pub mod error;
+pub mod gpt_grow;
 pub mod ioctl;
 pub mod modules;
 pub mod mounts;
@@ -30,6 +31,7 @@ pub mod stage1;
 pub mod stage2;
 pub mod supervise;
 pub mod sys;
+pub mod var;
 pub mod verity;
 
 use std::any::Any;

@@ -151,7 +151,8 @@ pub fn gpt_partition_numbers<R: Read + Seek>(
         .collect())
 }
 
-fn logical_block_size(sys: &mut dyn Sys, disk: &str) -> u64 {
+/// The disk's logical sector size from sysfs (512 if sysfs does not say).
+pub fn logical_block_size(sys: &mut dyn Sys, disk: &str) -> u64 {
     sys.read_file(&format!(
         "{SYS_CLASS_BLOCK}/{disk}/queue/logical_block_size"
     ))
@@ -321,9 +322,13 @@ pub(crate) mod tests {
     /// The major number of the fake virtio disk `vda`.
     pub const VDA_MAJOR: u32 = 254;
 
+    /// The size of `var` in [`disk_image`].
+    pub const VAR_SIZE: u64 = 2 * 1024 * 1024;
+
     /// An 8 MiB disk image with an ESP, two root partitions whose PARTUUIDs
     /// are `ROOT_A` and `ROOT_B` (entries 2 and 3) and their verity hash
-    /// partitions `VERITY_A` and `VERITY_B` (entries 4 and 5), 1 MiB each.
+    /// partitions `VERITY_A` and `VERITY_B` (entries 4 and 5), 1 MiB each,
+    /// then `var` (entry 6, `VAR_SIZE`), which can grow by nothing.
     pub fn disk_image(block_size: LogicalBlockSize) -> Vec<u8> {
         let size = 8 * 1024 * 1024;
         let file = tempfile::tempfile().unwrap();
@@ -362,6 +367,20 @@ pub(crate) mod tests {
                 },
             );
         }
+        parts.insert(
+            6,
+            Partition {
+                part_type_guid: partition_types::Type {
+                    guid: crate::gpt_grow::VAR_TYPE,
+                    os: partition_types::OperatingSystem::Custom("var".into()),
+                },
+                part_guid: Uuid::new_v4(),
+                first_lba: first + sectors(5 * 1024 * 1024),
+                last_lba: first + sectors(5 * 1024 * 1024 + VAR_SIZE) - 1,
+                flags: 0,
+                name: "var".to_string(),
+            },
+        );
         disk.update_partitions(parts).unwrap();
         let mut file = disk.write().unwrap();
         file.seek(SeekFrom::Start(0)).unwrap();
@@ -376,14 +395,20 @@ pub(crate) mod tests {
     pub fn add_block_devices(sys: &mut RecordingSys, image: Vec<u8>) {
         let devices = "../../devices/pci0000:00/0000:00:04.0/virtio1/block";
         sys.add_link(&format!("{SYS_CLASS_BLOCK}/vda"), &format!("{devices}/vda"));
-        for n in 1..=5 {
+        for n in 1..=6 {
             let part = format!("{SYS_CLASS_BLOCK}/vda{n}");
+            let sectors = if n == 6 { VAR_SIZE / 512 } else { 2048 };
             sys.add_link(&part, &format!("{devices}/vda/vda{n}"))
                 .add_file(&format!("{part}/partition"), format!("{n}\n"))
                 .add_file(&format!("{part}/dev"), format!("{VDA_MAJOR}:{n}\n"))
-                .add_file(&format!("{part}/size"), "2048\n");
+                .add_file(&format!("{part}/size"), format!("{sectors}\n"));
         }
+        sys.add_file(
+            &format!("{SYS_CLASS_BLOCK}/vda/size"),
+            format!("{}\n", image.len() / 512),
+        );
         sys.add_file("/dev/vda", image);
+        sys.add_file("/dev/vda6", ext4_superblock(VAR_SIZE / 4096));
         sys.add_link(
             &format!("{SYS_CLASS_BLOCK}/vdb"),
             "../../devices/virtio2/block/vdb",
@@ -398,6 +423,19 @@ pub(crate) mod tests {
             &format!("{SYS_CLASS_BLOCK}/sr0"),
             "../../devices/ata1/block/sr0",
         );
+    }
+
+    /// The first 2 KiB of an ext4 filesystem of `blocks` 4 KiB blocks, as
+    /// far as the init reads it.
+    pub fn ext4_superblock(blocks: u64) -> Vec<u8> {
+        let mut fs = vec![0u8; 2048];
+        let sb = &mut fs[1024..];
+        sb[4..8].copy_from_slice(&(blocks as u32).to_le_bytes());
+        sb[24..28].copy_from_slice(&2u32.to_le_bytes());
+        sb[56..58].copy_from_slice(&0xef53u16.to_le_bytes());
+        sb[0x60..0x64].copy_from_slice(&0x80u32.to_le_bytes());
+        sb[0x150..0x154].copy_from_slice(&((blocks >> 32) as u32).to_le_bytes());
+        fs
     }
 
     #[test]
@@ -493,6 +531,7 @@ pub(crate) mod tests {
                 ("vda3", "vda", 3),
                 ("vda4", "vda", 4),
                 ("vda5", "vda", 5),
+                ("vda6", "vda", 6),
                 ("vdb1", "vdb", 1)
             ]
         );

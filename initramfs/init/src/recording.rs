@@ -39,6 +39,8 @@ pub struct RecordingSys {
     dm_version: Option<[u32; 3]>,
     /// The minor the next `dm_create` returns (as the kernel, from 0).
     dm_next_minor: u32,
+    /// How many times `random` was called, to vary its bytes.
+    random_calls: u8,
 }
 
 /// The major number `dm_create` reports (the kernel picks one at boot).
@@ -301,6 +303,62 @@ impl Sys for RecordingSys {
 
     fn set_hostname(&mut self, name: &str) -> SysResult<()> {
         self.record(format!("sethostname {name}"))
+    }
+
+    fn write_block(&mut self, path: &str, offset: u64, data: &[u8]) -> SysResult<()> {
+        self.record(format!(
+            "write_block {path} at {offset}: {} bytes",
+            data.len()
+        ))?;
+        let Some(Node::File(contents)) = self.nodes.get_mut(path) else {
+            return Err(Errno::ENOENT);
+        };
+        let start = usize::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        let end = start + data.len();
+        if end > contents.len() {
+            // A block device does not grow.
+            return Err(Errno::ENOSPC);
+        }
+        if let Some(region) = contents.get_mut(start..end) {
+            region.copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn resize_partition(
+        &mut self,
+        path: &str,
+        number: u32,
+        start: u64,
+        length: u64,
+    ) -> SysResult<()> {
+        self.record(format!(
+            "resize_partition {path} {number} start={start} length={length}"
+        ))
+    }
+
+    fn resize_ext4(&mut self, mount_point: &str, blocks: u64) -> SysResult<()> {
+        self.record(format!("resize_ext4 {mount_point} {blocks}"))
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> SysResult<()> {
+        self.record(format!("getrandom {}", buf.len()))?;
+        // Deterministic, and different on every call.
+        self.random_calls += 1;
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(17).wrapping_add(self.random_calls);
+        }
+        Ok(())
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> SysResult<()> {
+        self.record(format!(
+            "write_file {path} {mode:04o}: {}",
+            String::from_utf8_lossy(data).trim_end()
+        ))?;
+        self.nodes
+            .insert(path.to_string(), Node::File(data.to_vec()));
+        Ok(())
     }
 
     fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()> {

@@ -2,8 +2,9 @@
 //!
 //! Mount the kernel API filesystems, read the command line, load the listed
 //! modules, wait for the slot's root and verity hash partitions, set up the
-//! dm-verity device over them and mount it read-only, hand the API mounts
-//! over and `switch_root` into `/sbin/init`. Any failure prints one
+//! dm-verity device over them and mount it read-only, mount `/var` (grown
+//! to fill the disk, see `var.rs`), hand the API mounts over and
+//! `switch_root` into `/sbin/init`. Any failure prints one
 //! `slipway: stage1 failed: …` line and reboots: boot counting in
 //! systemd-boot only falls back to the other slot if a failed boot ends in a
 //! reboot, so stage 1 must never hang or panic.
@@ -19,6 +20,7 @@ use crate::modules::{load_listed, MODULES_LOAD};
 use crate::mounts::{ensure_dir, mount_action, mount_api, mount_fs, move_mount, stage1_mounts};
 use crate::partition::{wait_for_partitions, wait_for_root, WaitPolicy, Wanted};
 use crate::sys::{Reboot, Sys};
+use crate::var;
 use crate::verity;
 
 /// Its presence in `/` means we are running from the initramfs.
@@ -27,6 +29,8 @@ pub const SYSROOT: &str = "/sysroot";
 pub const ROOT_FSTYPE: &str = "squashfs";
 /// The init on the real root: this same binary.
 pub const NEXT_INIT: &str = "/sbin/init";
+/// Where stage 1 mounts `/var` (it moves into place with the root).
+pub const VAR_TARGET: &str = "/sysroot/var";
 /// Long enough to read the failure line on a screen, short enough that three
 /// failed tries of a bad update roll back within a minute or so.
 pub const FAILURE_DELAY: Duration = Duration::from_secs(5);
@@ -74,7 +78,7 @@ pub fn boot(sys: &mut dyn Sys, wait: &WaitPolicy) -> Result<(), Error> {
 
     load_listed(sys, MODULES_LOAD);
 
-    let device = match &args.verity {
+    let Mounted { device, partition } = match &args.verity {
         Verity::On(verity) => mount_verified(sys, &args, verity, wait)?,
         Verity::Off => mount_unverified(sys, &args, wait)?,
     };
@@ -85,6 +89,9 @@ pub fn boot(sys: &mut dyn Sys, wait: &WaitPolicy) -> Result<(), Error> {
             device,
         });
     }
+
+    // Never fatal: see var.rs.
+    var::mount(sys, &partition, VAR_TARGET);
 
     // Moving (not re-mounting) keeps the same devtmpfs, proc, sysfs and
     // /run instances: device nodes created so far and anything stage 1 left
@@ -99,14 +106,22 @@ pub fn boot(sys: &mut dyn Sys, wait: &WaitPolicy) -> Result<(), Error> {
         .context(|| format!("executing {NEXT_INIT}"))
 }
 
+/// The mounted root.
+struct Mounted {
+    /// What is mounted, as errors name it: `/dev/dm-0 (verity root)`.
+    device: String,
+    /// The slot's root partition, e.g. `/dev/vda2`: its disk holds `var`.
+    partition: String,
+}
+
 /// Waits for the root and its hash partition, sets up the verity device
-/// and mounts it on `/sysroot`. Returns the device, as errors name it.
+/// and mounts it on `/sysroot`.
 fn mount_verified(
     sys: &mut dyn Sys,
     args: &BootArgs,
     verity: &VerityArgs,
     wait: &WaitPolicy,
-) -> Result<String, Error> {
+) -> Result<Mounted, Error> {
     let wanted = [
         Wanted {
             role: "root partition",
@@ -153,7 +168,10 @@ fn mount_verified(
             errno,
         ));
     }
-    Ok(label)
+    Ok(Mounted {
+        device: label,
+        partition: data,
+    })
 }
 
 /// `slipway.verity=off`: the partition itself, after a warning nobody
@@ -162,7 +180,7 @@ fn mount_unverified(
     sys: &mut dyn Sys,
     args: &BootArgs,
     wait: &WaitPolicy,
-) -> Result<String, Error> {
+) -> Result<Mounted, Error> {
     let device = wait_for_root(sys, &args.root, wait)?;
     say(
         sys,
@@ -174,7 +192,10 @@ fn mount_unverified(
     // Read-only all the same: the next update writes the other slot,
     // never this one.
     mount_fs(sys, &device, SYSROOT, ROOT_FSTYPE, MsFlags::MS_RDONLY, None)?;
-    Ok(device)
+    Ok(Mounted {
+        device: device.clone(),
+        partition: device,
+    })
 }
 
 /// Makes `new_root` the root of the mount namespace and of this process.
@@ -291,13 +312,19 @@ mod tests {
         "execv /sbin/init [\"/sbin/init\"]",
     ];
 
+    /// `/var` from the test disk, which has no room to grow.
+    const VAR: [&str; 2] = [
+        "mount /dev/vda6 /sysroot/var ext4",
+        "write /dev/console: slipway: /var: /dev/vda6 mounted (ext4, 2 MiB)",
+    ];
+
     fn expected(middle: &[String]) -> Vec<String> {
         API_MOUNTS
             .iter()
             .chain(&MODULE_LOADS)
             .map(ToString::to_string)
             .chain(middle.iter().cloned())
-            .chain(SWITCH.iter().map(ToString::to_string))
+            .chain(VAR.iter().chain(&SWITCH).map(ToString::to_string))
             .collect()
     }
 

@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -93,6 +93,27 @@ pub trait Sys {
     /// left it.
     fn drain_tty(&mut self, path: &str, limit: Duration) -> SysResult<()>;
     fn set_hostname(&mut self, name: &str) -> SysResult<()>;
+    /// Writes `data` at byte `offset` of a block device and returns once it
+    /// is on stable storage (the device's write cache flushed too), so a
+    /// sequence of these calls reaches the disk in order.
+    fn write_block(&mut self, path: &str, offset: u64, data: &[u8]) -> SysResult<()>;
+    /// `BLKPG_RESIZE_PARTITION` on the disk `path`: partition `number` now
+    /// spans `length` bytes from `start`.
+    fn resize_partition(
+        &mut self,
+        path: &str,
+        number: u32,
+        start: u64,
+        length: u64,
+    ) -> SysResult<()>;
+    /// `EXT4_IOC_RESIZE_FS` on the filesystem mounted at `mount_point`.
+    fn resize_ext4(&mut self, mount_point: &str, blocks: u64) -> SysResult<()>;
+    /// Fills `buf` from the kernel's random source (`getrandom(2)`, which
+    /// waits until the kernel's generator is seeded).
+    fn random(&mut self, buf: &mut [u8]) -> SysResult<()>;
+    /// Replaces `path` with `data` atomically and durably: a temporary file
+    /// beside it, fsync, rename over, fsync of the directory.
+    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> SysResult<()>;
     fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()>;
     /// `waitpid(-1, WNOHANG)`, once.
     fn reap(&mut self) -> Reaped;
@@ -275,6 +296,68 @@ impl Sys for LinuxSys {
 
     fn set_hostname(&mut self, name: &str) -> SysResult<()> {
         nix::unistd::sethostname(name)
+    }
+
+    fn write_block(&mut self, path: &str, offset: u64, data: &[u8]) -> SysResult<()> {
+        let device = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_errno(&e))?;
+        device
+            .write_all_at(data, offset)
+            .map_err(|e| io_errno(&e))?;
+        // On a block device fdatasync also sends the disk a cache flush.
+        device.sync_data().map_err(|e| io_errno(&e))
+    }
+
+    fn resize_partition(
+        &mut self,
+        path: &str,
+        number: u32,
+        start: u64,
+        length: u64,
+    ) -> SysResult<()> {
+        let disk = File::open(path).map_err(|e| io_errno(&e))?;
+        crate::ioctl::resize_partition(&disk, number, start, length)
+    }
+
+    fn resize_ext4(&mut self, mount_point: &str, blocks: u64) -> SysResult<()> {
+        let dir = File::open(mount_point).map_err(|e| io_errno(&e))?;
+        crate::ioctl::resize_ext4(&dir, blocks)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> SysResult<()> {
+        crate::ioctl::fill_random(buf)
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> SysResult<()> {
+        let target = std::path::Path::new(path);
+        let dir = target.parent().ok_or(Errno::EINVAL)?;
+        let name = target.file_name().ok_or(Errno::EINVAL)?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(".tmp");
+        let temp = dir.join(temp_name);
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(&temp)?;
+            file.write_all(data)?;
+            // The mode given to open is filtered by the umask.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+            file.sync_all()?;
+            std::fs::rename(&temp, target)?;
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result.map_err(|e| io_errno(&e))
     }
 
     fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()> {
