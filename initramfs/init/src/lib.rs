@@ -29,6 +29,7 @@ pub mod recording;
 pub mod shell;
 pub mod stage1;
 pub mod stage2;
+pub mod state;
 pub mod supervise;
 pub mod sys;
 pub mod var;

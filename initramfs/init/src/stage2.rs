@@ -1,7 +1,8 @@
 //! Stage 2: PID 1 on the real (read-only) root.
 //!
-//! [`prepare`] mounts what is missing, turns ctrl-alt-del into a signal,
-//! and prints the ready line; then [`crate::supervise::Supervisor`] runs
+//! [`prepare`] mounts what is missing, makes `/etc` writable and sets the
+//! machine ID ([`crate::state`]), turns ctrl-alt-del into a signal, and
+//! prints the ready line; then [`crate::supervise::Supervisor`] runs
 //! the rescue shell and waits for a power request, and
 //! [`crate::power::shutdown`] stops the machine cleanly.
 
@@ -10,6 +11,7 @@ use crate::console::{rescue_tty, say};
 use crate::error::{chain, errno_text};
 use crate::mounts::{mount_missing, stage2_mounts};
 use crate::os_release::image_version;
+use crate::state;
 use crate::sys::Sys;
 
 pub const HOSTNAME: &str = "slipway";
@@ -22,6 +24,7 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
     for e in mount_missing(sys, &stage2_mounts()) {
         say(sys, &format!("slipway: {}", chain(&e)));
     }
+    state::setup(sys);
 
     // By default the kernel reboots at once on ctrl-alt-del, without
     // syncing or stopping anything; disabled, it sends SIGINT to PID 1,
@@ -89,12 +92,21 @@ mod tests {
 24 22 0:21 / /proc rw,nosuid,nodev,noexec - proc proc rw
 25 22 0:20 / /sys rw,nosuid,nodev,noexec - sysfs sysfs rw
 26 22 0:22 / /run rw,nosuid,nodev - tmpfs tmpfs rw
+27 22 254:6 / /var rw - ext4 /dev/vda6 rw
+";
+
+    /// What `state::setup` leaves (tested in state.rs), so that these tests
+    /// see only stage 2's own calls.
+    const STATE_DONE: &str = "\
+28 22 0:30 / /etc rw - overlay overlay rw
+29 22 254:6 /home /home rw - ext4 /dev/vda6 rw
+30 22 254:6 /roothome /root rw - ext4 /dev/vda6 rw
 ";
 
     /// The real root after stage 1 handed over.
     fn root() -> RecordingSys {
         let mut sys = RecordingSys::new();
-        sys.add_file("/proc/self/mountinfo", HANDED_OVER)
+        sys.add_file("/proc/self/mountinfo", format!("{HANDED_OVER}{STATE_DONE}"))
             .add_file(
                 "/proc/cmdline",
                 "console=tty0 console=ttyS0 slipway.slot=b slipway.root=PARTUUID=x\n",
@@ -112,7 +124,8 @@ mod tests {
             .add_file("/dev/tty0", "")
             .add_file("/dev/ttyS0", "")
             .add_dir("/tmp")
-            .add_dir("/sys/fs/cgroup");
+            .add_dir("/sys/fs/cgroup")
+            .add_file("/etc/machine-id", "4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c\n");
         sys.set_boot_time(Duration::from_millis(2345));
         sys
     }
@@ -151,9 +164,12 @@ mod tests {
             .iter()
             .filter(|c| c.starts_with("mount "))
             .collect();
-        assert_eq!(mounts.len(), 8);
+        // The eight API filesystems, then /etc, /home and /root.
+        assert_eq!(mounts.len(), 11);
         assert_eq!(mounts[0], "mount proc /proc proc nosuid,nodev,noexec");
         assert_eq!(mounts[2], "mount devtmpfs /dev devtmpfs nosuid,mode=0755");
+        assert!(mounts[8].starts_with("mount overlay /etc overlay lowerdir=/etc,"));
+        assert_eq!(mounts[10], "mount /var/roothome /root none bind");
         assert!(!sys.calls.iter().any(|c| c.starts_with("sethostname")));
     }
 

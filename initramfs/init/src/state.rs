@@ -1,0 +1,326 @@
+//! The machine's own state on `/var`, set up by stage 2: a writable `/etc`,
+//! `/home` and `/root`, and the machine ID.
+//!
+//! - `/etc` is an overlay: the image's `/etc` below (read-only, replaced by
+//!   every update), an upper directory on `/var` above. Edits land in the
+//!   upper directory, so they survive reboots and slot switches, and the
+//!   image stays pristine; deleting the upper directory is a factory reset
+//!   of `/etc`. A file edited here shadows the image's newer version after
+//!   an update (as on any overlay-`/etc` system).
+//! - `/home` and `/root` are bind mounts of `/var/home` and `/var/roothome`.
+//! - `/etc/machine-id` is generated once, from the kernel's random source,
+//!   and lives in the overlay. If `/etc` cannot be made writable, a
+//!   transient ID is bind-mounted over it for this boot instead, and the
+//!   console says so.
+//!
+//! Nothing here is fatal: each failure is reported and the boot goes on.
+
+use nix::mount::MsFlags;
+
+use crate::console::say;
+use crate::error::{chain, errno_text, Context, Error};
+use crate::mounts::parse_mountinfo;
+use crate::sys::Sys;
+
+pub const ETC_UPPER: &str = "/var/lib/slipway/etc/upper";
+pub const ETC_WORK: &str = "/var/lib/slipway/etc/work";
+pub const MACHINE_ID: &str = "/etc/machine-id";
+const TRANSIENT_MACHINE_ID: &str = "/run/machine-id";
+
+/// `(source on /var, mount point, mode of the source)`.
+const BINDS: [(&str, &str, u32); 2] = [
+    ("/var/home", "/home", 0o755),
+    ("/var/roothome", "/root", 0o700),
+];
+
+/// Sets up everything above; returns the machine ID, if there is one.
+pub fn setup(sys: &mut dyn Sys) -> Option<String> {
+    let mounted = mount_points(sys);
+    let etc_writable = if mounted.iter().any(|m| m == "/etc") {
+        true
+    } else {
+        match overlay_etc(sys) {
+            Ok(()) => true,
+            Err(e) => {
+                say(
+                    sys,
+                    &format!("slipway: /etc stays read-only: {}", chain(&e)),
+                );
+                false
+            }
+        }
+    };
+    for (source, target, mode) in BINDS {
+        if mounted.iter().any(|m| m == target) {
+            continue;
+        }
+        if let Err(e) = bind(sys, source, target, mode) {
+            say(sys, &format!("slipway: {target}: {}", chain(&e)));
+        }
+    }
+    machine_id(sys, etc_writable)
+}
+
+fn mount_points(sys: &mut dyn Sys) -> Vec<String> {
+    sys.read_file("/proc/self/mountinfo")
+        .map(|b| {
+            parse_mountinfo(&String::from_utf8_lossy(&b))
+                .into_iter()
+                .map(|e| e.mount_point)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates `path` and its missing parents; the last one gets `mode`.
+pub fn create_dirs(sys: &mut dyn Sys, path: &str, mode: u32) -> Result<(), Error> {
+    let mut prefix = String::new();
+    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, component) in components.iter().enumerate() {
+        prefix.push('/');
+        prefix.push_str(component);
+        if sys.exists(&prefix) {
+            continue;
+        }
+        let m = if i + 1 == components.len() {
+            mode
+        } else {
+            0o755
+        };
+        match sys.mkdir(&prefix, m) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(errno) => return Err(Error::sys(format!("creating {prefix}"), errno)),
+        }
+    }
+    Ok(())
+}
+
+fn overlay_etc(sys: &mut dyn Sys) -> Result<(), Error> {
+    create_dirs(sys, ETC_UPPER, 0o755)?;
+    create_dirs(sys, ETC_WORK, 0o700)?;
+    // lowerdir=/etc is resolved before the overlay covers /etc, so the
+    // image's /etc stays reachable underneath.
+    let options = format!("lowerdir=/etc,upperdir={ETC_UPPER},workdir={ETC_WORK}");
+    sys.mount(
+        Some("overlay"),
+        "/etc",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&options),
+    )
+    .context(|| format!("mounting an overlay on /etc (upper {ETC_UPPER})"))
+}
+
+fn bind(sys: &mut dyn Sys, source: &str, target: &str, mode: u32) -> Result<(), Error> {
+    create_dirs(sys, source, mode)?;
+    sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
+        .context(|| format!("bind-mounting {source} on {target}"))
+}
+
+/// Whether `text` (a file's contents) is a machine ID: 32 lowercase hex
+/// digits, not all zero, and a newline or nothing after them.
+pub fn valid_machine_id(text: &str) -> bool {
+    let id = text.strip_suffix('\n').unwrap_or(text);
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && id.bytes().any(|b| b != b'0')
+}
+
+/// 16 random bytes as a version 4, variant 1 UUID without dashes, which
+/// is what systemd generates (machine-id(5)).
+pub fn format_machine_id(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn machine_id(sys: &mut dyn Sys, etc_writable: bool) -> Option<String> {
+    let current = sys
+        .read_file(MACHINE_ID)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    if valid_machine_id(&current) {
+        return Some(current.trim_end().to_string());
+    }
+    let mut bytes = [0u8; 16];
+    if let Err(errno) = sys.random(&mut bytes) {
+        say(
+            sys,
+            &format!(
+                "slipway: machine-id: reading random bytes: {}",
+                errno_text(errno)
+            ),
+        );
+        return None;
+    }
+    let id = format_machine_id(bytes);
+    let contents = format!("{id}\n");
+    if etc_writable {
+        match sys.write_file(MACHINE_ID, contents.as_bytes(), 0o444) {
+            Ok(()) => {
+                say(sys, &format!("slipway: machine-id {id} (new)"));
+                return Some(id);
+            }
+            Err(errno) => say(
+                sys,
+                &format!(
+                    "slipway: machine-id: writing {MACHINE_ID}: {}",
+                    errno_text(errno)
+                ),
+            ),
+        }
+    }
+    // A transient ID for this boot, as systemd does on a read-only /etc.
+    let transient = sys
+        .write_file(TRANSIENT_MACHINE_ID, contents.as_bytes(), 0o444)
+        .context(|| format!("writing {TRANSIENT_MACHINE_ID}"))
+        .and_then(|()| {
+            sys.mount(
+                Some(TRANSIENT_MACHINE_ID),
+                MACHINE_ID,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .context(|| format!("bind-mounting {TRANSIENT_MACHINE_ID} on {MACHINE_ID}"))
+        });
+    match transient {
+        Ok(()) => say(
+            sys,
+            &format!("slipway: machine-id {id} (transient: it changes at every boot)"),
+        ),
+        Err(e) => say(sys, &format!("slipway: machine-id: {}", chain(&e))),
+    }
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::RecordingSys;
+    use nix::errno::Errno;
+
+    fn root() -> RecordingSys {
+        let mut sys = RecordingSys::new();
+        sys.add_file("/dev/console", "")
+            .add_file(
+                "/proc/self/mountinfo",
+                "22 1 254:3 / / ro - squashfs /dev/dm-0 ro\n\
+                 31 22 254:6 / /var rw - ext4 /dev/vda6 rw\n",
+            )
+            .add_dir("/var")
+            .add_dir("/etc")
+            .add_dir("/home")
+            .add_dir("/root")
+            .add_file(MACHINE_ID, "");
+        sys
+    }
+
+    const FIRST_BOOT: [&str; 13] = [
+        "mkdir /var/lib 0755",
+        "mkdir /var/lib/slipway 0755",
+        "mkdir /var/lib/slipway/etc 0755",
+        "mkdir /var/lib/slipway/etc/upper 0755",
+        "mkdir /var/lib/slipway/etc/work 0700",
+        "mount overlay /etc overlay lowerdir=/etc,upperdir=/var/lib/slipway/etc/upper,\
+         workdir=/var/lib/slipway/etc/work",
+        "mkdir /var/home 0755",
+        "mount /var/home /home none bind",
+        "mkdir /var/roothome 0700",
+        "mount /var/roothome /root none bind",
+        "getrandom 16",
+        "write_file /etc/machine-id 0444: 0112233445564778899aabbccddeef00",
+        "write /dev/console: slipway: machine-id 0112233445564778899aabbccddeef00 (new)",
+    ];
+
+    #[test]
+    fn first_boot_makes_etc_writable_binds_home_and_root_and_writes_a_machine_id() {
+        let mut sys = root();
+        let id = setup(&mut sys).unwrap();
+        assert_eq!(id, "0112233445564778899aabbccddeef00");
+        assert!(valid_machine_id(&id));
+        assert_eq!(sys.calls, FIRST_BOOT);
+    }
+
+    #[test]
+    fn later_boots_keep_the_machine_id_and_create_nothing() {
+        let mut sys = root();
+        for dir in [ETC_UPPER, ETC_WORK, "/var/home", "/var/roothome"] {
+            sys.add_dir(dir);
+        }
+        sys.add_file(MACHINE_ID, "4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c\n");
+        assert_eq!(
+            setup(&mut sys).as_deref(),
+            Some("4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c")
+        );
+        assert_eq!(
+            sys.calls,
+            vec![
+                FIRST_BOOT[5],
+                "mount /var/home /home none bind",
+                "mount /var/roothome /root none bind",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_an_overlay_the_machine_id_is_transient_and_said_so() {
+        let mut sys = root();
+        sys.fail(FIRST_BOOT[5], Errno::ENODEV);
+        let id = setup(&mut sys).unwrap();
+        let console = sys.written_to("/dev/console");
+        assert_eq!(
+            console,
+            vec![
+                "slipway: /etc stays read-only: mounting an overlay on /etc (upper \
+                 /var/lib/slipway/etc/upper): No such device"
+                    .to_string(),
+                format!("slipway: machine-id {id} (transient: it changes at every boot)"),
+            ]
+        );
+        assert!(sys
+            .calls
+            .contains(&"mount /run/machine-id /etc/machine-id none bind".to_string()));
+        assert!(!sys.calls.iter().any(|c| c.starts_with("write_file /etc")));
+    }
+
+    #[test]
+    fn already_mounted_etc_home_and_root_are_left_alone() {
+        let mut sys = root();
+        sys.add_file(
+            "/proc/self/mountinfo",
+            "1 0 0:1 / /etc rw - overlay overlay rw\n2 0 0:2 / /home rw - ext4 x rw\n\
+             3 0 0:3 / /root rw - ext4 x rw\n",
+        );
+        sys.add_file(MACHINE_ID, "4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c");
+        setup(&mut sys);
+        assert_eq!(sys.calls, Vec::<String>::new());
+    }
+
+    #[test]
+    fn machine_ids_are_validated_and_formatted_like_systemd() {
+        assert!(valid_machine_id("4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c\n"));
+        assert!(!valid_machine_id(""));
+        assert!(!valid_machine_id("uninitialized\n"));
+        assert!(!valid_machine_id(&"0".repeat(32)));
+        assert!(!valid_machine_id("4A1E0C9D2B7F4E3A8C6D5B4A3F2E1D0C"));
+        let id = format_machine_id([0xff; 16]);
+        assert_eq!(id, "ffffffffffff4fffbfffffffffffffff");
+        let id = format_machine_id([0; 16]);
+        assert_eq!(&id[12..13], "4");
+        assert_eq!(&id[16..17], "8");
+    }
+
+    #[test]
+    fn a_failed_random_source_gives_no_id_and_a_message() {
+        let mut sys = root();
+        sys.fail("getrandom 16", Errno::ENOSYS);
+        assert_eq!(setup(&mut sys), None);
+        assert_eq!(
+            sys.written_to("/dev/console"),
+            vec!["slipway: machine-id: reading random bytes: Function not implemented"]
+        );
+    }
+}
