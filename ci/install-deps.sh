@@ -10,8 +10,9 @@ apt-get update -q
 # matching the system emulator's version.
 apt-get install -y -q --no-install-recommends qemu-system-x86 ovmf
 apt-get install -y -q --no-install-recommends qemu-utils
-# Host tools the tests cross-check our formats with.
-apt-get install -y -q --no-install-recommends dosfstools fdisk cryptsetup-bin
+# mke2fs makes the image's empty /var (e2fsprogs is not in every minimal
+# Debian); the rest are host tools the tests cross-check our formats with.
+apt-get install -y -q --no-install-recommends e2fsprogs dosfstools fdisk cryptsetup-bin
 
 rustup target add x86_64-unknown-linux-musl
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -89,6 +89,11 @@ struct QemuArgs {
     /// Exit QEMU when the guest reboots
     #[arg(long)]
     no_reboot: bool,
+    /// Give the VM a disk this big (e.g. 4G, 20G; K, M, G, T are powers of
+    /// 1024) instead of the image's size: the image's /var grows into it
+    /// at first boot. The image file itself is never changed
+    #[arg(long, value_parser = xtask::util::parse_size)]
+    disk_size: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +195,7 @@ fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
     machine.memory_mib = a.memory;
     machine.kvm = a.kvm;
     machine.no_reboot = a.no_reboot;
+    machine.disk_size = a.disk_size;
     let dir = tempfile::Builder::new().prefix("slipway-qemu-").tempdir()?;
     let (files, fw) = qemu::prepare(&machine, dir.path())?;
     let mut child = qemu::command(&machine, &files, &fw)?

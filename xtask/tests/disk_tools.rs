@@ -201,3 +201,133 @@ fn veritysetup_verifies_slot_a_and_rejects_a_flipped_byte() {
     let out = verify(&data);
     assert!(!out.status.success(), "veritysetup accepted a flipped byte");
 }
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn partition(m: &serde_json::Value, label: &str) -> (u64, u64) {
+    let p = m["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["label"] == label)
+        .unwrap();
+    (p["offset"].as_u64().unwrap(), p["size"].as_u64().unwrap())
+}
+
+#[test]
+fn e2fsck_finds_the_var_filesystem_clean() {
+    let (Some(dir), Some(e2fsck)) = (image_dir("e2fsck"), tool("e2fsck")) else {
+        return;
+    };
+    let (offset, size) = partition(&manifest(&dir), "var");
+    let work = tempfile::tempdir().unwrap();
+    let var = work.path().join("var.img");
+    extract(&dir.join("disk.raw"), offset, size, &var);
+    // -f: check even though it is marked clean; -n: change nothing.
+    let out = Command::new(e2fsck).arg("-fn").arg(&var).output().unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sb = std::fs::read(&var).unwrap();
+    let super_block = &sb[1024..2048];
+    assert_eq!(&super_block[120..124], b"var\0", "volume label");
+    // 4 KiB blocks, covering the whole partition.
+    assert_eq!(1024u64 << super_block[24], 4096);
+    let blocks = u32::from_le_bytes(super_block[4..8].try_into().unwrap());
+    assert_eq!(u64::from(blocks) * 4096, size);
+}
+
+/// The init's growth plan, applied to the built image's partition table on
+/// a bigger (sparse) disk, gives a table `sfdisk` accepts, with `var`
+/// reaching the end of the disk.
+#[test]
+fn sfdisk_accepts_the_table_the_init_grows() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let (Some(dir), Some(sfdisk)) = (image_dir("sfdisk grow"), tool("sfdisk")) else {
+        return;
+    };
+    let m = manifest(&dir);
+    let image_size = m["disk"]["size"].as_u64().unwrap();
+    let disk_size = image_size + 3 * 1024 * 1024 * 1024 + 123 * 512;
+    let work = tempfile::tempdir().unwrap();
+    let disk_path = work.path().join("big.raw");
+    let mut raw = std::fs::File::open(dir.join("disk.raw")).unwrap();
+    let mut disk = std::fs::File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&disk_path)
+        .unwrap();
+    disk.set_len(disk_size).unwrap();
+    // The primary table (sectors 0-33) and the backup (last 33 sectors of
+    // the image) where the image has them.
+    for (offset, len) in [(0, 34 * 512), (image_size - 33 * 512, 33 * 512)] {
+        let mut buf = vec![0u8; len as usize];
+        raw.seek(SeekFrom::Start(offset)).unwrap();
+        raw.read_exact(&mut buf).unwrap();
+        disk.seek(SeekFrom::Start(offset)).unwrap();
+        disk.write_all(&buf).unwrap();
+    }
+    let growth = slipway_init::gpt_grow::plan(&mut disk, 512, disk_size).unwrap();
+    let (var_offset, var_size) = partition(&m, "var");
+    assert_eq!(growth.var_offset, var_offset);
+    assert_eq!(growth.var_old_size, var_size);
+    assert_eq!(
+        growth.writes.iter().map(|w| w.what).collect::<Vec<_>>(),
+        ["backup GPT", "primary GPT", "protective MBR"]
+    );
+    for w in &growth.writes {
+        disk.seek(SeekFrom::Start(w.offset)).unwrap();
+        disk.write_all(&w.data).unwrap();
+    }
+    drop(disk);
+
+    let verify = Command::new(&sfdisk)
+        .arg("--verify")
+        .arg(&disk_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "sfdisk --verify: {text}");
+    assert!(!text.contains("not at the end"), "{text}");
+    let out = Command::new(&sfdisk)
+        .arg("-J")
+        .arg(&disk_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let table = &v["partitiontable"];
+    let last_lba = disk_size / 512 - 1;
+    // The last usable sector is just before the backup entries.
+    assert_eq!(table["lastlba"].as_u64().unwrap(), last_lba - 33);
+    let var = table["partitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(var["name"], "var");
+    let (start, sectors) = (
+        var["start"].as_u64().unwrap(),
+        var["size"].as_u64().unwrap(),
+    );
+    assert_eq!(start * 512, var_offset);
+    assert_eq!((sectors * 512) % (1024 * 1024), 0, "var ends on 1 MiB");
+    assert!(start + sectors - 1 <= last_lba - 33);
+    assert!(
+        start + sectors - 1 + 2048 > last_lba - 33,
+        "var left a MiB unused"
+    );
+    assert_eq!(sectors * 512, growth.var_new_size);
+}

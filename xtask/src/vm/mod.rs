@@ -137,28 +137,52 @@ impl Vm {
 
     /// Runs a shell command in the guest's rescue shell and returns its
     /// output and exit status. The command's output must not contain the
-    /// marker, which is unique per call.
+    /// markers, which are unique per call.
     pub fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
         if !self.shell_ready {
             self.wait_shell(timeout)?;
         }
         let n = MARKERS.fetch_add(1, Ordering::Relaxed);
-        let marker = format!("@@done{n}@@");
-        // The marker is split by quotes so the echo of the typed line does
-        // not match it; only the command's real output does.
-        let split = format!("@@'d'one{n}@@");
+        // The output is what comes between a start and an end marker line.
+        // Each marker is split by quotes in the typed command, so the echo
+        // of the command line (which the terminal may wrap and redraw at
+        // any column) never contains it; only the command's output does.
+        let (begin, begin_typed) = (format!("@@begin{n}@@"), format!("@@'b'egin{n}@@"));
+        let (end, end_typed) = (format!("@@done{n}@@"), format!("@@'d'one{n}@@"));
         let start = self.transcript.cursor();
-        self.send(&format!("{command}; echo {split}\"$?\"\n"))?;
+        self.send(&format!(
+            "echo {begin_typed}; {command}; echo {end_typed}\"$?\"\n"
+        ))?;
         let line = self
-            .wait_line(|l| l.contains(&marker) && !l.contains(&split), timeout)
+            .wait_line(|l| l.contains(&end) && !l.contains(&end_typed), timeout)
             .with_context(|| format!("{}: running `{command}`", self.name))?;
         let status = line
-            .split(&marker)
+            .split(&end)
             .nth(1)
             .and_then(|s| s.trim().parse::<i32>().ok())
             .with_context(|| format!("no exit status in `{line}`"))?;
-        let output = self.transcript.lines_between(start, &marker);
-        Ok((status, output))
+        let lines = self.transcript.lines();
+        let output: Vec<&str> = lines
+            .iter()
+            .skip(start)
+            .skip_while(|l| !l.contains(&begin))
+            .skip(1)
+            .take_while(|l| !l.contains(&end))
+            .map(String::as_str)
+            .collect();
+        Ok((status, output.join("\n")))
+    }
+
+    /// Asks the guest for a clean reboot from the rescue shell (busybox
+    /// `reboot`, which signals PID 1). The next [`Self::run`] waits for the
+    /// new boot's shell.
+    pub fn reboot(&mut self) -> Result<()> {
+        if !self.shell_ready {
+            self.wait_shell(Duration::from_secs(60))?;
+        }
+        self.send("reboot\n")?;
+        self.shell_ready = false;
+        Ok(())
     }
 
     pub fn qmp(&self) -> Result<Qmp> {

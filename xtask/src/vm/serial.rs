@@ -124,20 +124,6 @@ impl Transcript {
         s.lines.len()
     }
 
-    /// Lines from `start` up to (not including) the first containing
-    /// `marker`, without the echo of typed commands.
-    pub fn lines_between(&self, start: usize, marker: &str) -> String {
-        let s = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
-        s.lines
-            .iter()
-            .skip(start)
-            .take_while(|l| !l.contains(marker))
-            .filter(|l| !l.contains("@@'d'one"))
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     /// Every line so far.
     pub fn lines(&self) -> Vec<String> {
         self.state
