@@ -22,9 +22,13 @@ pub enum Error {
     Cmdline(#[from] CmdlineError),
 
     /// `missing` names each partition with its role: `root partition
-    /// PARTUUID=…`.
-    #[error("{missing} did not appear within {} s", .waited.as_secs())]
-    PartitionTimeout { missing: String, waited: Duration },
+    /// PARTUUID=…`; `why` is empty or `; ` and a likely cause.
+    #[error("{missing} did not appear within {} s{why}", .waited.as_secs())]
+    PartitionTimeout {
+        missing: String,
+        waited: Duration,
+        why: String,
+    },
 
     #[error(transparent)]
     Verity(#[from] VerityError),
@@ -111,6 +115,7 @@ mod tests {
         let e = Error::PartitionTimeout {
             missing: "root partition PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4".into(),
             waited: Duration::from_secs(60),
+            why: String::new(),
         };
         assert_eq!(
             e.to_string(),

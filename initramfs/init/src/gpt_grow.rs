@@ -207,6 +207,14 @@ fn read_table(dev: &mut dyn crate::sys::ReadSeek, block: u64, lba: u64) -> Resul
     Ok(Table { header, entries })
 }
 
+/// The disk size the primary GPT header describes (its backup's sector
+/// and last usable sector), if there is a valid one.
+pub fn declared_size(dev: &mut dyn crate::sys::ReadSeek, block: u64) -> Option<u64> {
+    let sector = read_at(dev, block, block).ok()?;
+    let header = Header::parse(&sector).ok()?;
+    Some((header.alternate_lba.max(header.last_usable) + 1) * block)
+}
+
 /// One GPT entry's fields that growth looks at.
 #[derive(Debug, Clone, Copy)]
 struct Entry {

@@ -247,6 +247,46 @@ fn list(items: &[String]) -> String {
     }
 }
 
+/// Why partitions may be missing that a GPT lists: Linux ignores a table
+/// that describes a disk bigger than the one it is on (an image written to
+/// a disk too small for it, or cut short). Returns `; <disk> is …` for each
+/// such disk, or nothing.
+pub fn truncated_disks(sys: &mut dyn Sys) -> String {
+    let Ok(names) = sys.read_dir(SYS_CLASS_BLOCK) else {
+        return String::new();
+    };
+    let mut found = String::new();
+    for name in names {
+        if sys.exists(&format!("{SYS_CLASS_BLOCK}/{name}/partition")) {
+            continue;
+        }
+        let Some(size) = sys
+            .read_file(&format!("{SYS_CLASS_BLOCK}/{name}/size"))
+            .ok()
+            .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u64>().ok())
+            .map(|sectors| sectors * 512)
+        else {
+            continue;
+        };
+        let block = logical_block_size(sys, &name);
+        let Ok(mut device) = sys.open_block(&format!("/dev/{name}")) else {
+            continue;
+        };
+        if let Some(declared) = crate::gpt_grow::declared_size(device.as_mut(), block) {
+            if declared > size {
+                found.push_str(&format!(
+                    "; /dev/{name} is {} but its partition table describes {}: the image was \
+                     written to a disk too small for it (or cut short), so Linux ignores the \
+                     table",
+                    crate::var::human(size),
+                    crate::var::human(declared)
+                ));
+            }
+        }
+    }
+    found
+}
+
 /// Polls until the root partition appears; returns its device node.
 pub fn wait_for_root(
     sys: &mut dyn Sys,
@@ -262,6 +302,7 @@ pub fn wait_for_root(
     devices.pop().ok_or_else(|| Error::PartitionTimeout {
         missing: wanted.to_string(),
         waited: policy.timeout,
+        why: String::new(),
     })
 }
 
@@ -297,6 +338,7 @@ pub fn wait_for_partitions(
             return Err(Error::PartitionTimeout {
                 missing: list(&missing),
                 waited: policy.timeout,
+                why: truncated_disks(sys),
             });
         }
         if waited >= policy.announce_after && !announced {

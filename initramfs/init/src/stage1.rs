@@ -138,6 +138,7 @@ fn mount_verified(
         return Err(Error::PartitionTimeout {
             missing: wanted.map(|w| w.to_string()).join(" and "),
             waited: wait.timeout,
+            why: String::new(),
         });
     };
     say(
@@ -620,6 +621,28 @@ mod tests {
                 "sync",
                 "reboot RB_AUTOBOOT",
             ]
+        );
+    }
+
+    #[test]
+    fn a_disk_smaller_than_its_image_is_named_as_the_likely_cause() {
+        // The image (8 MiB) on a 4 MiB disk: Linux ignores the table, so no
+        // partitions appear.
+        let mut sys = initramfs(&cmdline('a'));
+        for n in 1..=6 {
+            sys.remove(&format!("{SYS_CLASS_BLOCK}/vda{n}"));
+        }
+        sys.add_file(&format!("{SYS_CLASS_BLOCK}/vda/size"), "8192\n");
+        run(&mut sys);
+        let console = sys.written_to("/dev/console");
+        assert_eq!(
+            console.last().unwrap(),
+            &format!(
+                "slipway: stage1 failed: root partition PARTUUID={ROOT_A} and verity hash \
+                 partition PARTUUID={VERITY_A} did not appear within 60 s; /dev/vda is 4 MiB but \
+                 its partition table describes 8 MiB: the image was written to a disk too small \
+                 for it (or cut short), so Linux ignores the table"
+            )
         );
     }
 
