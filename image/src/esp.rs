@@ -84,6 +84,47 @@ pub fn write(
     unix_time: u64,
     files: &[(String, Vec<u8>)],
 ) -> Result<(), EspError> {
+    // 2 KiB clusters: 4 KiB would leave a 256 MiB volume under FAT32's
+    // minimum of 65525 clusters; fatfs would pick 512 B.
+    let volume = Fat32Volume {
+        offset,
+        size,
+        bytes_per_cluster: 2048,
+        volume_id,
+        label: *b"ESP        ",
+    };
+    write_fat32(image, image_path, &volume, unix_time, files)
+}
+
+/// Where and how [`write_fat32`] formats a volume.
+#[derive(Debug, Clone, Copy)]
+pub struct Fat32Volume {
+    pub offset: u64,
+    pub size: u64,
+    /// Small enough for at least 65525 clusters (FAT32's minimum).
+    pub bytes_per_cluster: u32,
+    pub volume_id: u32,
+    /// Upper case, space-padded, as FAT stores it (`b"CIDATA     "`).
+    pub label: [u8; 11],
+}
+
+/// Formats `volume` of `image` as FAT32 and writes `files` into it (paths
+/// like `EFI/BOOT/BOOTX64.EFI`, parents created as needed); every time
+/// stamp is `unix_time`.
+pub fn write_fat32(
+    image: &mut File,
+    image_path: &Path,
+    volume: &Fat32Volume,
+    unix_time: u64,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), EspError> {
+    let Fat32Volume {
+        offset,
+        size,
+        bytes_per_cluster,
+        volume_id,
+        label,
+    } = *volume;
     let err = |what: &str| {
         let image = image_path.display().to_string();
         let what = what.to_string();
@@ -100,11 +141,9 @@ pub fn write(
         &mut stream,
         FormatVolumeOptions::new()
             .fat_type(fatfs::FatType::Fat32)
-            // 2 KiB clusters: 4 KiB would leave a 256 MiB volume under
-            // FAT32's minimum of 65525 clusters; fatfs would pick 512 B.
-            .bytes_per_cluster(2048)
+            .bytes_per_cluster(bytes_per_cluster)
             .volume_id(volume_id)
-            .volume_label(*b"ESP        "),
+            .volume_label(label),
     )
     .map_err(err("formatting FAT32"))?;
 

@@ -10,6 +10,7 @@ pub mod guest;
 pub mod inputs;
 pub mod paths;
 pub mod qemu;
+pub mod seed;
 pub mod testing;
 pub mod util;
 pub mod vm;

@@ -94,6 +94,15 @@ struct QemuArgs {
     /// at first boot. The image file itself is never changed
     #[arg(long, value_parser = xtask::util::parse_size)]
     disk_size: Option<u64>,
+    /// Hand the guest this user-data (cloud-config or a `#!` script) on a
+    /// NoCloud seed disk (FAT, label `cidata`); its instance ID follows the
+    /// file's contents
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// With --user-data: make an OpenStack ConfigDrive (label `config-2`)
+    /// instead of a NoCloud seed
+    #[arg(long, requires = "user_data")]
+    config_drive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +205,14 @@ fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
     machine.kvm = a.kvm;
     machine.no_reboot = a.no_reboot;
     machine.disk_size = a.disk_size;
+    machine.user_data = a.user_data.map(|file| {
+        let kind = if a.config_drive {
+            xtask::seed::SeedKind::ConfigDrive
+        } else {
+            xtask::seed::SeedKind::NoCloud
+        };
+        (kind, file)
+    });
     let dir = tempfile::Builder::new().prefix("slipway-qemu-").tempdir()?;
     let (files, fw) = qemu::prepare(&machine, dir.path())?;
     let mut child = qemu::command(&machine, &files, &fw)?

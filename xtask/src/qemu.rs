@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::seed::{write_seed, SeedKind};
 use crate::util::which;
 
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -87,6 +88,9 @@ pub struct Machine {
     /// Bytes to write into the overlay before boot (disk offset, value):
     /// tamper tests change the disk the guest sees, never the image.
     pub patches: Vec<(u64, u8)>,
+    /// User-data to hand the guest on a seed disk (the second virtio disk,
+    /// read-only), made fresh for each run.
+    pub user_data: Option<(SeedKind, PathBuf)>,
     pub extra_args: Vec<String>,
 }
 
@@ -101,6 +105,7 @@ impl Machine {
             disk_size: None,
             host_forwards: Vec::new(),
             patches: Vec::new(),
+            user_data: None,
             extra_args: Vec::new(),
         }
     }
@@ -113,6 +118,8 @@ pub struct RunFiles {
     pub overlay: PathBuf,
     pub vars: PathBuf,
     pub qmp: PathBuf,
+    /// The user-data seed disk, if the machine has one.
+    pub seed: Option<PathBuf>,
 }
 
 /// Creates the overlay and firmware VARS copy in `dir`.
@@ -170,7 +177,25 @@ pub fn prepare(machine: &Machine, dir: &Path) -> Result<(RunFiles, Firmware)> {
     std::fs::copy(&fw.vars, &vars)
         .with_context(|| format!("copying {} to {}", fw.vars.display(), vars.display()))?;
     let qmp = dir.join("qmp.sock");
-    Ok((RunFiles { overlay, vars, qmp }, fw))
+    let seed = match &machine.user_data {
+        Some((kind, user_data)) => {
+            let bytes = std::fs::read(user_data)
+                .with_context(|| format!("reading user-data {}", user_data.display()))?;
+            let seed = dir.join("seed.img");
+            write_seed(kind, &bytes, &seed)?;
+            Some(seed)
+        }
+        None => None,
+    };
+    Ok((
+        RunFiles {
+            overlay,
+            vars,
+            qmp,
+            seed,
+        },
+        fw,
+    ))
 }
 
 /// The QEMU command line; serial on stdio, a QMP socket at `files.qmp`.
@@ -201,8 +226,14 @@ pub fn command(machine: &Machine, files: &RunFiles, fw: &Firmware) -> Result<Com
             "if=virtio,format=qcow2,file={}",
             files.overlay.display()
         ))
-        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"])
-        .arg("-qmp")
+        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    if let Some(seed) = &files.seed {
+        cmd.arg("-drive").arg(format!(
+            "if=virtio,format=raw,readonly=on,file={}",
+            seed.display()
+        ));
+    }
+    cmd.arg("-qmp")
         .arg(format!("unix:{},server=on,wait=off", files.qmp.display()));
     if machine.no_reboot {
         cmd.arg("-no-reboot");
