@@ -34,6 +34,10 @@ enum Cmd {
     Qemu(QemuArgs),
     /// Run the whole suite: build the image, then unit, host and VM boot tests
     Test(TestArgs),
+    /// Check cloud-config user-data files: one finding per line as
+    /// FILE:LINE:COL: level: message; exit status 1 if any error (or, with
+    /// --strict, any warning), 2 if a file cannot be read
+    ValidateConfig(ValidateArgs),
     /// Measure figures next to a reference measured in the same run
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -106,6 +110,19 @@ struct QemuArgs {
 }
 
 #[derive(Debug, Args)]
+struct ValidateArgs {
+    /// User-data files (cloud-config, `#!` scripts; gzip-compressed or not)
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Print the findings as JSON (one array, an object per file)
+    #[arg(long)]
+    json: bool,
+    /// Fail on warnings too
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Debug, Args)]
 struct TestArgs {
     /// Board whose image the VM tests boot
     #[arg(long, default_value = "qemu-x86_64")]
@@ -170,6 +187,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Qemu(a) => run_qemu(a),
+        Cmd::ValidateConfig(a) => {
+            let args = cloud_config::cli::ValidateArgs {
+                files: a.files,
+                json: a.json,
+                strict: a.strict,
+            };
+            let code = cloud_config::cli::run_validate(
+                &args,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            );
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Cmd::Test(a) => {
             testing::run(&testing::TestArgs {
                 board: a.board,

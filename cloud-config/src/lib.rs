@@ -1,0 +1,24 @@
+//! cloud-config user-data: what every user writes to configure a fresh
+//! machine (see `../shared/CLOUD-CONFIG-REFERENCE.md` for the facts).
+//!
+//! - [`userdata`] tells the forms apart (cloud-config, script, Ignition,
+//!   gzip) and [`substitute`] fills in `$public_ipv4` and friends;
+//! - [`schema`] is the typed configuration, [`parse`] builds it from YAML
+//!   keeping every node's position, [`validate`] reports findings with line
+//!   and column ([`findings`] renders them);
+//! - [`datasource`] fetches user-data and metadata (NoCloud, ConfigDrive,
+//!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service).
+
+pub mod cli;
+pub mod findings;
+pub mod parse;
+pub mod schema;
+pub mod substitute;
+pub mod userdata;
+pub mod validate;
+mod yaml;
+
+pub use findings::{Finding, Level, Report};
+pub use substitute::Substitutions;
+pub use userdata::UserDataKind;
+pub use validate::{validate, validate_with};

@@ -1,0 +1,531 @@
+//! Validation: detection, substitution, parsing, then checks of values
+//! that the applier would otherwise trip over on the machine.
+
+use base64::Engine;
+
+use crate::findings::{Finding, Level, Report};
+use crate::parse::{self, Positions};
+use crate::schema::{self, CloudConfig, Encoding, Unit, User, WriteFile};
+use crate::substitute::{substitute, Substitutions};
+use crate::userdata::{self, UserDataKind};
+
+/// Validate user-data without metadata (variables stay as written).
+pub fn validate(bytes: &[u8]) -> Report {
+    validate_with(bytes, &Substitutions::default())
+}
+
+/// Validate user-data, substituting `$public_ipv4` & co. from `subs`.
+pub fn validate_with(bytes: &[u8], subs: &Substitutions) -> Report {
+    let data = userdata::detect(bytes);
+    let text = match (data.kind, data.text()) {
+        (UserDataKind::CloudConfig, Some(text)) if data.findings.is_empty() => text,
+        _ => {
+            return Report {
+                kind: data.kind,
+                findings: data.findings,
+                config: None,
+            }
+        }
+    };
+    // A byte order mark is not YAML content; dropping it keeps line 1 sane.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let parsed = parse::parse(&substitute(text, subs));
+    let mut findings = parsed.findings;
+    if let Some(config) = &parsed.config {
+        let mut checker = Checker {
+            positions: &parsed.positions,
+            findings: &mut findings,
+        };
+        checker.config(config);
+    }
+    Report {
+        kind: UserDataKind::CloudConfig,
+        findings,
+        config: parsed.config,
+    }
+}
+
+/// Places a Slipway machine can write to; everything else is the
+/// read-only squashfs root.
+pub const WRITABLE_ROOTS: [&str; 6] = ["/etc", "/var", "/home", "/root", "/run", "/tmp"];
+
+const REBOOT_STRATEGIES: [&str; 3] = ["reboot", "etcd-lock", "off"];
+const POWER_MODES: [&str; 3] = ["poweroff", "reboot", "halt"];
+
+struct Checker<'a> {
+    positions: &'a Positions,
+    findings: &'a mut Vec<Finding>,
+}
+
+/// Reporting helpers: findings point at the node recorded for `path`.
+impl Checker<'_> {
+    fn push(&mut self, path: &str, level: Level, message: String) {
+        let (line, column) = self.position(path);
+        self.findings
+            .push(Finding::new(line, column, level, message));
+    }
+
+    /// The position of `path`, or of its nearest recorded parent.
+    fn position(&self, path: &str) -> (usize, usize) {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.positions.get(p) {
+                return *pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return (1, 1),
+            }
+        }
+    }
+
+    fn error(&mut self, path: &str, message: String) {
+        self.push(path, Level::Error, message);
+    }
+
+    fn warning(&mut self, path: &str, message: String) {
+        self.push(path, Level::Warning, message);
+    }
+
+    fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) -> bool {
+        if allowed.contains(&value) {
+            return true;
+        }
+        let msg = format!(
+            "invalid value {value:?} for {path:?}: expected one of {}",
+            allowed.join(", ")
+        );
+        self.error(path, msg);
+        false
+    }
+}
+
+/// The checks, section by section.
+impl Checker<'_> {
+    fn config(&mut self, c: &CloudConfig) {
+        if let Some(h) = &c.hostname {
+            self.hostname(h);
+        }
+        self.ssh_keys("ssh_authorized_keys", &c.ssh_authorized_keys);
+        for (i, u) in c.users.iter().enumerate() {
+            self.user(&format!("users[{i}]"), u);
+        }
+        for (i, g) in c.groups.iter().enumerate() {
+            if g.name.is_empty() {
+                self.error(&format!("groups[{i}]"), "a group needs a name".into());
+            }
+        }
+        for (i, f) in c.write_files.iter().enumerate() {
+            self.write_file(&format!("write_files[{i}]"), f);
+        }
+        if let Some(m) = &c.manage_etc_hosts {
+            self.manage_etc_hosts(m);
+        }
+        if let Some(p) = &c.power_state {
+            self.power_state(p);
+        }
+        for (i, u) in c.coreos.units.iter().enumerate() {
+            self.unit(&format!("coreos.units[{i}]"), u);
+        }
+        if let Some(s) = c
+            .coreos
+            .update
+            .as_ref()
+            .and_then(|u| u.reboot_strategy.as_ref())
+        {
+            self.reboot_strategy(s);
+        }
+        if let Some(l) = &c.coreos.locksmith {
+            self.locksmith(l);
+        }
+    }
+
+    fn hostname(&mut self, h: &str) {
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !ok {
+            let msg = format!(
+                "invalid hostname {h:?}: use letters, digits and '-' in dot-separated labels of at most 63 characters"
+            );
+            self.error("hostname", msg);
+        }
+    }
+
+    fn ssh_keys(&mut self, path: &str, keys: &[String]) {
+        for (i, key) in keys.iter().enumerate() {
+            if !looks_like_ssh_key(key) {
+                let msg = format!(
+                    "{:?} does not look like an SSH public key (expected \"ssh-ed25519 AAAA… [comment]\")",
+                    format!("{path}[{i}]")
+                );
+                self.warning(&format!("{path}[{i}]"), msg);
+            }
+        }
+    }
+
+    fn user(&mut self, path: &str, u: &User) {
+        if u.name.is_empty() {
+            self.error(path, format!("{path:?} has no \"name\"; a user needs one"));
+        }
+        self.ssh_keys(
+            &format!("{path}.ssh_authorized_keys"),
+            &u.ssh_authorized_keys,
+        );
+    }
+
+    fn write_file(&mut self, path: &str, f: &WriteFile) {
+        self.file_path(path, &f.path);
+        if let Some(p) = &f.permissions {
+            if schema::parse_mode(p).is_none() {
+                let msg = format!(
+                    "invalid permissions {p:?} for {:?}: expected an octal mode such as \"0644\" (3 or 4 octal digits, optionally after a 0)",
+                    format!("{path}.permissions")
+                );
+                self.error(&format!("{path}.permissions"), msg);
+            }
+        }
+        let encoding_ok = match &f.encoding {
+            Some(e) => Encoding::parse(e).is_some() || self.bad_encoding(path, e),
+            None => true,
+        };
+        if encoding_ok {
+            if let Err(why) = f.decoded_content() {
+                let enc = f.encoding.as_deref().unwrap_or("");
+                let msg = format!("content of {path:?} cannot be decoded as {enc:?}: {why}");
+                self.error(&format!("{path}.content"), msg);
+            }
+        }
+    }
+
+    /// Always false: reports the encoding as invalid.
+    fn bad_encoding(&mut self, path: &str, e: &str) -> bool {
+        self.one_of(&format!("{path}.encoding"), e, &schema::ENCODINGS);
+        false
+    }
+
+    fn file_path(&mut self, item: &str, path: &str) {
+        let at = format!("{item}.path");
+        if path.is_empty() {
+            self.error(item, format!("{item:?} has no \"path\""));
+            return;
+        }
+        if let Some(why) = path_problem(path) {
+            self.error(&at, format!("{at:?}: {why}"));
+        }
+    }
+
+    fn manage_etc_hosts(&mut self, m: &str) {
+        if m != "localhost" && m != "false" {
+            let msg = format!(
+                "unsupported value {m:?} for \"manage_etc_hosts\": only \"localhost\" is supported"
+            );
+            self.warning("manage_etc_hosts", msg);
+        }
+    }
+
+    fn power_state(&mut self, p: &schema::PowerState) {
+        if let Some(mode) = &p.mode {
+            self.one_of("power_state.mode", mode, &POWER_MODES);
+        }
+        if let Some(delay) = &p.delay {
+            let digits = delay.strip_prefix('+').unwrap_or(delay);
+            let ok = delay == "now"
+                || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+            if !ok {
+                let msg = format!(
+                    "invalid value {delay:?} for \"power_state.delay\": expected \"now\" or \"+MINUTES\""
+                );
+                self.error("power_state.delay", msg);
+            }
+        }
+    }
+
+    fn unit(&mut self, path: &str, u: &Unit) {
+        self.unit_name(path, u);
+        if let Some(cmd) = &u.command {
+            self.one_of(&format!("{path}.command"), cmd, &schema::UNIT_COMMANDS);
+        }
+        let does_something = u.content.is_some()
+            || u.enable
+            || u.mask
+            || u.command.is_some()
+            || !u.drop_ins.is_empty();
+        if !does_something {
+            let msg = format!(
+                "{path:?} has no content and none of enable, mask, command or drop_ins: it does nothing"
+            );
+            self.warning(path, msg);
+        }
+        for (i, d) in u.drop_ins.iter().enumerate() {
+            let dp = format!("{path}.drop_ins[{i}]");
+            if d.name.is_empty() {
+                self.error(&dp, format!("{dp:?} has no \"name\""));
+            } else if !d.name.ends_with(".conf") || d.name.contains('/') {
+                let msg = format!(
+                    "drop-in name {:?} for {:?} must end in \".conf\" and contain no '/' (systemd ignores other files)",
+                    d.name,
+                    format!("{dp}.name")
+                );
+                self.error(&format!("{dp}.name"), msg);
+            }
+        }
+    }
+
+    fn unit_name(&mut self, path: &str, u: &Unit) {
+        let at = format!("{path}.name");
+        if u.name.is_empty() {
+            self.error(path, format!("{path:?} has no \"name\"; a unit needs one"));
+        } else if u.name.contains('/') {
+            let msg = format!("unit name {:?} for {at:?} must not contain '/'", u.name);
+            self.error(&at, msg);
+        } else if !schema::UNIT_SUFFIXES.iter().any(|s| u.name.ends_with(s)) {
+            let msg = format!(
+                "unit name {:?} for {at:?} has no known type suffix (one of {})",
+                u.name,
+                schema::UNIT_SUFFIXES.join(" ")
+            );
+            self.error(&at, msg);
+        }
+    }
+
+    fn reboot_strategy(&mut self, s: &str) {
+        let path = "coreos.update.reboot_strategy";
+        if s == "best-effort" {
+            let msg = format!(
+                "\"best-effort\" for {path:?} is a legacy value; use one of {}",
+                REBOOT_STRATEGIES.join(", ")
+            );
+            self.warning(path, msg);
+            return;
+        }
+        self.one_of(path, s, &REBOOT_STRATEGIES);
+    }
+
+    fn locksmith(&mut self, l: &schema::Locksmith) {
+        if let Some(w) = &l.window_start {
+            if !valid_window_start(w) {
+                let path = "coreos.locksmith.window_start";
+                let msg = format!(
+                    "invalid value {w:?} for {path:?}: expected an optional weekday and H:MM, e.g. \"Thu 04:00\""
+                );
+                self.error(path, msg);
+            }
+        }
+        if let Some(w) = &l.window_length {
+            if !valid_duration(w) {
+                let path = "coreos.locksmith.window_length";
+                let msg = format!(
+                    "invalid value {w:?} for {path:?}: expected a duration such as \"1h30m\""
+                );
+                self.error(path, msg);
+            }
+        }
+    }
+}
+
+/// Why a `write_files` path cannot be written on Slipway, if it cannot.
+pub fn path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some(format!("path {path:?} is not absolute"));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Some(format!("path {path:?} must not contain \"..\" components"));
+    }
+    if path.ends_with('/') {
+        return Some(format!("path {path:?} names a directory, not a file"));
+    }
+    let components: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let writable =
+        components.len() >= 2 && WRITABLE_ROOTS.contains(&format!("/{}", components[0]).as_str());
+    if writable {
+        return None;
+    }
+    Some(format!(
+        "{path} is on the read-only root filesystem; files can only be written under {}",
+        WRITABLE_ROOTS.join(", ")
+    ))
+}
+
+/// `ssh-…`, `ecdsa-…` or `sk-…` followed by base64, perhaps after
+/// authorized_keys options (`command="…" ssh-ed25519 …`).
+fn looks_like_ssh_key(key: &str) -> bool {
+    let words: Vec<&str> = key.split_whitespace().collect();
+    let Some(i) = words
+        .iter()
+        .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-"))
+    else {
+        return false;
+    };
+    words.get(i + 1).is_some_and(|blob| {
+        base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .is_ok_and(|b| b.len() > 16)
+    })
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+];
+
+/// `[Day ]H:MM`, the day as a 3-letter abbreviation or a full name.
+fn valid_window_start(s: &str) -> bool {
+    let mut parts: Vec<&str> = s.split_whitespace().collect();
+    let time = match parts.pop() {
+        Some(t) => t,
+        None => return false,
+    };
+    let day_ok = match parts.as_slice() {
+        [] => true,
+        [day] => {
+            let d = day.to_ascii_lowercase();
+            WEEKDAYS
+                .iter()
+                .any(|w| *w == d || (d.len() == 3 && w.starts_with(&d)))
+        }
+        _ => false,
+    };
+    let Some((h, m)) = time.split_once(':') else {
+        return false;
+    };
+    let hour_ok = (1..=2).contains(&h.len()) && h.parse::<u8>().is_ok_and(|h| h < 24);
+    let minute_ok = m.len() == 2 && m.parse::<u8>().is_ok_and(|m| m < 60);
+    day_ok && hour_ok && minute_ok
+}
+
+/// A Go `time.ParseDuration` string: one or more decimal numbers, each
+/// with a unit (ns, us, µs, ms, s, m, h); a lone "0" is allowed.
+fn valid_duration(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if s == "0" {
+        return true;
+    }
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return false;
+        }
+        rest = &rest[num_len..];
+        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .find(|u| rest.starts_with(*u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        validate(text.as_bytes())
+            .render_text("u")
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn non_config_kinds() {
+        assert_eq!(validate(b"").kind, UserDataKind::Empty);
+        assert!(validate(b"").findings.is_empty());
+        let s = validate(b"#!/bin/sh\nexit 0\n");
+        assert_eq!((s.kind, s.findings.len()), (UserDataKind::Script, 0));
+        let i = validate(br#"{"ignition":{"version":"3.0.0"}}"#);
+        assert_eq!((i.kind, i.findings.len()), (UserDataKind::Ignition, 1));
+        assert!(i.has_errors());
+    }
+
+    #[test]
+    fn enum_values() {
+        assert_eq!(
+            lines("#cloud-config\ncoreos:\n  units:\n    - name: a.service\n      command: lol\n  update:\n    reboot-strategy: always\n"),
+            [
+                "u:5:16: error: invalid value \"lol\" for \"coreos.units[0].command\": expected one of start, stop, restart, reload, try-restart, reload-or-restart, reload-or-try-restart",
+                "u:7:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, off",
+            ]
+        );
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(path_problem("/etc/motd"), None);
+        assert_eq!(path_problem("/var/lib/x/y"), None);
+        assert!(path_problem("etc/motd").unwrap().contains("not absolute"));
+        assert!(path_problem("/etc/../usr/x").unwrap().contains(".."));
+        let ro = path_problem("/usr/local/bin/x").unwrap();
+        assert!(ro.contains("read-only") && ro.contains("/etc, /var, /home, /root, /run, /tmp"));
+        assert!(path_problem("/etc").is_some());
+        assert!(path_problem("/srv/x").is_some());
+        assert!(path_problem("/tmp/").is_some());
+    }
+
+    #[test]
+    fn ssh_keys() {
+        assert!(looks_like_ssh_key(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5bWq6o1f3j8T7K9nqH4pKzR0X7m1yYQ6m0x3Yb8sW me@host"
+        ));
+        assert!(looks_like_ssh_key(
+            "no-pty ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAI"
+        ));
+        assert!(!looks_like_ssh_key("AAAAC3NzaC1lZDI1NTE5 me@host"));
+        assert!(!looks_like_ssh_key("ssh-rsa not*base64"));
+    }
+
+    #[test]
+    fn windows_and_durations() {
+        for ok in ["04:00", "Thu 04:00", "thursday 4:30", "23:59"] {
+            assert!(valid_window_start(ok), "{ok}");
+        }
+        for bad in ["24:00", "Thu", "Thx 04:00", "4:5", "Mon Tue 04:00", ""] {
+            assert!(!valid_window_start(bad), "{bad}");
+        }
+        for ok in ["1h30m", "90m", "1.5h", "0", "300ms", "2h45m30s"] {
+            assert!(valid_duration(ok), "{ok}");
+        }
+        for bad in ["", "1", "1x", "h", "1h 30m", "1..5h"] {
+            assert!(!valid_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn substitution_happens_before_parsing() {
+        let subs = Substitutions {
+            private_ipv4: Some("10.1.2.3".into()),
+            ..Substitutions::default()
+        };
+        let r = validate_with(
+            b"#cloud-config\ncoreos:\n  etcd2:\n    listen-peer-urls: http://$private_ipv4:2380\n",
+            &subs,
+        );
+        assert!(r.findings.is_empty());
+        let env = r.config.unwrap().coreos.etcd2;
+        assert_eq!(env[0].1, "http://10.1.2.3:2380");
+    }
+}

@@ -1,0 +1,382 @@
+//! A small owned YAML tree with 1-based positions on every node, built from
+//! saphyr's marked nodes.
+//!
+//! Why not use saphyr's tree directly: it resolves scalars (`0644` becomes
+//! the integer 644, so the octal digits the user wrote are lost), it rejects
+//! duplicate keys as a hard error (we want a warning that names both lines),
+//! and its nodes borrow the input. This tree keeps the raw text of every
+//! scalar, every key occurrence in order, and owns its data.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
+
+/// What a scalar resolved to under the YAML core schema; the raw text is
+/// kept alongside, so this only serves type checks and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScalarKind {
+    Null,
+    Bool(bool),
+    Integer,
+    Float,
+    String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Scalar {
+        raw: String,
+        kind: ScalarKind,
+    },
+    Seq(Vec<Node>),
+    /// Entries in document order, duplicates included.
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    pub value: Value,
+}
+
+impl Node {
+    /// A short name of the node's type for "want X, got Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.value {
+            Value::Scalar { kind, .. } => match kind {
+                ScalarKind::Null => "null",
+                ScalarKind::Bool(_) => "bool",
+                ScalarKind::Integer => "integer",
+                ScalarKind::Float => "float",
+                ScalarKind::String => "string",
+            },
+            Value::Seq(_) => "list",
+            Value::Map(_) => "mapping",
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(
+            self.value,
+            Value::Scalar {
+                kind: ScalarKind::Null,
+                ..
+            }
+        )
+    }
+}
+
+/// A YAML syntax error at a 1-based position, with a readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The loaded document (None for a document with no content at all) and
+/// whether further documents followed it.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub root: Option<Node>,
+    pub extra_documents: bool,
+}
+
+/// Bound on how many duplicate keys we work around before giving up; each
+/// one costs a re-parse.
+const MAX_DUPLICATE_RETRIES: usize = 64;
+
+/// Parse `src` into a [`Node`] tree.
+pub(crate) fn load(src: &str) -> Result<Loaded, SyntaxError> {
+    // Duplicate keys: saphyr stops at the second occurrence. We rename that
+    // occurrence in a working copy to a unique key of the same length (so no
+    // position moves), remember its original text, and parse again. The
+    // parse layer then sees both keys and reports the duplicate as a warning.
+    // The working copy is only made once a duplicate shows up: a char
+    // vector is four times the size of the text.
+    let mut work: Option<Vec<char>> = None;
+    let mut renamed: BTreeMap<usize, String> = BTreeMap::new();
+    for attempt in 0..=MAX_DUPLICATE_RETRIES {
+        let text: Cow<str> = match &work {
+            None => Cow::Borrowed(src),
+            Some(chars) => Cow::Owned(chars.iter().collect()),
+        };
+        match MarkedYaml::load_from_str(&text) {
+            Ok(docs) => {
+                let lines = LineIndex::new(src);
+                let conv = Converter {
+                    lines: &lines,
+                    renamed: &renamed,
+                };
+                let root = docs.first().map(|d| conv.node(d));
+                return Ok(Loaded {
+                    root,
+                    extra_documents: docs.len() > 1,
+                });
+            }
+            Err(e)
+                if e.info() == "duplicated key in mapping" && attempt < MAX_DUPLICATE_RETRIES =>
+            {
+                let index = e.marker().index();
+                let chars = work.get_or_insert_with(|| src.chars().collect());
+                match rename_key(chars, index, attempt) {
+                    Some(original) => {
+                        renamed.insert(index, original);
+                    }
+                    None => return Err(syntax_error(&e)),
+                }
+            }
+            Err(e) => return Err(point_at_tab(src, syntax_error(&e))),
+        }
+    }
+    Err(SyntaxError {
+        line: 1,
+        column: 1,
+        message: "too many duplicate keys".to_string(),
+    })
+}
+
+/// Turn the parser's message into something a user can act on.
+fn syntax_error(e: &ScanError) -> SyntaxError {
+    let info = e.info();
+    let message = if info.contains("tab") {
+        "tabs are not allowed for indentation in YAML; indent with spaces".to_string()
+    } else if info == "simple key expect ':'" {
+        "could not find expected ':' (a line in a mapping must look like \"key: value\")"
+            .to_string()
+    } else if info.starts_with("mapping values are not allowed") {
+        format!("{info} (is a \": \" missing quotes around it?)")
+    } else {
+        format!("YAML syntax error: {info}")
+    };
+    SyntaxError {
+        line: e.marker().line(),
+        column: e.marker().col() + 1,
+        message,
+    }
+}
+
+/// The parser reports a tab error after the tab, sometimes at the end of
+/// the line before it; point at the tab in the indentation itself.
+fn point_at_tab(src: &str, mut e: SyntaxError) -> SyntaxError {
+    if !e.message.starts_with("tabs") {
+        return e;
+    }
+    let first = e.line.saturating_sub(1);
+    for (n, line) in src.lines().enumerate().skip(first).take(2) {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(i) = line[..indent].chars().position(|c| c == '\t') {
+            e.line = n + 1;
+            e.column = i + 1;
+            return e;
+        }
+    }
+    e
+}
+
+/// Replace the key starting at char `index` with a same-length placeholder;
+/// returns the key's original text (unquoted), or None if it cannot be done.
+fn rename_key(work: &mut [char], index: usize, attempt: usize) -> Option<String> {
+    let (start, end, original) = key_extent(work, index)?;
+    // A private-use character (valid in YAML, never in a real key) that
+    // differs per attempt makes each placeholder unique at any length.
+    let mark = char::from_u32(0xE000 + u32::try_from(attempt).ok()?)?;
+    let slot = work.get_mut(start..end)?;
+    let (first, rest) = slot.split_first_mut()?;
+    *first = mark;
+    rest.fill('q');
+    Some(original)
+}
+
+/// The char range of the key token at `index` and its unquoted text.
+fn key_extent(work: &[char], index: usize) -> Option<(usize, usize, String)> {
+    let first = *work.get(index)?;
+    if first == '"' || first == '\'' {
+        let close = work[index + 1..].iter().position(|&c| c == first)? + index + 1;
+        let inner: String = work[index + 1..close].iter().collect();
+        return Some((index, close + 1, inner));
+    }
+    let mut end = index;
+    while end < work.len() && work[end] != '\n' {
+        let next = work.get(end + 1).copied();
+        if work[end] == ':' && matches!(next, None | Some(' ') | Some('\n') | Some('\r')) {
+            break;
+        }
+        end += 1;
+    }
+    let text: String = work[index..end].iter().collect();
+    let trimmed = text.trim_end();
+    Some((index, index + trimmed.chars().count(), trimmed.to_string()))
+}
+
+/// Byte offsets of line starts, to slice raw scalar text by line/column.
+struct LineIndex<'a> {
+    src: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(src: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { src, starts }
+    }
+
+    /// The text from (line, col) for `len` chars on that line (1-based
+    /// line, 0-based col as saphyr gives them).
+    fn slice(&self, line: usize, col: usize, len: usize) -> Option<String> {
+        let start = *self.starts.get(line.checked_sub(1)?)?;
+        let rest = self.src.get(start..)?;
+        Some(rest.chars().skip(col).take(len).collect())
+    }
+}
+
+struct Converter<'a> {
+    lines: &'a LineIndex<'a>,
+    renamed: &'a BTreeMap<usize, String>,
+}
+
+impl Converter<'_> {
+    fn node(&self, n: &MarkedYaml) -> Node {
+        let start = n.span.start;
+        let value = match &n.data {
+            YamlData::Sequence(items) => Value::Seq(items.iter().map(|i| self.node(i)).collect()),
+            YamlData::Mapping(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| (self.key(k), self.node(v)))
+                    .collect(),
+            ),
+            YamlData::Tagged(_, inner) => return self.node(inner),
+            YamlData::Value(s) => self.scalar(n, s),
+            YamlData::Representation(raw, _, _) => Value::Scalar {
+                raw: raw.to_string(),
+                kind: ScalarKind::String,
+            },
+            YamlData::Alias(_) | YamlData::BadValue => Value::Scalar {
+                raw: String::new(),
+                kind: ScalarKind::Null,
+            },
+        };
+        Node {
+            line: start.line(),
+            column: start.col() + 1,
+            value,
+        }
+    }
+
+    fn key(&self, k: &MarkedYaml) -> Node {
+        let mut node = self.node(k);
+        if let Some(original) = self.renamed.get(&k.span.start.index()) {
+            node.value = Value::Scalar {
+                raw: original.clone(),
+                kind: ScalarKind::String,
+            };
+        }
+        node
+    }
+
+    /// Strings are kept as parsed (quoted or not, that is what the user
+    /// meant); anything resolved to another type was a plain scalar, whose
+    /// source text is the raw value.
+    fn scalar(&self, n: &MarkedYaml, s: &Scalar) -> Value {
+        let kind = match s {
+            Scalar::String(text) => {
+                return Value::Scalar {
+                    raw: text.to_string(),
+                    kind: ScalarKind::String,
+                }
+            }
+            Scalar::Null => ScalarKind::Null,
+            Scalar::Boolean(b) => ScalarKind::Bool(*b),
+            Scalar::Integer(_) => ScalarKind::Integer,
+            Scalar::FloatingPoint(_) => ScalarKind::Float,
+        };
+        let (start, end) = (n.span.start, n.span.end);
+        let len = end.index().saturating_sub(start.index());
+        let raw = if start.line() == end.line() {
+            self.lines.slice(start.line(), start.col(), len)
+        } else {
+            None
+        };
+        let raw = raw.unwrap_or_else(|| fallback_text(s));
+        Value::Scalar { raw, kind }
+    }
+}
+
+fn fallback_text(s: &Scalar) -> String {
+    match s {
+        Scalar::Null => String::new(),
+        Scalar::Boolean(b) => b.to_string(),
+        Scalar::Integer(i) => i.to_string(),
+        Scalar::FloatingPoint(f) => f.to_string(),
+        Scalar::String(t) => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(src: &str) -> Node {
+        load(src).unwrap().root.unwrap()
+    }
+
+    fn entries(n: &Node) -> &[(Node, Node)] {
+        match &n.value {
+            Value::Map(m) => m,
+            _ => panic!("not a map"),
+        }
+    }
+
+    fn raw(n: &Node) -> &str {
+        match &n.value {
+            Value::Scalar { raw, .. } => raw,
+            _ => panic!("not a scalar"),
+        }
+    }
+
+    #[test]
+    fn keeps_raw_scalar_text_and_positions() {
+        let r = root("a: 0644\nb: off\nc: \"q\"\nd: 1.50\ne:\nf: ~\n");
+        let m = entries(&r);
+        assert_eq!(raw(&m[0].1), "0644");
+        assert_eq!(m[0].1.type_name(), "integer");
+        assert_eq!((m[0].1.line, m[0].1.column), (1, 4));
+        assert_eq!(raw(&m[1].1), "off");
+        assert_eq!(raw(&m[2].1), "q");
+        assert_eq!((m[2].1.line, m[2].1.column), (3, 4));
+        assert_eq!(raw(&m[3].1), "1.50");
+        assert!(m[4].1.is_null());
+        assert_eq!(raw(&m[5].1), "~");
+        assert_eq!((m[5].0.line, m[5].0.column), (6, 1));
+    }
+
+    #[test]
+    fn duplicate_keys_survive_with_original_text() {
+        let r = root("hostname: a\nx: 1\nhostname: b\n\"hostname\": c\n");
+        let keys: Vec<_> = entries(&r)
+            .iter()
+            .map(|(k, _)| raw(k).to_string())
+            .collect();
+        assert_eq!(keys, ["hostname", "x", "hostname", "hostname"]);
+        let m = entries(&r);
+        assert_eq!(raw(&m[2].1), "b");
+        assert_eq!((m[3].0.line, m[3].0.column), (4, 1));
+    }
+
+    #[test]
+    fn tab_indentation_is_explained() {
+        let e = load("foo:\n\t- b\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.message.contains("tabs are not allowed"), "{}", e.message);
+    }
+
+    #[test]
+    fn empty_document_has_no_root() {
+        assert!(load("# only a comment\n").unwrap().root.is_none());
+    }
+}

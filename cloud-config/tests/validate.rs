@@ -1,0 +1,144 @@
+//! End-to-end validation over realistic user-data files, asserting the
+//! exact rendered findings (file:line:column).
+
+use std::path::PathBuf;
+
+use cloud_config::{validate, validate_with, Substitutions, UserDataKind};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn rendered(name: &str) -> Vec<String> {
+    validate(&fixture(name))
+        .render_text(name)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn full_coreos_config_is_clean() {
+    let subs = Substitutions {
+        private_ipv4: Some("10.0.0.11".into()),
+        ..Substitutions::default()
+    };
+    let report = validate_with(&fixture("full-coreos.yaml"), &subs);
+    assert_eq!(report.render_text("full-coreos.yaml"), "");
+    assert_eq!(report.kind, UserDataKind::CloudConfig);
+    let config = report.config.unwrap();
+    assert_eq!(config.hostname.as_deref(), Some("node-1"));
+    assert_eq!(config.users.len(), 2);
+    assert_eq!(config.users[0].ssh_authorized_keys.len(), 1);
+    assert_eq!(config.users[1].uid, Some(990));
+    assert_eq!(config.write_files[0].permissions.as_deref(), Some("0644"));
+    assert_eq!(config.write_files[0].line, 22);
+    assert_eq!(
+        config.write_files[1].decoded_content().unwrap(),
+        b"{\"loglevel\": \"info\"}\n"
+    );
+    let etcd2 = &config.coreos.etcd2;
+    assert_eq!(etcd2[2].0, "advertise_client_urls");
+    assert_eq!(etcd2[2].1, "http://10.0.0.11:2379");
+    assert_eq!(etcd2[6].1, "100");
+    assert_eq!(config.coreos.units.len(), 5);
+    assert_eq!(
+        config.coreos.units[2].drop_ins[0].name,
+        "50-insecure-registry.conf"
+    );
+    assert!(config.coreos.units[3].is_network());
+    let update = config.coreos.update.unwrap();
+    assert_eq!(update.reboot_strategy.as_deref(), Some("etcd-lock"));
+    // The whole config serialises (it gets logged as JSON).
+    assert!(serde_json::to_string(&config.coreos.units).is_ok());
+}
+
+#[test]
+fn full_coreos_config_without_metadata_is_clean_too() {
+    assert!(validate(&fixture("full-coreos.yaml")).findings.is_empty());
+}
+
+#[test]
+fn broken_values() {
+    let ro = "is on the read-only root filesystem; files can only be written under /etc, /var, /home, /root, /run, /tmp";
+    assert_eq!(
+        rendered("broken-values.yaml"),
+        [
+            "broken-values.yaml:2:11: error: invalid hostname \"web_01\": use letters, digits and '-' in dot-separated labels of at most 63 characters".to_string(),
+            "broken-values.yaml:5:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, off".into(),
+            "broken-values.yaml:7:19: error: invalid value \"Thu 25:00\" for \"coreos.locksmith.window_start\": expected an optional weekday and H:MM, e.g. \"Thu 04:00\"".into(),
+            "broken-values.yaml:8:20: error: invalid value \"90 minutes\" for \"coreos.locksmith.window_length\": expected a duration such as \"1h30m\"".into(),
+            "broken-values.yaml:11:16: error: invalid value \"lol\" for \"coreos.units[0].command\": expected one of start, stop, restart, reload, try-restart, reload-or-restart, reload-or-try-restart".into(),
+            "broken-values.yaml:12:13: error: unit name \"app\" for \"coreos.units[1].name\" has no known type suffix (one of .service .socket .timer .target .path .mount .automount .network .netdev .link .slice .scope .swap .device)".into(),
+            "broken-values.yaml:14:7: warning: \"coreos.units[2]\" has no content and none of enable, mask, command or drop_ins: it does nothing".into(),
+            format!("broken-values.yaml:16:11: error: \"write_files[0].path\": /usr/local/bin/tool {ro}"),
+            "broken-values.yaml:18:11: error: \"write_files[1].path\": path \"etc/motd\" is not absolute".into(),
+            "broken-values.yaml:19:18: error: invalid permissions \"0999\" for \"write_files[1].permissions\": expected an octal mode such as \"0644\" (3 or 4 octal digits, optionally after a 0)".into(),
+            "broken-values.yaml:20:11: error: \"write_files[2].path\": path \"/etc/../usr/x\" must not contain \"..\" components".into(),
+            "broken-values.yaml:21:15: error: invalid value \"custom\" for \"write_files[2].encoding\": expected one of b64, base64, gz, gzip, gz+b64, gz+base64, gzip+b64, gzip+base64".into(),
+            "broken-values.yaml:24:14: error: content of \"write_files[3]\" cannot be decoded as \"base64\": invalid base64: Invalid symbol 33, offset 9.".into(),
+            "broken-values.yaml:26:5: error: \"users[0]\" has no \"name\"; a user needs one".into(),
+            "broken-values.yaml:28:9: warning: \"users[0].ssh_authorized_keys[0]\" does not look like an SSH public key (expected \"ssh-ed25519 AAAA… [comment]\")".into(),
+        ]
+    );
+}
+
+#[test]
+fn broken_keys() {
+    assert_eq!(
+        rendered("broken-keys.yaml"),
+        [
+            "broken-keys.yaml:2:1: warning: unrecognized key \"hostnme\" (did you mean \"hostname\"?)",
+            "broken-keys.yaml:3:1: info: \"units\" belongs under \"coreos\", not at the top level",
+            "broken-keys.yaml:6:3: info: \"write_files\" belongs at the top level, not under \"coreos\"",
+            "broken-keys.yaml:7:3: warning: deprecated key \"etcd\" (etcd v1 is not shipped; use \"etcd2\")",
+            "broken-keys.yaml:10:22: warning: \"best-effort\" for \"coreos.update.reboot_strategy\" is a legacy value; use one of reboot, etcd-lock, off",
+            "broken-keys.yaml:12:7: warning: \"coreos.units[0]\" has no content and none of enable, mask, command or drop_ins: it does nothing",
+            "broken-keys.yaml:13:15: warning: incorrect type for \"coreos.units[0].enable\": want bool, got string",
+            "broken-keys.yaml:14:7: warning: unrecognized key \"comand\" (did you mean \"command\"?)",
+            "broken-keys.yaml:17:10: warning: incorrect type for \"users[0].uid\": want non-negative integer, got string",
+            "broken-keys.yaml:19:1: warning: duplicate key \"hostname\" (first on line 18); the last one is used",
+        ]
+    );
+    let config = validate(&fixture("broken-keys.yaml")).config.unwrap();
+    assert_eq!(config.hostname.as_deref(), Some("two"));
+}
+
+#[test]
+fn tab_indentation() {
+    assert_eq!(
+        rendered("tab.yaml"),
+        ["tab.yaml:5:1: error: tabs are not allowed for indentation in YAML; indent with spaces"]
+    );
+    assert!(validate(&fixture("tab.yaml")).config.is_none());
+}
+
+#[test]
+fn top_level_not_a_mapping() {
+    assert_eq!(
+        rendered("not-a-mapping.yaml"),
+        ["not-a-mapping.yaml:2:1: error: the top level of a cloud-config must be a mapping (lines like \"hostname: web1\"), got list"]
+    );
+}
+
+#[test]
+fn missing_header() {
+    let report = validate(&fixture("no-header.yaml"));
+    assert_eq!(report.kind, UserDataKind::Unknown);
+    assert_eq!(
+        report.render_text("no-header.yaml"),
+        "no-header.yaml:1:1: error: user-data must start with a line \"#cloud-config\" (a cloud-config) or \"#!\" (a script); found \"hostname: a\"\n"
+    );
+}
+
+#[test]
+fn json_report() {
+    let json = validate(&fixture("broken-keys.yaml")).to_json("broken-keys.yaml");
+    assert_eq!(json["kind"], "cloud-config");
+    assert_eq!(json["findings"][0]["line"], 2);
+    assert_eq!(json["findings"][0]["column"], 1);
+    assert_eq!(json["findings"][0]["level"], "warning");
+}
