@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(run(&[("a", good)], false, false).0, 0);
         let (code, out, err) = run(&[("a", good), ("w", warn)], false, false);
         assert_eq!(code, 0);
-        assert!(out.starts_with("w:2:1: warning: unrecognized key \"hostnam\""), "{out}");
+        assert!(
+            out.starts_with("w:2:1: warning: unrecognized key \"hostnam\""),
+            "{out}"
+        );
         assert_eq!(err, "checked 2 files: 0 errors, 1 warning\n");
         assert_eq!(run(&[("w", warn)], false, true).0, 1);
         let (code, out, _) = run(&[("b", bad)], false, false);
