@@ -202,14 +202,21 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let inputs = inputs::resolve(&board, &opts.inputs)?;
     phases.end("inputs");
 
-    let init_bin = guest::build_init()?;
+    let guest = guest::build()?;
     let init_bytes =
-        std::fs::read(&init_bin).with_context(|| format!("reading {}", init_bin.display()))?;
+        std::fs::read(&guest.init).with_context(|| format!("reading {}", guest.init.display()))?;
+    let cloud_config_bytes = std::fs::read(&guest.cloud_config)
+        .with_context(|| format!("reading {}", guest.cloud_config.display()))?;
     let busybox = std::fs::read(&inputs.busybox)
         .with_context(|| format!("reading {}", inputs.busybox.display()))?;
     phases.end("guest");
 
-    let build_id = build_id(&board_text, opts, &inputs, &init_bytes);
+    let build_id = build_id(
+        &board_text,
+        opts,
+        &inputs,
+        &[&init_bytes, &cloud_config_bytes],
+    );
     let os_release = os_release(&board, &opts.version, &build_id);
     let mtime = u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX);
 
@@ -225,7 +232,13 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     phases.end("initramfs");
 
     let applets = busybox_applets(&inputs.busybox)?;
-    let root_tree = root_tree(&init_bytes, &busybox, &applets, &os_release);
+    let root_tree = root_tree(
+        &init_bytes,
+        &cloud_config_bytes,
+        &busybox,
+        &applets,
+        &os_release,
+    );
     let mut root_image = std::io::Cursor::new(Vec::new());
     rootfs::write_squashfs(&root_tree, mtime, &mut root_image)?;
     let root_image = root_image.into_inner();
@@ -433,14 +446,14 @@ fn replace_dir(partial: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_id(board_text: &[u8], opts: &BuildOptions, inputs: &Inputs, init: &[u8]) -> String {
+fn build_id(board_text: &[u8], opts: &BuildOptions, inputs: &Inputs, guest: &[&[u8]]) -> String {
     let mut parts: Vec<String> = vec![
         sha256_bytes(board_text),
         opts.version.clone(),
         opts.source_date_epoch.to_string(),
-        sha256_bytes(init),
         format!("{:?}", opts.init),
     ];
+    parts.extend(guest.iter().map(|bin| sha256_bytes(bin)));
     parts.extend(inputs.packages.iter().map(|p| p.sha256.clone()));
     parts.extend(inputs.kernel_override_sha256.clone());
     sha256_bytes(parts.join("\n").as_bytes())[..12].to_string()
@@ -495,8 +508,17 @@ fn reference_initramfs_tree(busybox: &[u8]) -> Tree {
     t
 }
 
+/// The cloud-config tool on the root (stage 2 runs `… boot`).
+pub const CLOUD_CONFIG_BIN: &str = "usr/bin/slipway-cloud-config";
+
 /// The root filesystem of a slot.
-fn root_tree(init: &[u8], busybox: &[u8], applets: &[String], os_release: &str) -> Tree {
+fn root_tree(
+    init: &[u8],
+    cloud_config: &[u8],
+    busybox: &[u8],
+    applets: &[String],
+    os_release: &str,
+) -> Tree {
     let mut t = Tree::new();
     for d in [
         "bin", "sbin", "usr/bin", "usr/sbin", "usr/lib", "lib", "etc", "proc", "sys", "dev", "run",
@@ -507,6 +529,7 @@ fn root_tree(init: &[u8], busybox: &[u8], applets: &[String], os_release: &str) 
     t.dir("tmp", 0o1777);
     t.dir("root", 0o700);
     t.file("sbin/init", 0o755, init.to_vec());
+    t.file(CLOUD_CONFIG_BIN, 0o755, cloud_config.to_vec());
     t.file("bin/busybox", 0o755, busybox.to_vec());
     for applet in applets {
         // Our init is /sbin/init; busybox must not shadow it.
@@ -519,12 +542,24 @@ fn root_tree(init: &[u8], busybox: &[u8], applets: &[String], os_release: &str) 
     t.file(
         "etc/passwd",
         0o644,
-        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        b"root:x:0:0:root:/root:/bin/sh\n\
+          nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            .to_vec(),
     );
-    t.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
-    // Root's password is locked; access is by the serial rescue shell (and,
-    // later, SSH keys from cloud-config).
-    t.file("etc/shadow", 0o600, b"root:!:1::::::\n".to_vec());
+    // Debian's numbers: devpts is mounted with gid 5 (tty); cloud-config
+    // users commonly ask for wheel, adm or users.
+    t.file(
+        "etc/group",
+        0o644,
+        b"root:x:0:\nadm:x:4:\ntty:x:5:\nwheel:x:10:\nusers:x:100:\nnogroup:x:65534:\n".to_vec(),
+    );
+    // Root's password is locked; access is by the serial rescue shell (and
+    // SSH keys from cloud-config).
+    t.file(
+        "etc/shadow",
+        0o600,
+        b"root:!:1::::::\nnobody:!:1::::::\n".to_vec(),
+    );
     t.file("etc/hostname", 0o644, b"slipway\n".to_vec());
     // Empty: "not yet generated". Stage 2 writes the machine's own ID into
     // the /etc overlay at first boot, or bind-mounts a transient one over

@@ -41,6 +41,8 @@ pub struct RecordingSys {
     dm_next_minor: u32,
     /// How many times `random` was called, to vary its bytes.
     random_calls: u8,
+    /// What successive `run_program` calls return; then `Some(0)`.
+    exit_statuses: VecDeque<Option<i32>>,
 }
 
 /// The major number `dm_create` reports (the kernel picks one at boot).
@@ -115,6 +117,11 @@ impl RecordingSys {
     pub fn fail(&mut self, call: &str, errno: Errno) -> &mut Self {
         self.failures.insert(call.to_string(), errno);
         self
+    }
+
+    /// What successive `run_program` calls return (`None`: timed out).
+    pub fn script_exits(&mut self, statuses: impl IntoIterator<Item = Option<i32>>) {
+        self.exit_statuses.extend(statuses);
     }
 
     /// What successive `reap` calls return; after the script, `NoChildren`.
@@ -359,6 +366,20 @@ impl Sys for RecordingSys {
         self.nodes
             .insert(path.to_string(), Node::File(data.to_vec()));
         Ok(())
+    }
+
+    fn run_program(
+        &mut self,
+        path: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> SysResult<Option<i32>> {
+        self.record(format!(
+            "run {path} {} (limit {})",
+            args.join(" "),
+            format_duration(timeout)
+        ))?;
+        Ok(self.exit_statuses.pop_front().unwrap_or(Some(0)))
     }
 
     fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()> {

@@ -8,6 +8,8 @@
 
 use crate::cmdline::Cmdline;
 use crate::console::{rescue_tty, say};
+use std::time::Duration;
+
 use crate::error::{chain, errno_text};
 use crate::mounts::{mount_missing, stage2_mounts};
 use crate::os_release::image_version;
@@ -25,6 +27,7 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
         say(sys, &format!("slipway: {}", chain(&e)));
     }
     state::setup(sys);
+    run_cloud_config(sys);
 
     // By default the kernel reboots at once on ctrl-alt-del, without
     // syncing or stopping anything; disabled, it sends SIGINT to PID 1,
@@ -39,12 +42,49 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
         );
     }
 
-    set_default_hostname(sys);
+    set_hostname(sys);
 
     let line = ready_line(sys);
     say(sys, &line);
 
     rescue_tty(sys)
+}
+
+/// The cloud-config tool on the root; `boot` fetches user-data, checks it
+/// and applies it (per-instance items once), see `cloud-config/src/boot.rs`.
+pub const CLOUD_CONFIG: &str = "/usr/bin/slipway-cloud-config";
+/// Long enough for `runcmd` steps that fetch things; the boot must not
+/// wait forever on a command that hangs.
+pub const CLOUD_CONFIG_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs the cloud-config tool, its output on the console. A failure is
+/// reported and the boot goes on: a machine with broken user-data must
+/// still come up, so its owner can log in and see why.
+fn run_cloud_config(sys: &mut dyn Sys) {
+    if !sys.exists(CLOUD_CONFIG) {
+        return;
+    }
+    match sys.run_program(CLOUD_CONFIG, &["boot"], CLOUD_CONFIG_LIMIT) {
+        Ok(Some(0)) => {}
+        Ok(Some(status)) => say(
+            sys,
+            &format!(
+                "slipway: cloud-config failed (exit status {status}); details in \
+                 /var/log/cloud-config.log"
+            ),
+        ),
+        Ok(None) => say(
+            sys,
+            &format!(
+                "slipway: cloud-config did not finish within {} s and was stopped",
+                CLOUD_CONFIG_LIMIT.as_secs()
+            ),
+        ),
+        Err(errno) => say(
+            sys,
+            &format!("slipway: starting {CLOUD_CONFIG}: {}", errno_text(errno)),
+        ),
+    }
 }
 
 /// `slipway: ready version=<V> slot=<a|b> boot_ms=<N>`.
@@ -63,21 +103,47 @@ pub fn ready_line(sys: &mut dyn Sys) -> String {
     format!("slipway: ready version={version} slot={slot} boot_ms={boot_ms}")
 }
 
-/// Names the machine `slipway` unless something (the kernel's
-/// `hostname=`, later cloud-config) already named it.
-fn set_default_hostname(sys: &mut dyn Sys) {
+/// Names the machine from `/etc/hostname` (the image's, or one an admin or
+/// cloud-config wrote into the overlay), else `slipway`, unless the
+/// kernel's `hostname=` already named it.
+fn set_hostname(sys: &mut dyn Sys) {
     let current = sys
         .read_file("/proc/sys/kernel/hostname")
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    if current.is_empty() || current == "(none)" {
-        if let Err(errno) = sys.set_hostname(HOSTNAME) {
-            say(
-                sys,
-                &format!("slipway: setting hostname: {}", errno_text(errno)),
-            );
-        }
+    if !(current.is_empty() || current == "(none)") {
+        return;
     }
+    let configured = sys
+        .read_file("/etc/hostname")
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let name = if valid_hostname(&configured) {
+        configured
+    } else {
+        HOSTNAME.to_string()
+    };
+    if let Err(errno) = sys.set_hostname(&name) {
+        say(
+            sys,
+            &format!("slipway: setting hostname {name}: {}", errno_text(errno)),
+        );
+    }
+}
+
+/// RFC 1123 labels, at most 64 bytes (the kernel's limit).
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -208,5 +274,56 @@ mod tests {
                 "slipway: ready version=1.2.3 slot=b boot_ms=2345",
             ]
         );
+    }
+
+    #[test]
+    fn runs_cloud_config_and_reports_its_failures_without_stopping() {
+        for (status, line) in [
+            (Some(0), None),
+            (
+                Some(3),
+                Some(
+                    "slipway: cloud-config failed (exit status 3); details in \
+                     /var/log/cloud-config.log",
+                ),
+            ),
+            (
+                None,
+                Some("slipway: cloud-config did not finish within 300 s and was stopped"),
+            ),
+        ] {
+            let mut sys = root();
+            sys.add_file(CLOUD_CONFIG, "");
+            sys.script_exits([status]);
+            prepare(&mut sys);
+            assert!(sys
+                .calls
+                .contains(&"run /usr/bin/slipway-cloud-config boot (limit 300s)".to_string()));
+            let console = sys.written_to("/dev/ttyS0");
+            assert_eq!(
+                console.len(),
+                1 + usize::from(line.is_some()),
+                "{console:?}"
+            );
+            if let Some(line) = line {
+                assert_eq!(console[0], line);
+            }
+            assert!(console.last().unwrap().starts_with("slipway: ready "));
+        }
+    }
+
+    #[test]
+    fn hostname_comes_from_etc_hostname_when_valid() {
+        for (file, want) in [
+            ("web-1\n", "sethostname web-1"),
+            ("db.example.com", "sethostname db.example.com"),
+            ("bad_name\n", "sethostname slipway"),
+            ("", "sethostname slipway"),
+        ] {
+            let mut sys = root();
+            sys.add_file("/etc/hostname", file);
+            prepare(&mut sys);
+            assert!(sys.calls.contains(&want.to_string()), "{file:?}");
+        }
     }
 }

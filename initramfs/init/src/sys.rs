@@ -114,6 +114,16 @@ pub trait Sys {
     /// Replaces `path` with `data` atomically and durably: a temporary file
     /// beside it, fsync, rename over, fsync of the directory.
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> SysResult<()>;
+    /// Runs a program with stdin from `/dev/null` and its output on
+    /// `/dev/console`, and waits for it at most `timeout`. `Some(status)`
+    /// is its exit status (128 + signal if killed); `None` means it ran out
+    /// of time and was killed.
+    fn run_program(
+        &mut self,
+        path: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> SysResult<Option<i32>>;
     fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()>;
     /// `waitpid(-1, WNOHANG)`, once.
     fn reap(&mut self) -> Reaped;
@@ -358,6 +368,51 @@ impl Sys for LinuxSys {
             let _ = std::fs::remove_file(&temp);
         }
         result.map_err(|e| io_errno(&e))
+    }
+
+    fn run_program(
+        &mut self,
+        path: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> SysResult<Option<i32>> {
+        let console = || {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+                .open(crate::console::DEV_CONSOLE)
+        };
+        let (out, err) = (
+            console().map_err(|e| io_errno(&e))?,
+            console().map_err(|e| io_errno(&e))?,
+        );
+        let mut child = std::process::Command::new(path)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| io_errno(&e))?;
+        let deadline = self.now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    let code = status
+                        .code()
+                        .or_else(|| status.signal().map(|s| 128 + s))
+                        .unwrap_or(1);
+                    return Ok(Some(code));
+                }
+                Ok(None) if self.now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(None);
+                }
+                Ok(None) => self.sleep(Duration::from_millis(50)),
+                Err(e) => return Err(io_errno(&e)),
+            }
+        }
     }
 
     fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()> {
