@@ -9,6 +9,7 @@
 //! - [`datasource`] fetches user-data and metadata (NoCloud, ConfigDrive,
 //!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service).
 
+pub mod apply;
 pub mod cli;
 pub mod findings;
 pub mod parse;

@@ -1,0 +1,655 @@
+//! Applying a realistic cloud-config to a temporary root and checking the
+//! exact files, modes, owners and symlinks it leaves.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use cloud_config::apply::{
+    already_applied, apply, apply_report, bootcmds, commands_to_run, record_applied, ApplyOptions,
+    Outcome, RefusedConfig, StepResult, UnitCommand,
+};
+use cloud_config::schema::{CloudConfig, WriteFile};
+use cloud_config::validate;
+
+const KEY_A: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5bWq6o1f3j8T7K9nqH4pKzR0X7m1yYQ6m0x3Yb8sW alice@laptop";
+const KEY_CORE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example.org";
+const KEY_META: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHfGq0gLZ2V0bWV0YWRhdGFrZXlzZm9ydGVzdGluZzE meta@cloud";
+
+fn seed_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(etc.join("group"), "root:x:0:\nwheel:x:10:\ndocker:x:999:\n").unwrap();
+    fs::write(etc.join("shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+    fs::write(etc.join("append.txt"), "first\n").unwrap();
+    fs::create_dir_all(dir.path().join("root")).unwrap();
+    fs::create_dir_all(dir.path().join("usr/lib/systemd/system")).unwrap();
+    fs::write(
+        dir.path().join("usr/lib/systemd/system/docker.service"),
+        "[Service]\nExecStart=/usr/bin/dockerd\n\n[Install]\nWantedBy=multi-user.target sockets.target\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn gzip_b64(data: &[u8]) -> String {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(e.finish().unwrap())
+}
+
+fn user_data() -> String {
+    format!(
+        r#"#cloud-config
+hostname: node-1.example.com
+manage_etc_hosts: localhost
+ssh_authorized_keys:
+  - {KEY_CORE}
+groups:
+  - ops: [alice]
+users:
+  - name: alice
+    gecos: Alice Liddell
+    shell: /bin/bash
+    groups: [wheel, docker]
+    passwd: $6$salt$hashhashhash
+    sudo: ALL=(ALL) NOPASSWD:ALL
+    ssh_authorized_keys:
+      - {KEY_A}
+  - name: svc
+    system: true
+  - name: carol
+    groups: [wheel, nosuch]
+    ssh_authorized_keys:
+      - {KEY_A}
+  - name: dave
+    no_user_group: true
+    no_create_home: true
+    lock_passwd: false
+    uid: 2000
+write_files:
+  - path: /etc/motd
+    content: |
+      Welcome to Slipway
+  - path: /etc/b64.txt
+    encoding: b64
+    permissions: "0600"
+    content: aGVsbG8gYmFzZTY0Cg==
+  - path: /var/lib/app/data.txt
+    encoding: gzip+base64
+    permissions: "0640"
+    owner: alice:docker
+    content: {gz}
+  - path: /etc/append.txt
+    append: true
+    content: |
+      second
+  - path: /home/alice/notes/todo
+    owner: alice
+    permissions: "0600"
+    content: buy milk
+  - path: /home/carol/x
+    owner: carol
+    content: never
+  - path: /etc/late.conf
+    defer: true
+    owner: "1000:10"
+    content: late
+coreos:
+  update:
+    reboot-strategy: etcd-lock
+    group: stable
+    server: https://updates.example.com/v1/update/
+  locksmith:
+    endpoint: http://10.0.0.1:2379
+    group: web
+    window-start: Thu 04:00
+    window-length: 1h30m
+  etcd2:
+    name: node-1
+    advertise-client-urls: http://10.0.0.11:2379
+    initial-cluster: 'node-1=http://10.0.0.11:2380,node-2=http://10.0.0.12:2380'
+  fleet:
+    metadata: region=eu-west,role=etcd
+  flannel:
+    interface: eth1
+  oem:
+    id: acme
+    name: Acme Cloud
+    version-id: 1.2.3
+    home-url: https://acme.example.com/
+    bug-report-url: https://acme.example.com/bugs
+  units:
+    - name: hello.service
+      enable: true
+      command: start
+      content: |
+        [Unit]
+        Description=Hello
+
+        [Service]
+        ExecStart=/usr/bin/echo hello
+
+        [Install]
+        WantedBy=multi-user.target network-online.target
+    - name: docker.service
+      enable: true
+      drop-ins:
+        - name: 50-opts.conf
+          content: |
+            [Service]
+            Environment=DOCKER_OPTS=--debug
+    - name: bad.service
+      mask: true
+    - name: tmp.service
+      runtime: true
+      enable: true
+      command: restart
+      content: |
+        [Service]
+        ExecStart=/bin/true
+    - name: 00-eth0.network
+      content: |
+        [Match]
+        Name=eth0
+runcmd:
+  - echo hi > /tmp/x
+  - [touch, /tmp/y]
+bootcmd:
+  - [modprobe, dummy]
+"#,
+        gz = gzip_b64(b"compressed data\n"),
+    )
+}
+
+fn options(root: &Path) -> ApplyOptions {
+    ApplyOptions {
+        root: root.to_path_buf(),
+        instance_id: "i-0123".to_string(),
+        default_user: "core".to_string(),
+        metadata_keys: vec![KEY_META.to_string()],
+        metadata_hostname: Some("from-metadata".to_string()),
+    }
+}
+
+fn config() -> CloudConfig {
+    let report = validate(user_data().as_bytes());
+    assert!(!report.has_errors(), "{}", report.render_text("user-data"));
+    report.config.unwrap()
+}
+
+fn read(root: &Path, path: &str) -> String {
+    let p = root.join(path.trim_start_matches('/'));
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn meta(root: &Path, path: &str) -> fs::Metadata {
+    fs::symlink_metadata(root.join(path.trim_start_matches('/'))).unwrap()
+}
+
+fn mode(root: &Path, path: &str) -> u32 {
+    meta(root, path).mode() & 0o7777
+}
+
+/// Numeric owner; `None` when not running as root (chown is then skipped
+/// by design, so ownership cannot be checked).
+fn owner(root: &Path, path: &str) -> Option<(u32, u32)> {
+    let m = meta(root, path);
+    is_root().then_some((m.uid(), m.gid()))
+}
+
+fn assert_owner(root: &Path, path: &str, ids: (u32, u32)) {
+    if let Some(actual) = owner(root, path) {
+        assert_eq!(actual, ids, "{path}");
+    }
+}
+
+fn link(root: &Path, path: &str) -> PathBuf {
+    fs::read_link(root.join(path.trim_start_matches('/'))).unwrap()
+}
+
+fn result<'a>(outcome: &'a Outcome, name: &str) -> &'a StepResult {
+    &outcome
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name:?} in\n{}", outcome.log_text()))
+        .result
+}
+
+fn today() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+#[test]
+fn applies_a_realistic_config() {
+    let dir = seed_root();
+    let root = dir.path();
+    let outcome = apply(&config(), &options(root));
+    let log = outcome.log_text();
+
+    // Failures are exactly the broken items.
+    let failed: Vec<&str> = outcome
+        .steps
+        .iter()
+        .filter(|s| matches!(s.result, StepResult::Failed(_)))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "users[2] carol",
+            "users[2] carol ssh keys",
+            "write_files[5] /home/carol/x"
+        ],
+        "{log}"
+    );
+    match result(&outcome, "users[2] carol") {
+        StepResult::Failed(m) => assert!(m.contains("group nosuch does not exist"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match result(&outcome, "write_files[5] /home/carol/x") {
+        StepResult::Failed(m) => assert!(m.contains("step \"users[2] carol\" failed"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(outcome.failed());
+    assert!(log.contains("lock_passwd: false has no effect without a passwd hash"));
+    assert!(outcome.summary().starts_with("cloud-config: "));
+    assert!(outcome.summary().contains(" done, 3 failed, 0 skipped"));
+
+    // Hostname: user-data wins over metadata.
+    assert_eq!(read(root, "/etc/hostname"), "node-1.example.com\n");
+    assert_eq!(
+        read(root, "/etc/hosts"),
+        "# Written by slipway cloud-config (manage_etc_hosts: localhost)\n\
+         127.0.0.1 localhost\n::1 localhost\n127.0.0.1 node-1.example.com node-1\n"
+    );
+
+    // Accounts. ops takes gid 1000 first, so alice's group gets 1001; the
+    // system user takes the highest free ids below 1000 (999 is docker).
+    assert_eq!(
+        read(root, "/etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n\
+         alice:x:1000:1001:Alice Liddell:/home/alice:/bin/bash\n\
+         svc:x:999:998::/home/svc:/bin/sh\n\
+         dave:x:2000:100::/home/dave:/bin/sh\n\
+         core:x:1001:1002::/home/core:/bin/sh\n"
+    );
+    assert_eq!(
+        read(root, "/etc/group"),
+        "root:x:0:\nwheel:x:10:alice,core\ndocker:x:999:alice,core\nops:x:1000:alice\n\
+         alice:x:1001:\nsvc:x:998:\ncore:x:1002:\n"
+    );
+    let d = today();
+    assert_eq!(
+        read(root, "/etc/shadow"),
+        format!(
+            "root:*:19000:0:99999:7:::\nalice:$6$salt$hashhashhash:{d}::::::\n\
+             svc:!:{d}::::::\ndave:!:{d}::::::\ncore:!:{d}::::::\n"
+        )
+    );
+    assert_eq!(mode(root, "/home/alice"), 0o700);
+    assert_owner(root, "/home/alice", (1000, 1001));
+    assert!(!root.join("home/svc").exists());
+    assert!(!root.join("home/dave").exists());
+    assert!(!root.join("home/carol").exists());
+    assert_eq!(
+        read(root, "/etc/sudoers.d/90-cloud-config"),
+        "# Written by slipway cloud-config from users[].sudo.\nalice ALL=(ALL) NOPASSWD:ALL\n"
+    );
+    assert_eq!(mode(root, "/etc/sudoers.d/90-cloud-config"), 0o440);
+
+    // SSH keys.
+    let header = "# Generated by slipway cloud-config from ~/.ssh/authorized_keys.d/ (edit the files there)\n";
+    assert_eq!(
+        read(root, "/home/alice/.ssh/authorized_keys"),
+        format!("{header}{KEY_A}\n")
+    );
+    assert_eq!(
+        read(root, "/home/core/.ssh/authorized_keys.d/cloud-config"),
+        format!("{KEY_CORE}\n")
+    );
+    assert_eq!(
+        read(root, "/home/core/.ssh/authorized_keys.d/metadata"),
+        format!("{KEY_META}\n")
+    );
+    assert_eq!(
+        read(root, "/home/core/.ssh/authorized_keys"),
+        format!("{header}{KEY_CORE}\n{KEY_META}\n")
+    );
+    for (path, m) in [
+        ("/home/core/.ssh", 0o700),
+        ("/home/core/.ssh/authorized_keys.d", 0o700),
+        ("/home/core/.ssh/authorized_keys.d/metadata", 0o600),
+        ("/home/core/.ssh/authorized_keys", 0o600),
+    ] {
+        assert_eq!(mode(root, path), m, "{path}");
+        assert_owner(root, path, (1001, 1002));
+    }
+
+    // Files.
+    assert_eq!(read(root, "/etc/motd"), "Welcome to Slipway\n");
+    assert_eq!(mode(root, "/etc/motd"), 0o644);
+    assert_eq!(read(root, "/etc/b64.txt"), "hello base64\n");
+    assert_eq!(mode(root, "/etc/b64.txt"), 0o600);
+    assert_eq!(read(root, "/var/lib/app/data.txt"), "compressed data\n");
+    assert_eq!(mode(root, "/var/lib/app/data.txt"), 0o640);
+    assert_owner(root, "/var/lib/app/data.txt", (1000, 999));
+    assert_eq!(mode(root, "/var/lib/app"), 0o755);
+    assert_eq!(read(root, "/etc/append.txt"), "first\nsecond\n");
+    assert_eq!(read(root, "/home/alice/notes/todo"), "buy milk");
+    assert_owner(root, "/home/alice/notes/todo", (1000, 0));
+    assert_eq!(read(root, "/etc/late.conf"), "late");
+    assert_owner(root, "/etc/late.conf", (1000, 10));
+    // The deferred file is the last step.
+    assert_eq!(
+        outcome.steps.last().map(|s| s.name.as_str()),
+        Some("write_files[6] /etc/late.conf")
+    );
+
+    // Generated files.
+    assert_eq!(
+        read(root, "/etc/slipway/update.conf"),
+        "# Written by slipway cloud-config from coreos.update and coreos.locksmith\n\
+         REBOOT_STRATEGY=etcd-lock\nGROUP=stable\nSERVER=https://updates.example.com/v1/update/\n\
+         LOCKSMITHD_ENDPOINT=http://10.0.0.1:2379\nLOCKSMITHD_GROUP=web\n\
+         WINDOW_START=Thu 04:00\nWINDOW_LENGTH=1h30m\n"
+    );
+    assert_eq!(
+        read(root, "/run/systemd/system/etcd2.service.d/20-cloudinit.conf"),
+        "[Service]\nEnvironment=\"ETCD_NAME=node-1\"\n\
+         Environment=\"ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.11:2379\"\n\
+         Environment=\"ETCD_INITIAL_CLUSTER=node-1=http://10.0.0.11:2380,node-2=http://10.0.0.12:2380\"\n"
+    );
+    assert_eq!(
+        read(
+            root,
+            "/run/systemd/system/fleet.service.d/20-cloudinit.conf"
+        ),
+        "[Service]\nEnvironment=\"FLEET_METADATA=region=eu-west,role=etcd\"\n"
+    );
+    assert_eq!(
+        read(
+            root,
+            "/run/systemd/system/flanneld.service.d/20-cloudinit.conf"
+        ),
+        "[Service]\nEnvironment=\"FLANNELD_IFACE=eth1\"\n"
+    );
+    assert_eq!(
+        read(root, "/etc/oem-release"),
+        "ID=\"acme\"\nNAME=\"Acme Cloud\"\nVERSION_ID=\"1.2.3\"\n\
+         HOME_URL=\"https://acme.example.com/\"\nBUG_REPORT_URL=\"https://acme.example.com/bugs\"\n"
+    );
+
+    // Units.
+    assert!(
+        read(root, "/etc/systemd/system/hello.service").contains("ExecStart=/usr/bin/echo hello")
+    );
+    assert_eq!(
+        link(
+            root,
+            "/etc/systemd/system/multi-user.target.wants/hello.service"
+        ),
+        Path::new("../hello.service")
+    );
+    assert_eq!(
+        link(
+            root,
+            "/etc/systemd/system/network-online.target.wants/hello.service"
+        ),
+        Path::new("../hello.service")
+    );
+    assert_eq!(
+        read(root, "/etc/systemd/system/docker.service.d/50-opts.conf"),
+        "[Service]\nEnvironment=DOCKER_OPTS=--debug\n"
+    );
+    // A vendor unit is enabled by its absolute path, from its own [Install].
+    assert_eq!(
+        link(
+            root,
+            "/etc/systemd/system/sockets.target.wants/docker.service"
+        ),
+        Path::new("/usr/lib/systemd/system/docker.service")
+    );
+    assert_eq!(
+        link(root, "/etc/systemd/system/bad.service"),
+        Path::new("/dev/null")
+    );
+    assert_eq!(
+        read(root, "/run/systemd/system/tmp.service"),
+        "[Service]\nExecStart=/bin/true\n"
+    );
+    assert_eq!(
+        link(
+            root,
+            "/run/systemd/system/multi-user.target.wants/tmp.service"
+        ),
+        Path::new("../tmp.service")
+    );
+    assert_eq!(
+        read(root, "/etc/systemd/network/00-eth0.network"),
+        "[Match]\nName=eth0\n"
+    );
+    assert_eq!(
+        read(root, "/run/slipway/unit-commands"),
+        "start hello.service\nrestart tmp.service\n"
+    );
+    assert_eq!(
+        outcome.unit_commands,
+        [
+            UnitCommand {
+                command: "start".into(),
+                unit: "hello.service".into()
+            },
+            UnitCommand {
+                command: "restart".into(),
+                unit: "tmp.service".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_second_apply_is_idempotent() {
+    let dir = seed_root();
+    let root = dir.path();
+    let config = config();
+    let opts = options(root);
+    let first = apply(&config, &opts);
+    let files = [
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+        "/home/core/.ssh/authorized_keys",
+        "/home/alice/.ssh/authorized_keys",
+        "/etc/sudoers.d/90-cloud-config",
+        "/etc/hostname",
+        "/run/slipway/unit-commands",
+    ];
+    let before: Vec<String> = files.iter().map(|f| read(root, f)).collect();
+    let second = apply(&config, &opts);
+    let after: Vec<String> = files.iter().map(|f| read(root, f)).collect();
+    assert_eq!(before, after);
+    assert_eq!(first.failed(), second.failed());
+    // The default user exists now: only its keys step remains.
+    assert_eq!(
+        first.steps.len(),
+        second.steps.len() + 1,
+        "{}",
+        second.log_text()
+    );
+    assert!(second
+        .log_text()
+        .contains("existing user: only the password and SSH keys are applied"));
+    // Appending is not idempotent, by definition.
+    assert_eq!(read(root, "/etc/append.txt"), "first\nsecond\nsecond\n");
+}
+
+#[test]
+fn runtime_failures_are_isolated() {
+    let dir = seed_root();
+    let root = dir.path();
+    let config = CloudConfig {
+        write_files: vec![
+            WriteFile {
+                path: "/usr/x".into(),
+                content: "x".into(),
+                ..WriteFile::default()
+            },
+            WriteFile {
+                path: "/etc/ok".into(),
+                content: "ok".into(),
+                ..WriteFile::default()
+            },
+            WriteFile {
+                path: "/etc/owned".into(),
+                content: "x".into(),
+                owner: Some("nobody:nogroup".into()),
+                ..WriteFile::default()
+            },
+        ],
+        ..CloudConfig::default()
+    };
+    let outcome = apply(&config, &ApplyOptions::new(root, "i-1"));
+    assert!(
+        matches!(result(&outcome, "write_files[0] /usr/x"), StepResult::Failed(m) if m.contains("read-only"))
+    );
+    assert_eq!(
+        result(&outcome, "write_files[1] /etc/ok"),
+        &StepResult::Done
+    );
+    assert!(
+        matches!(result(&outcome, "write_files[2] /etc/owned"), StepResult::Failed(m) if m.contains("no user \"nobody\""))
+    );
+    assert!(!root.join("usr/x").exists());
+    assert!(!root.join("etc/owned").exists());
+    assert_eq!(
+        outcome.summary(),
+        "cloud-config: 1 done, 2 failed, 0 skipped"
+    );
+    assert_eq!(
+        outcome.log_text().lines().next(),
+        Some("write_files[0] /usr/x: FAILED: /usr/x is on the read-only root filesystem; files can only be written under /etc, /var, /home, /root, /run, /tmp")
+    );
+}
+
+#[test]
+fn apply_report_refuses_configs_with_errors() {
+    let dir = seed_root();
+    let root = dir.path();
+    let listing = || {
+        let mut v: Vec<PathBuf> = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                }
+                v.push(p);
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = listing();
+    let bad = "#cloud-config\nhostname: node-1\nwrite_files:\n  - path: /usr/x\n    content: x\ncoreos:\n  update:\n    reboot-strategy: always\n";
+    let report = validate(bad.as_bytes());
+    let opts = ApplyOptions::new(root, "i-1");
+    assert_eq!(
+        apply_report(&report, &opts),
+        Err(RefusedConfig::HasErrors { errors: 2 })
+    );
+    assert_eq!(
+        RefusedConfig::HasErrors { errors: 2 }.to_string(),
+        "not applied: the cloud-config has 2 errors"
+    );
+    assert_eq!(
+        apply_report(&validate(b"#!/bin/sh\necho hi\n"), &opts),
+        Err(RefusedConfig::NoConfig)
+    );
+    assert_eq!(listing(), before);
+    let good = validate(b"#cloud-config\nhostname: node-1\n");
+    let outcome = apply_report(&good, &opts).unwrap();
+    assert_eq!(
+        outcome.summary(),
+        "cloud-config: 1 done, 0 failed, 0 skipped"
+    );
+}
+
+#[test]
+fn instance_bookkeeping() {
+    let dir = seed_root();
+    let opts = ApplyOptions::new(dir.path(), "i-abc");
+    assert!(!already_applied(&opts));
+    record_applied(&opts);
+    assert!(already_applied(&opts));
+    assert_eq!(
+        read(dir.path(), "/var/lib/slipway/cloud-config/instance"),
+        "i-abc\n"
+    );
+    let other = ApplyOptions::new(dir.path(), "i-def");
+    assert!(!already_applied(&other));
+}
+
+#[test]
+fn commands_are_planned_not_run() {
+    let dir = seed_root();
+    let config = config();
+    let opts = options(dir.path());
+    let planned = commands_to_run(&config, &opts);
+    let argvs: Vec<Vec<String>> = planned.iter().map(|p| p.argv.clone()).collect();
+    assert_eq!(
+        argvs,
+        [
+            vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                "echo hi > /tmp/x".into()
+            ],
+            vec!["touch".to_string(), "/tmp/y".into()],
+        ]
+    );
+    assert!(planned[0].step.starts_with("runcmd[0] (line "));
+    let boot = bootcmds(&config);
+    assert_eq!(boot.len(), 1);
+    assert_eq!(boot[0].argv, ["modprobe", "dummy"]);
+}
+
+#[test]
+fn existing_user_gets_password_and_keys_only() {
+    let dir = seed_root();
+    let root = dir.path();
+    let bytes = format!(
+        "#cloud-config\nusers:\n  - name: root\n    passwd: $6$x$y\n    shell: /bin/zsh\n    groups: [wheel]\n    ssh_authorized_keys:\n      - {KEY_A}\n"
+    );
+    let report = validate(bytes.as_bytes());
+    let outcome = apply_report(&report, &ApplyOptions::new(root, "i")).unwrap();
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(read(root, "/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    assert_eq!(
+        read(root, "/etc/group"),
+        "root:x:0:\nwheel:x:10:\ndocker:x:999:\n"
+    );
+    assert_eq!(
+        read(root, "/etc/shadow"),
+        format!("root:$6$x$y:{}:0:99999:7:::\n", today())
+    );
+    assert!(read(root, "/root/.ssh/authorized_keys").ends_with(&format!("{KEY_A}\n")));
+}
