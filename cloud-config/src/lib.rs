@@ -10,7 +10,9 @@
 //!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service).
 
 pub mod apply;
+pub mod boot;
 pub mod cli;
+pub mod datasource;
 pub mod findings;
 pub mod parse;
 pub mod schema;

@@ -35,6 +35,10 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
+    /// What the init runs at every boot: fetch user-data (seed disks,
+    /// fw_cfg, cloud-config-url=, EC2), check it, apply it once per
+    /// instance, run bootcmd every boot; log to /var/log/cloud-config.log
+    Boot,
 }
 
 fn main() -> ExitCode {
@@ -57,5 +61,6 @@ fn main() -> ExitCode {
             );
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
+        Cmd::Boot => ExitCode::from(u8::try_from(cloud_config::boot::run()).unwrap_or(1)),
     }
 }

@@ -1,0 +1,122 @@
+//! VM tests of cloud-config: user-data on a NoCloud seed disk (the one
+//! `cargo xtask qemu --user-data` makes) is applied at first boot, its
+//! per-instance items do not run again at the second boot, and broken
+//! user-data is reported with line and column while the machine comes up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use xtask::qemu::Machine;
+use xtask::seed::SeedKind;
+use xtask::testing::vm_test_image;
+use xtask::vm::Vm;
+
+const BOOT: Duration = Duration::from_secs(300);
+const CMD: Duration = Duration::from_secs(60);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn ok(vm: &mut Vm, command: &str) -> String {
+    let (rc, out) = vm.run(command, CMD).unwrap();
+    assert_eq!(rc, 0, "`{command}` failed:\n{out}");
+    out.trim().to_string()
+}
+
+fn console_has(vm: &Vm, needle: &str) -> bool {
+    vm.transcript().lines().iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn user_data_is_applied_once_per_instance() {
+    let Some(dir) = vm_test_image("cloud_config_applied") else {
+        return;
+    };
+    let mut machine = Machine::new(dir.join("disk.qcow2"));
+    machine.user_data = Some((SeedKind::NoCloud, fixture("user-data.yaml")));
+    let mut vm = Vm::start("cloud-config", &machine).unwrap();
+    vm.wait_for("slipway: ready ", BOOT).unwrap();
+    assert!(
+        console_has(
+            &vm,
+            "slipway: cloud-config: user-data (NoCloud (/dev/vdb)): "
+        ) && console_has(&vm, " done, 0 failed"),
+        "{}",
+        vm.transcript().tail(30)
+    );
+
+    assert_eq!(ok(&mut vm, "hostname"), "cc-test");
+    let passwd = ok(&mut vm, "grep '^alice:' /etc/passwd");
+    assert!(
+        passwd.starts_with("alice:x:") && passwd.contains(":Alice Example:/home/alice:"),
+        "{passwd}"
+    );
+    assert!(ok(&mut vm, "grep '^wheel:' /etc/group").contains("alice"));
+    assert!(ok(&mut vm, "grep '^alice:' /etc/shadow").starts_with("alice:!"));
+    let keys = ok(&mut vm, "cat /home/alice/.ssh/authorized_keys");
+    assert!(keys.contains("alice@laptop"), "{keys}");
+    assert_eq!(
+        ok(
+            &mut vm,
+            "stat -c '%a %U' /home/alice/.ssh /home/alice/.ssh/authorized_keys"
+        ),
+        "700 alice\n600 alice"
+    );
+    assert_eq!(
+        ok(&mut vm, "cat /etc/motd-test"),
+        "Welcome to a Slipway test machine.\nwritten from gzip+base64 user-data"
+    );
+    assert_eq!(ok(&mut vm, "stat -c '%a' /etc/motd-test"), "640");
+    assert!(
+        ok(&mut vm, "cat /etc/systemd/system/hello.service").contains("ExecStart=/bin/echo hello")
+    );
+    assert_eq!(
+        ok(
+            &mut vm,
+            "readlink /etc/systemd/system/multi-user.target.wants/hello.service"
+        ),
+        "../hello.service"
+    );
+    assert_eq!(ok(&mut vm, "cat /var/lib/runcmd-count"), "ran");
+    ok(&mut vm, "test -e /var/lib/runcmd-argv");
+    assert!(ok(&mut vm, "cat /var/log/cloud-config.log").contains("runcmd"));
+
+    // Second boot: the same instance, so nothing per-instance runs again.
+    vm.reboot().unwrap();
+    vm.wait_for("slipway: rebooting", CMD).unwrap();
+    vm.wait_for("already configured", BOOT).unwrap();
+    vm.wait_for("slipway: ready ", BOOT).unwrap();
+    assert_eq!(ok(&mut vm, "cat /var/lib/runcmd-count"), "ran");
+    assert_eq!(ok(&mut vm, "grep -c '^alice:' /etc/passwd"), "1");
+    assert_eq!(ok(&mut vm, "hostname"), "cc-test");
+    vm.qmp().unwrap().quit().unwrap();
+}
+
+#[test]
+fn broken_user_data_is_reported_with_positions_and_not_applied() {
+    let Some(dir) = vm_test_image("cloud_config_broken") else {
+        return;
+    };
+    let mut machine = Machine::new(dir.join("disk.qcow2"));
+    machine.user_data = Some((SeedKind::NoCloud, fixture("broken-user-data.yaml")));
+    let mut vm = Vm::start("cloud-config-broken", &machine).unwrap();
+    vm.wait_for("slipway: ready ", BOOT).unwrap();
+    let line = vm
+        .transcript()
+        .lines()
+        .into_iter()
+        .find(|l| l.contains(":5:22: error: invalid value \"sometimes\""))
+        .unwrap_or_else(|| panic!("no finding on the console:\n{}", vm.transcript().tail(30)));
+    assert!(line.contains("user-data (NoCloud"), "{line}");
+    assert!(console_has(
+        &vm,
+        ":7:11: error: \"write_files[0].path\": /usr/local/bin/tool is on the read-only root"
+    ));
+    assert!(console_has(&vm, "nothing was applied"));
+    // Nothing of it was applied, and the machine is up with its default name.
+    assert_eq!(ok(&mut vm, "hostname"), "slipway");
+    vm.qmp().unwrap().quit().unwrap();
+}
