@@ -18,8 +18,12 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use crate::apply::{self, ApplyOptions};
 use crate::datasource::{self, Datasource, Fetched};
@@ -28,47 +32,62 @@ use crate::{userdata, Substitutions, UserDataKind};
 pub const LOG: &str = "/var/log/cloud-config.log";
 const SEED_MOUNTS: &str = "/run/slipway/seed";
 const SCRIPT: &str = "/var/lib/slipway/cloud-config/user-data-script";
+/// The longest one `runcmd`/`bootcmd` entry or script may run.
+const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 /// How much of a device to read to find its label (ISO 9660's volume
 /// descriptor is at 32 KiB).
 const PROBE_BYTES: usize = 40 * 1024;
 
-/// Everything this boot printed, also kept for the log file.
+/// The log: every line goes to `/var/log/cloud-config.log` as it happens
+/// (a run killed half-way still leaves its story), and `say` lines also to
+/// the console.
 struct Log {
-    lines: Vec<String>,
+    file: Option<std::fs::File>,
 }
 
 impl Log {
-    /// To the console (our stdout, which the init connects to it).
+    fn open() -> Log {
+        let file = std::fs::create_dir_all("/var/log")
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(LOG)
+            })
+            .map_err(|e| println!("slipway: cloud-config: opening {LOG}: {e}"))
+            .ok();
+        let mut log = Log { file };
+        log.note("--- boot");
+        log
+    }
+
+    /// To the console (our stdout, which the init connects to it) and the log.
     fn say(&mut self, line: &str) {
         println!("slipway: cloud-config: {line}");
-        self.lines.push(line.to_string());
+        self.note(line);
     }
 
     /// Only to the log file.
     fn note(&mut self, line: &str) {
-        self.lines.push(line.to_string());
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "{line}");
+        }
     }
 
-    fn write(&self) {
-        let text: String = self.lines.iter().map(|l| format!("{l}\n")).collect();
-        let result = std::fs::create_dir_all("/var/log").and_then(|()| {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(LOG)?;
-            f.write_all(b"--- boot\n")?;
-            f.write_all(text.as_bytes())
-        });
-        if let Err(e) = result {
-            println!("slipway: cloud-config: writing {LOG}: {e}");
+    /// Where commands write their output: the log file itself, so that a
+    /// command leaving a daemon behind holds no pipe we would wait on.
+    fn output(&self) -> std::process::Stdio {
+        match self.file.as_ref().and_then(|f| f.try_clone().ok()) {
+            Some(f) => f.into(),
+            None => std::process::Stdio::null(),
         }
     }
 }
 
 /// Runs the boot step; returns the process exit status.
 pub fn run() -> i32 {
-    let mut log = Log { lines: Vec::new() };
-    let status = match fetch(&mut log) {
+    let mut log = Log::open();
+    match fetch(&mut log) {
         Ok(Some(fetched)) => handle(&fetched, &mut log),
         Ok(None) => {
             log.note("no user-data from any source");
@@ -78,9 +97,7 @@ pub fn run() -> i32 {
             log.say(&format!("fetching user-data: {e}"));
             1
         }
-    };
-    log.write();
-    status
+    }
 }
 
 /// Mounts the seed filesystems it finds, tries every source, unmounts.
@@ -208,23 +225,59 @@ fn read_head(device: &str) -> Option<Vec<u8>> {
     Some(head)
 }
 
+/// The instance ID per-instance items are keyed on: the source's, trimmed;
+/// without one (fw_cfg without meta-data, `cloud-config-url=`), a digest of
+/// what was fetched, so new user-data is a new instance and the same
+/// user-data is not applied twice.
+fn instance_id(fetched: &Fetched, log: &mut Log) -> String {
+    let given = fetched
+        .metadata
+        .instance_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && !id.contains(['\n', '\r']));
+    if let Some(id) = given {
+        return id.to_string();
+    }
+    let mut h = Sha256::new();
+    h.update(fetched.user_data.as_deref().unwrap_or_default());
+    h.update(b"\0");
+    h.update(fetched.metadata.public_keys.join("\n").as_bytes());
+    h.update(b"\0");
+    h.update(
+        fetched
+            .metadata
+            .local_hostname
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let id = format!("iid-sha256-{hex}");
+    log.note(&format!(
+        "{}: no instance ID given; using {id}, derived from its contents",
+        fetched.source
+    ));
+    id
+}
+
 /// Validates and applies what was fetched; returns the exit status.
 fn handle(fetched: &Fetched, log: &mut Log) -> i32 {
-    let Some(bytes) = &fetched.user_data else {
-        log.note(&format!("{}: metadata only, no user-data", fetched.source));
-        return 0;
-    };
     let meta = &fetched.metadata;
-    let instance_id = meta
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| "iid-unknown".to_string());
     let opts = ApplyOptions {
         root: PathBuf::from("/"),
-        instance_id: instance_id.clone(),
+        instance_id: instance_id(fetched, log),
         default_user: "core".to_string(),
         metadata_keys: meta.public_keys.clone(),
         metadata_hostname: meta.local_hostname.clone(),
+    };
+    // Seeds are named by their device, not where this tool mounted them.
+    let source = fetched.source.replace(&format!("{SEED_MOUNTS}/"), "/dev/");
+    let name = format!("user-data ({source})");
+    let Some(bytes) = &fetched.user_data else {
+        // Metadata alone (an EC2 key pair, NoCloud public-keys) still
+        // makes the machine reachable: the default user, keys, hostname.
+        return apply_metadata_only(&opts, &source, log);
     };
     let subs = Substitutions {
         public_ipv4: meta.public_ipv4.clone(),
@@ -232,9 +285,6 @@ fn handle(fetched: &Fetched, log: &mut Log) -> i32 {
         public_ipv6: meta.public_ipv6.clone(),
         private_ipv6: meta.private_ipv6.clone(),
     };
-    // Seeds are named by their device, not where this tool mounted them.
-    let source = fetched.source.replace(&format!("{SEED_MOUNTS}/"), "/dev/");
-    let name = format!("user-data ({source})");
     let report = crate::validate_with(bytes, &subs);
     let findings = report.render_text(&name);
     for line in findings.lines() {
@@ -242,11 +292,11 @@ fn handle(fetched: &Fetched, log: &mut Log) -> i32 {
         log.note(line);
     }
     match report.kind {
-        UserDataKind::Empty => {
-            log.note(&format!("{name}: empty"));
-            0
+        UserDataKind::Empty => apply_metadata_only(&opts, &source, log),
+        UserDataKind::Script => {
+            let status = apply_metadata_only(&opts, &source, log);
+            status.max(run_script_once(&userdata::detect(bytes).body, &opts, log))
         }
-        UserDataKind::Script => run_script_once(&userdata::detect(bytes).body, &opts, log),
         UserDataKind::CloudConfig if !report.has_errors() => {
             apply_cloud_config(&report, &opts, &name, log)
         }
@@ -257,6 +307,30 @@ fn handle(fetched: &Fetched, log: &mut Log) -> i32 {
             1
         }
     }
+}
+
+/// Applies an empty cloud-config: what the metadata alone asks for.
+fn apply_metadata_only(opts: &ApplyOptions, source: &str, log: &mut Log) -> i32 {
+    if opts.metadata_keys.is_empty() && opts.metadata_hostname.is_none() {
+        return 0;
+    }
+    if apply::already_applied(opts) {
+        return 0;
+    }
+    let outcome = apply::apply(&crate::schema::CloudConfig::default(), opts);
+    for line in outcome.log_text().lines() {
+        log.note(line);
+    }
+    if let Err(e) = apply::try_record_applied(opts) {
+        log.say(&format!("recording instance {}: {e}", opts.instance_id));
+        return 1;
+    }
+    let summary = outcome.summary();
+    log.say(&format!(
+        "metadata ({source}): {}",
+        summary.trim_start_matches("cloud-config: ")
+    ));
+    i32::from(outcome.failed())
 }
 
 fn apply_cloud_config(
@@ -290,47 +364,82 @@ fn apply_cloud_config(
         log.note(line);
     }
     failed |= outcome.failed();
+    // Recorded before runcmd: a command that reboots or hangs the machine
+    // must not make everything run again at the next boot (runcmd is "at
+    // most once per instance", as in cloud-init).
+    if let Err(e) = apply::try_record_applied(opts) {
+        log.say(&format!("recording instance {}: {e}", opts.instance_id));
+        failed = true;
+    }
     for planned in apply::commands_to_run(config, opts) {
         failed |= !run_command(&planned.step, &planned.argv, log);
     }
-    apply::record_applied(opts);
     let summary = outcome.summary();
     let summary = summary.trim_start_matches("cloud-config: ");
     log.say(&format!("{name}: {summary}"));
     i32::from(failed)
 }
 
-/// Runs one command with its output logged; false if it failed.
+/// Runs one command, its output into the log file, in its own process
+/// group so that a time-out stops everything it started; false if it
+/// failed. Each command gets at most [`COMMAND_LIMIT`], which keeps the
+/// whole run inside the init's limit in the common case of a few commands.
 fn run_command(step: &str, argv: &[String], log: &mut Log) -> bool {
     let Some((program, args)) = argv.split_first() else {
         return true;
     };
-    match Command::new(program).args(args).output() {
-        Ok(out) => {
-            for line in String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .chain(String::from_utf8_lossy(&out.stderr).lines())
-            {
-                log.note(&format!("{step}: {line}"));
-            }
-            if out.status.success() {
-                log.note(&format!("{step}: done"));
-                true
-            } else {
-                log.say(&format!("{step}: failed ({})", out.status));
-                false
-            }
-        }
+    log.note(&format!("{step}: {}", argv.join(" ")));
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.output())
+        .stderr(log.output())
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
         Err(e) => {
             log.say(&format!("{step}: cannot run {program}: {e}"));
-            false
+            return false;
+        }
+    };
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => {
+                log.note(&format!("{step}: done"));
+                return true;
+            }
+            Ok(Some(status)) => {
+                log.say(&format!("{step}: failed ({status})"));
+                return false;
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                let _ = child.wait();
+                log.say(&format!(
+                    "{step}: stopped after {} s",
+                    COMMAND_LIMIT.as_secs()
+                ));
+                return false;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                log.say(&format!("{step}: waiting for it: {e}"));
+                return false;
+            }
         }
     }
 }
 
 /// A `#!` user-data script runs once per instance, from `/var/lib`.
 fn run_script_once(body: &[u8], opts: &ApplyOptions, log: &mut Log) -> i32 {
-    if apply::already_applied(opts) {
+    if script_ran(opts) {
         log.note("user-data script already ran for this instance");
         return 0;
     }
@@ -344,10 +453,33 @@ fn run_script_once(body: &[u8], opts: &ApplyOptions, log: &mut Log) -> i32 {
         log.say(&format!("writing {SCRIPT}: {e}"));
         return 1;
     }
+    // Recorded first, as for runcmd: at most once per instance.
+    if let Err(e) = record_script(opts) {
+        log.say(&format!(
+            "recording the script of instance {}: {e}",
+            opts.instance_id
+        ));
+        return 1;
+    }
     let ok = run_command("user-data script", &[SCRIPT.to_string()], log);
-    apply::record_applied(opts);
     if ok {
         log.say("user-data script: done");
     }
     i32::from(!ok)
+}
+
+/// The instance whose user-data script ran last; kept apart from the
+/// applied-instance record, which metadata alone may have written.
+const SCRIPT_INSTANCE: &str = "/var/lib/slipway/cloud-config/script-instance";
+
+fn script_ran(opts: &ApplyOptions) -> bool {
+    std::fs::read_to_string(SCRIPT_INSTANCE).is_ok_and(|id| id.trim() == opts.instance_id)
+}
+
+fn record_script(opts: &ApplyOptions) -> std::io::Result<()> {
+    let tmp = format!("{SCRIPT_INSTANCE}.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{}\n", opts.instance_id).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, SCRIPT_INSTANCE)
 }

@@ -40,6 +40,9 @@ pub const VAR_TYPE: Uuid = Uuid::from_u128(0x4d21b016_b534_45c2_a9fb_5c16e091fd2
 pub const ALIGN: u64 = 1024 * 1024;
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
+/// The `what` of the protective MBR's write, the one write that may fail
+/// without consequence.
+pub const MBR_WRITE: &str = "protective MBR";
 const HEADER_SIZE: usize = 92;
 /// A table larger than this is not one we wrote; refusing it bounds memory.
 const MAX_ENTRIES_BYTES: u64 = 1024 * 1024;
@@ -60,6 +63,8 @@ pub enum GrowError {
     NotLast { var: u32, other: u32 },
     #[error("reading the disk: {0}")]
     Io(#[from] io::Error),
+    #[error("the partition table is malformed: {0}")]
+    Malformed(String),
 }
 
 /// The fields of a GPT header we read and write.
@@ -301,7 +306,7 @@ pub fn plan(
         .find(|e| e.type_guid == VAR_TYPE)
         .copied()
         .ok_or(GrowError::NoVar)?;
-    let var_old_size = (var.last_lba + 1 - var.first_lba) * block;
+    let var_old_size = (var.last_lba + 1).saturating_sub(var.first_lba) * block;
     let unchanged = |reason: GrowError| Growth {
         var_number: var.number,
         var_offset: var.first_lba * block,
@@ -318,6 +323,20 @@ pub fn plan(
             table_bytes: (needed + 1) * block,
         }));
     }
+    // A table we would only make worse: an entry ending before it starts,
+    // or var reaching into the area the backup table is written to.
+    if let Some(bad) = all.iter().find(|e| e.last_lba < e.first_lba) {
+        return Ok(unchanged(GrowError::Malformed(format!(
+            "partition {} ends before it starts",
+            bad.number
+        ))));
+    }
+    if var.last_lba > base.header.last_usable || var.last_lba > last_usable {
+        return Ok(unchanged(GrowError::Malformed(format!(
+            "var (partition {}) ends past the last usable sector",
+            var.number
+        ))));
+    }
     if let Some(other) = all
         .iter()
         .find(|e| e.number != var.number && e.last_lba > var.last_lba)
@@ -327,6 +346,36 @@ pub fn plan(
             other: other.number,
         }));
     }
+    match grown(
+        dev,
+        block,
+        last_lba,
+        last_usable,
+        array_sectors,
+        &base,
+        var,
+        repairs_primary,
+    ) {
+        Ok(growth) => Ok(growth),
+        // var is known: it can still be mounted, just not grown.
+        Err(e) => Ok(unchanged(GrowError::Io(e))),
+    }
+}
+
+/// The growth of `var` in `base` to `last_usable`: the new tables and the
+/// writes that differ from what is on the disk.
+#[allow(clippy::too_many_arguments)]
+fn grown(
+    dev: &mut dyn crate::sys::ReadSeek,
+    block: u64,
+    last_lba: u64,
+    last_usable: u64,
+    array_sectors: u64,
+    base: &Table,
+    var: Entry,
+    repairs_primary: bool,
+) -> io::Result<Growth> {
+    let var_old_size = (var.last_lba + 1).saturating_sub(var.first_lba) * block;
     let align = (ALIGN / block).max(1);
     let room = (last_usable + 1).saturating_sub(var.first_lba);
     // Never shrink, whatever the arithmetic says.
@@ -421,7 +470,7 @@ pub fn plan(
         writes.push(Write {
             offset: 0,
             data: fixed,
-            what: "protective MBR",
+            what: MBR_WRITE,
         });
     }
 
@@ -705,6 +754,39 @@ mod tests {
         assert_eq!(
             g.cannot_grow.unwrap(),
             "var is partition 3 but partition 1 lies after it, so var cannot grow"
+        );
+    }
+
+    #[test]
+    fn a_read_error_past_the_table_leaves_var_mountable_but_not_grown() {
+        // The disk claims 64 MiB but reading its end fails.
+        let disk = image(LogicalBlockSize::Lb512, 4);
+        let g = plan(&mut Cursor::new(disk.clone()), 512, 64 * MIB).unwrap();
+        assert_eq!(g.var_number, 3);
+        assert_eq!(g.writes, vec![]);
+        assert!(
+            g.cannot_grow
+                .as_deref()
+                .unwrap()
+                .starts_with("reading the disk: "),
+            "{g:?}"
+        );
+    }
+
+    #[test]
+    fn a_var_entry_past_the_usable_area_is_not_grown() {
+        let mut disk = image(LogicalBlockSize::Lb512, 4);
+        // var (entry 3) ends in the backup table's area.
+        let entry = 2 * 512 + 2 * 128;
+        let last = (disk.len() as u64) / 512 - 2;
+        disk[entry + 40..entry + 48].copy_from_slice(&last.to_le_bytes());
+        rechecksum(&mut disk);
+        disk.resize((64 * MIB) as usize, 0);
+        let g = plan_on(&disk, 512).unwrap();
+        assert_eq!(g.writes, vec![]);
+        assert_eq!(
+            g.cannot_grow.as_deref(),
+            Some("the partition table is malformed: var (partition 3) ends past the last usable sector")
         );
     }
 }

@@ -9,6 +9,7 @@ use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -386,18 +387,20 @@ impl Sys for LinuxSys {
             console().map_err(|e| io_errno(&e))?,
             console().map_err(|e| io_errno(&e))?,
         );
+        // Its own process group: on time-out everything it started is
+        // stopped with it.
         let mut child = std::process::Command::new(path)
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err)
+            .process_group(0)
             .spawn()
             .map_err(|e| io_errno(&e))?;
         let deadline = self.now() + timeout;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
-                    use std::os::unix::process::ExitStatusExt;
                     let code = status
                         .code()
                         .or_else(|| status.signal().map(|s| 128 + s))
@@ -405,7 +408,9 @@ impl Sys for LinuxSys {
                     return Ok(Some(code));
                 }
                 Ok(None) if self.now() >= deadline => {
-                    let _ = child.kill();
+                    if let Ok(pid) = i32::try_from(child.id()) {
+                        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
                     let _ = child.wait();
                     return Ok(None);
                 }

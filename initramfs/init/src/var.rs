@@ -211,7 +211,19 @@ fn grow_partition(sys: &mut dyn Sys, disk: &str, device: &str, growth: &Growth) 
         );
     }
     for write in &growth.writes {
-        if let Err(errno) = sys.write_block(disk, write.offset, &write.data) {
+        let result = sys.write_block(disk, write.offset, &write.data);
+        if let (Err(errno), gpt_grow::MBR_WRITE) = (result, write.what) {
+            // Both tables are already grown; the MBR's size is cosmetic.
+            say(
+                sys,
+                &format!(
+                    "slipway: /var: writing the protective MBR of {disk}: {}",
+                    errno_text(errno)
+                ),
+            );
+            continue;
+        }
+        if let Err(errno) = result {
             say(
                 sys,
                 &format!(
@@ -419,6 +431,27 @@ mod tests {
                 "slipway: /var: /dev/vda6 mounted (ext4, 2 MiB)",
             ]
         );
+    }
+
+    #[test]
+    fn a_failed_protective_mbr_write_does_not_stop_the_growth() {
+        let mut sys = on_disk_of(64 * MIB);
+        // The test image has a protective MBR sized for 8 MiB.
+        let mut image = sys.read_file("/dev/vda").unwrap();
+        image[446 + 4] = 0xee;
+        image[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+        image[446 + 12..446 + 16].copy_from_slice(&(8 * MIB as u32 / 512 - 1).to_le_bytes());
+        image[510..512].copy_from_slice(&[0x55, 0xaa]);
+        sys.add_file("/dev/vda", image);
+        sys.fail("write_block /dev/vda at 0: 512 bytes", Errno::EIO);
+        mount(&mut sys, "/dev/vda3", "/sysroot/var");
+        assert!(sys
+            .calls
+            .iter()
+            .any(|c| c.starts_with("resize_partition /dev/vda 6")));
+        assert!(console(&sys).contains(
+            &"slipway: /var: writing the protective MBR of /dev/vda: I/O error".to_string()
+        ));
     }
 
     #[test]
