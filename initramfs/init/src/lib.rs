@@ -32,6 +32,7 @@ pub mod stage2;
 pub mod state;
 pub mod supervise;
 pub mod sys;
+pub mod units;
 pub mod var;
 pub mod verity;
 
