@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -652,4 +652,340 @@ fn existing_user_gets_password_and_keys_only() {
         format!("root:$6$x$y:{}:0:99999:7:::\n", today())
     );
     assert!(read(root, "/root/.ssh/authorized_keys").ends_with(&format!("{KEY_A}\n")));
+}
+
+// ---- Hardening: users' files are never trusted (symlinks, FIFOs, owners).
+
+/// A root with an existing user `alice` (1000:1000) whose home exists and
+/// belongs to her, and a secret `/etc/secret` she must not get.
+fn seed_alice() -> tempfile::TempDir {
+    let dir = seed_root();
+    let root = dir.path();
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nwheel:x:10:\ndocker:x:999:\nalice:x:1000:\n",
+    )
+    .unwrap();
+    fs::write(root.join("etc/secret"), "root:$6$secret-hash:19000::::::\n").unwrap();
+    let home = root.join("home/alice");
+    fs::create_dir_all(home.join(".ssh")).unwrap();
+    for p in [home.clone(), home.join(".ssh")] {
+        std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap();
+    }
+    dir
+}
+
+fn apply_text(root: &Path, text: &str, metadata_keys: &[&str]) -> Outcome {
+    let report = validate(text.as_bytes());
+    assert!(!report.has_errors(), "{}", report.render_text("user-data"));
+    let mut opts = ApplyOptions::new(root, "i-1");
+    opts.metadata_keys = metadata_keys.iter().map(|k| k.to_string()).collect();
+    apply_report(&report, &opts).unwrap()
+}
+
+fn notes<'a>(outcome: &'a Outcome, name: &str) -> &'a [String] {
+    &outcome
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name:?} in\n{}", outcome.log_text()))
+        .notes
+}
+
+fn alice_keys() -> String {
+    format!("#cloud-config\nusers:\n  - name: alice\n    ssh_authorized_keys:\n      - {KEY_A}\n")
+}
+
+#[test]
+fn old_authorized_keys_symlink_is_not_followed() {
+    let dir = seed_alice();
+    let root = dir.path();
+    std::os::unix::fs::symlink(
+        root.join("etc/secret"),
+        root.join("home/alice/.ssh/authorized_keys"),
+    )
+    .unwrap();
+    let outcome = apply_text(root, &alice_keys(), &[]);
+    assert_eq!(
+        *result(&outcome, "users[0] alice ssh keys"),
+        StepResult::Done
+    );
+    assert!(
+        notes(&outcome, "users[0] alice ssh keys")
+            .iter()
+            .any(|n| n.contains("authorized_keys is a symlink; ignored")),
+        "{}",
+        outcome.log_text()
+    );
+    // The secret was not copied into a set, nor into authorized_keys.
+    assert!(!root
+        .join("home/alice/.ssh/authorized_keys.d/old_authorized_keys")
+        .exists());
+    let keys = read(root, "/home/alice/.ssh/authorized_keys");
+    assert!(!keys.contains("secret-hash"));
+    assert!(keys.ends_with(&format!("{KEY_A}\n")));
+    // The symlink was replaced by a file; its target is untouched.
+    assert!(meta(root, "/home/alice/.ssh/authorized_keys").is_file());
+    assert_eq!(
+        read(root, "/etc/secret"),
+        "root:$6$secret-hash:19000::::::\n"
+    );
+}
+
+#[test]
+fn old_authorized_keys_fifo_and_foreign_files_are_skipped() {
+    // A FIFO used to hang the applier (and the boot) for good.
+    let dir = seed_alice();
+    let root = dir.path().to_path_buf();
+    nix::unistd::mkfifo(
+        &root.join("home/alice/.ssh/authorized_keys"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = root.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(apply_text(&r, &alice_keys(), &[]));
+    });
+    let outcome = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("apply hung on a FIFO authorized_keys");
+    assert_eq!(
+        *result(&outcome, "users[0] alice ssh keys"),
+        StepResult::Done
+    );
+    assert!(notes(&outcome, "users[0] alice ssh keys")
+        .iter()
+        .any(|n| n.contains("not a regular file")));
+
+    // A file owned by someone else (a hard link to it, say) and one too big
+    // to be keys are not copied either.
+    for (content, uid, why) in [
+        ("ssh-rsa FOREIGN\n".to_string(), 2000, "owned by uid 2000"),
+        (format!("{}\n", "x".repeat(2 << 20)), 1000, "larger than"),
+    ] {
+        let dir = seed_alice();
+        let root = dir.path();
+        let ak = root.join("home/alice/.ssh/authorized_keys");
+        fs::write(&ak, content).unwrap();
+        std::os::unix::fs::chown(&ak, Some(uid), Some(uid)).unwrap();
+        let outcome = apply_text(root, &alice_keys(), &[]);
+        assert!(
+            notes(&outcome, "users[0] alice ssh keys")
+                .iter()
+                .any(|n| n.contains(why)),
+            "{}",
+            outcome.log_text()
+        );
+        assert!(!root
+            .join("home/alice/.ssh/authorized_keys.d/old_authorized_keys")
+            .exists());
+    }
+
+    // Her own regular file is still kept, as before.
+    let dir = seed_alice();
+    let root = dir.path();
+    let ak = root.join("home/alice/.ssh/authorized_keys");
+    fs::write(&ak, "ssh-rsa OLDKEY old@host\n").unwrap();
+    std::os::unix::fs::chown(&ak, Some(1000), Some(1000)).unwrap();
+    let outcome = apply_text(root, &alice_keys(), &[]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(
+        read(
+            root,
+            "/home/alice/.ssh/authorized_keys.d/old_authorized_keys"
+        ),
+        "ssh-rsa OLDKEY old@host\n"
+    );
+}
+
+#[test]
+fn key_sets_are_not_read_through_symlinks() {
+    let dir = seed_alice();
+    let root = dir.path();
+    let outcome = apply_text(root, &alice_keys(), &[]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    // Alice plants a "set" pointing at the secret; the next run must not
+    // copy it into authorized_keys.
+    std::os::unix::fs::symlink(
+        root.join("etc/secret"),
+        root.join("home/alice/.ssh/authorized_keys.d/evil"),
+    )
+    .unwrap();
+    let outcome = apply_text(root, &alice_keys(), &[]);
+    assert_eq!(
+        *result(&outcome, "users[0] alice ssh keys"),
+        StepResult::Done
+    );
+    assert!(notes(&outcome, "users[0] alice ssh keys")
+        .iter()
+        .any(|n| n.contains("evil is a symlink; ignored")));
+    assert!(!read(root, "/home/alice/.ssh/authorized_keys").contains("secret-hash"));
+}
+
+#[test]
+fn empty_key_sets_are_revoked() {
+    let dir = seed_alice();
+    let root = dir.path();
+    let with_keys = format!(
+        "#cloud-config\nssh_authorized_keys:\n  - {KEY_CORE}\nusers:\n  - name: alice\n    ssh_authorized_keys:\n      - {KEY_A}\n"
+    );
+    let outcome = apply_text(root, &with_keys, &[KEY_META]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert!(read(root, "/home/core/.ssh/authorized_keys").contains(KEY_CORE));
+    assert!(read(root, "/home/core/.ssh/authorized_keys").contains(KEY_META));
+
+    // A new instance without any keys: the old ones must not survive.
+    let without = "#cloud-config\nusers:\n  - name: alice\n";
+    let outcome = apply_text(root, without, &[]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    let header = "# Generated by slipway cloud-config from ~/.ssh/authorized_keys.d/ (edit the files there)\n";
+    assert_eq!(read(root, "/home/core/.ssh/authorized_keys"), header);
+    assert_eq!(read(root, "/home/alice/.ssh/authorized_keys"), header);
+    for set in [
+        "/home/core/.ssh/authorized_keys.d/cloud-config",
+        "/home/core/.ssh/authorized_keys.d/metadata",
+        "/home/alice/.ssh/authorized_keys.d/cloud-config",
+    ] {
+        assert!(!root.join(set.trim_start_matches('/')).exists(), "{set}");
+    }
+    assert!(notes(&outcome, "default user core ssh keys")
+        .iter()
+        .any(|n| n.contains("key set metadata removed")));
+
+    // Metadata keys only: the user-data set goes, the metadata one stays.
+    apply_text(root, &with_keys, &[KEY_META]);
+    let outcome = apply_text(root, without, &[KEY_META]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(
+        read(root, "/home/core/.ssh/authorized_keys"),
+        format!("{header}{KEY_META}\n")
+    );
+
+    // A set that is a symlink is unlinked itself; its target survives.
+    let set = root.join("home/alice/.ssh/authorized_keys.d/cloud-config");
+    std::os::unix::fs::symlink(root.join("etc/secret"), &set).unwrap();
+    let outcome = apply_text(root, without, &[]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert!(fs::symlink_metadata(&set).is_err());
+    assert_eq!(
+        read(root, "/etc/secret"),
+        "root:$6$secret-hash:19000::::::\n"
+    );
+}
+
+#[test]
+fn an_existing_home_of_a_new_user_is_left_alone() {
+    let dir = seed_root();
+    let root = dir.path();
+    let data = root.join("var/data");
+    fs::create_dir_all(&data).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    let outcome = apply_text(
+        root,
+        "#cloud-config\nusers:\n  - name: bob\n    homedir: /var/data\n",
+        &[],
+    );
+    assert_eq!(*result(&outcome, "users[0] bob"), StepResult::Done);
+    assert!(notes(&outcome, "users[0] bob")
+        .iter()
+        .any(|n| n == "home /var/data exists; left as it is"));
+    assert_eq!(mode(root, "/var/data"), 0o755);
+    assert_owner(root, "/var/data", (0, 0));
+    assert!(read(root, "/etc/passwd").contains("bob:x:1000:1000::/var/data:/bin/sh\n"));
+}
+
+#[test]
+fn setuid_bits_survive_an_owner() {
+    let dir = seed_alice();
+    let root = dir.path();
+    let outcome = apply_text(
+        root,
+        "#cloud-config\nwrite_files:\n  - path: /home/alice/bin/tool\n    owner: alice:alice\n    permissions: '6755'\n    content: x\n  - path: /home/alice/log\n    owner: alice\n    permissions: '2750'\n    append: true\n    content: y\n",
+        &[],
+    );
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(mode(root, "/home/alice/bin/tool"), 0o6755);
+    assert_owner(root, "/home/alice/bin/tool", (1000, 1000));
+    assert_eq!(mode(root, "/home/alice/log"), 0o2750);
+    assert_owner(root, "/home/alice/log", (1000, 0));
+}
+
+#[test]
+fn symlinked_directories_under_the_root_are_refused() {
+    let dir = seed_alice();
+    let root = dir.path();
+    // Alice points ~/.config at /etc (an absolute link, as she would).
+    std::os::unix::fs::symlink(root.join("etc"), root.join("home/alice/.config")).unwrap();
+    let outcome = apply_text(
+        root,
+        "#cloud-config\nwrite_files:\n  - path: /home/alice/.config/evil\n    content: x\n  - path: /home/alice/.config/sub/evil\n    content: x\n  - path: /home/alice/.config/evil2\n    append: true\n    content: x\n",
+        &[],
+    );
+    for (i, name) in [".config/evil", ".config/sub/evil", ".config/evil2"]
+        .iter()
+        .enumerate()
+    {
+        match result(&outcome, &format!("write_files[{i}] /home/alice/{name}")) {
+            StepResult::Failed(e) => assert!(e.contains("/home/alice/.config is a symlink"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!root.join("etc/evil").exists());
+    assert!(!root.join("etc/sub").exists());
+    assert!(!root.join("etc/evil2").exists());
+
+    // ~/.ssh itself as a symlink is refused as before.
+    fs::remove_dir(root.join("home/alice/.ssh")).unwrap();
+    std::os::unix::fs::symlink(root.join("root"), root.join("home/alice/.ssh")).unwrap();
+    let outcome = apply_text(root, &alice_keys(), &[]);
+    assert!(matches!(
+        result(&outcome, "users[0] alice ssh keys"),
+        StepResult::Failed(_)
+    ));
+    assert!(!root.join("root/authorized_keys").exists());
+}
+
+#[test]
+fn appending_never_follows_a_symlink() {
+    let dir = seed_alice();
+    let root = dir.path();
+    let shadow = read(root, "/etc/shadow");
+    fs::set_permissions(root.join("etc/shadow"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(root.join("etc/shadow"), root.join("home/alice/.bashrc")).unwrap();
+    let outcome = apply_text(
+        root,
+        "#cloud-config\nwrite_files:\n  - path: /home/alice/.bashrc\n    owner: alice\n    permissions: '0644'\n    append: true\n    content: \"evil::0:0::::::\\n\"\n",
+        &[],
+    );
+    match result(&outcome, "write_files[0] /home/alice/.bashrc") {
+        StepResult::Failed(e) => assert!(e.contains("symlink"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read(root, "/etc/shadow"), shadow);
+    assert_eq!(mode(root, "/etc/shadow"), 0o600);
+    assert_owner(root, "/etc/shadow", (0, 0));
+}
+
+#[test]
+fn mode_and_owner_are_not_set_through_a_swapped_symlink() {
+    // write_atomic renames over a symlink rather than writing through it.
+    let dir = seed_alice();
+    let root = dir.path();
+    fs::set_permissions(root.join("etc/shadow"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(root.join("etc/shadow"), root.join("home/alice/notes")).unwrap();
+    let outcome = apply_text(
+        root,
+        "#cloud-config\nwrite_files:\n  - path: /home/alice/notes\n    owner: alice\n    permissions: '0666'\n    content: hi\n",
+        &[],
+    );
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert!(meta(root, "/home/alice/notes").is_file());
+    assert_eq!(mode(root, "/etc/shadow"), 0o600);
+    assert_owner(root, "/etc/shadow", (0, 0));
 }

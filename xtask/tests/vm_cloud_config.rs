@@ -1,7 +1,8 @@
 //! VM tests of cloud-config: user-data on a NoCloud seed disk (the one
 //! `cargo xtask qemu --user-data` makes) is applied at first boot, its
-//! per-instance items do not run again at the second boot, and broken
-//! user-data is reported with line and column while the machine comes up.
+//! per-instance items do not run again at the second boot, broken
+//! user-data is reported with line and column while the machine comes up,
+//! and a `#!` script on a config drive runs once.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,5 +119,25 @@ fn broken_user_data_is_reported_with_positions_and_not_applied() {
     assert!(console_has(&vm, "nothing was applied"));
     // Nothing of it was applied, and the machine is up with its default name.
     assert_eq!(ok(&mut vm, "hostname"), "slipway");
+    vm.qmp().unwrap().quit().unwrap();
+}
+
+#[test]
+fn a_script_on_a_config_drive_runs_once() {
+    let Some(dir) = vm_test_image("cloud_config_script") else {
+        return;
+    };
+    let mut machine = Machine::new(dir.join("disk.qcow2"));
+    machine.user_data = Some((SeedKind::ConfigDrive, fixture("user-data-script.sh")));
+    let mut vm = Vm::start("cloud-config-script", &machine).unwrap();
+    vm.wait_for("slipway: cloud-config: user-data script: done", BOOT)
+        .unwrap();
+    vm.wait_for("slipway: ready ", BOOT).unwrap();
+    assert_eq!(ok(&mut vm, "cat /var/lib/script-runs"), "x");
+    assert!(ok(&mut vm, "cat /var/log/cloud-config.log").contains("script ran as 0"));
+    vm.reboot().unwrap();
+    vm.wait_for("slipway: rebooting", CMD).unwrap();
+    vm.wait_for("slipway: ready ", BOOT).unwrap();
+    assert_eq!(ok(&mut vm, "cat /var/lib/script-runs"), "x");
     vm.qmp().unwrap().quit().unwrap();
 }

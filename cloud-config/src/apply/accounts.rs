@@ -19,7 +19,8 @@
 //!   naming the missing ones and nothing is changed;
 //! - shell `/bin/sh`, home `/home/<name>` created 0700 and owned by the
 //!   user (not for `no_create_home` or `system` users; `/etc/skel` is not
-//!   copied);
+//!   copied); a home directory that already exists is left as it is (mode
+//!   and owner untouched), with a note;
 //! - shadow `name:!:<days since 1970>::::::` (locked); with a `passwd`
 //!   hash the hash is used instead (`lock_passwd: true` explicitly locks
 //!   it with a leading `!`). `lock_passwd: false` cannot unlock anything
@@ -192,11 +193,11 @@ impl Accounts {
                 Ok(m) => (m.mode() & 0o7777, Owner::ids(m.uid(), m.gid())),
                 Err(_) => (t.new_mode, Owner::default()),
             };
-            if let Err(e) = fsops::write_atomic(&path, t.text().as_bytes(), mode, owner) {
+            if let Err(e) = fsops::write_atomic(root, &path, t.text().as_bytes(), mode, owner) {
                 for (old, mode, owner) in done {
                     let old_path = fsops::under_root(root, old.path);
                     let _ = if old.existed {
-                        fsops::write_atomic(&old_path, old.original.as_bytes(), mode, owner)
+                        fsops::write_atomic(root, &old_path, old.original.as_bytes(), mode, owner)
                     } else {
                         std::fs::remove_file(&old_path).map_err(|e| e.to_string())
                     };
@@ -466,12 +467,15 @@ fn create_user(
         return Err(format!("cannot create the home directory: {problem}"));
     }
     let home_path = fsops::under_root(root, home);
-    let created = fsops::ensure_private_dir(&home_path, 0o700, Owner::ids(uid, gid))?;
-    if !created {
+    if std::fs::symlink_metadata(&home_path).is_ok_and(|m| m.is_dir()) {
+        // An existing directory (`homedir: /srv/data`, a leftover) may be
+        // shared or hold someone else's files: never chmod or chown it.
         result
             .notes
-            .push(format!("home {home} already existed; mode and owner set"));
+            .push(format!("home {home} exists; left as it is"));
+        return Ok(None);
     }
+    let created = fsops::ensure_private_dir(root, &home_path, 0o700, Owner::ids(uid, gid))?;
     Ok(created.then_some(home_path))
 }
 
@@ -526,6 +530,7 @@ pub(crate) fn write_sudoers(root: &Path, rules: &[(String, String)]) -> Result<(
         text.push_str(&format!("{user} {rule}\n"));
     }
     fsops::write_atomic(
+        root,
         &fsops::under_root(root, SUDOERS),
         text.as_bytes(),
         0o440,

@@ -30,6 +30,7 @@ pub(crate) fn write_hostname(root: &Path, hostname: &str) -> Result<(), String> 
         return Err(format!("invalid hostname {hostname:?}"));
     }
     fsops::write_atomic(
+        root,
         &fsops::under_root(root, HOSTNAME),
         format!("{hostname}\n").as_bytes(),
         0o644,
@@ -61,6 +62,7 @@ pub(crate) fn write_hosts(root: &Path, hostname: Option<&str>) -> Result<(), Str
         }
     }
     fsops::write_atomic(
+        root,
         &fsops::under_root(root, HOSTS),
         hosts_text(hostname).as_bytes(),
         0o644,

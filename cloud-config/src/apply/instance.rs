@@ -28,6 +28,7 @@ pub fn try_record_applied(opts: &ApplyOptions) -> Result<(), String> {
         return Err(format!("invalid instance ID {:?}", opts.instance_id));
     }
     fsops::write_atomic(
+        &opts.root,
         &fsops::under_root(&opts.root, INSTANCE_FILE),
         format!("{}\n", opts.instance_id).as_bytes(),
         0o644,

@@ -33,6 +33,10 @@
 //! files it should own fail too (with a message naming the failed step).
 //! A config whose validation report has errors is not applied at all
 //! ([`apply_report`]).
+//!
+//! Key revocation: a user (or the default user) whose `cloud-config` or
+//! `metadata` key set exists from an earlier run but has no keys now gets
+//! a keys step that removes the set and regenerates `authorized_keys`.
 
 mod accounts;
 mod commands;
@@ -304,11 +308,15 @@ pub fn apply(config: &CloudConfig, opts: &ApplyOptions) -> Outcome {
     for (i, u) in config.users.iter().enumerate() {
         let name = format!("users[{i}] {}", u.name);
         run.user(name.clone(), u);
-        if !u.ssh_authorized_keys.is_empty() {
+        // With no keys, an earlier instance's set is revoked; the default
+        // user's sets are handled (merged) by `default_user`.
+        let revoke = u.ssh_authorized_keys.is_empty()
+            && u.name != opts.default_user
+            && ssh_keys::has_set(&root, &u.name, ssh_keys::USER_DATA_SET);
+        if !u.ssh_authorized_keys.is_empty() || revoke {
             let keys = u.ssh_authorized_keys.clone();
             run.user_step(format!("{name} ssh keys"), &u.name, || {
                 ssh_keys::install(&root, &u.name, &[(ssh_keys::USER_DATA_SET, keys)])
-                    .map(|()| Vec::new())
             });
         }
     }
@@ -378,11 +386,18 @@ fn default_user(run: &mut Runner<'_>, config: &CloudConfig) {
             user_data_keys.push(k.clone());
         }
     }
-    if config.ssh_authorized_keys.is_empty() && opts.metadata_keys.is_empty() {
+    let wants_keys = !config.ssh_authorized_keys.is_empty() || !opts.metadata_keys.is_empty();
+    // Without keys the user is not created, but sets of an earlier
+    // instance that are empty now are revoked.
+    let revoke = (user_data_keys.is_empty()
+        && ssh_keys::has_set(&root, &name, ssh_keys::USER_DATA_SET))
+        || (opts.metadata_keys.is_empty()
+            && ssh_keys::has_set(&root, &name, ssh_keys::METADATA_SET));
+    if !wants_keys && !revoke {
         return;
     }
     let exists = accounts::Accounts::load(&root).is_ok_and(|a| a.user(&name).is_some());
-    if !exists && !run.failed_users.contains_key(&name) {
+    if wants_keys && !exists && !run.failed_users.contains_key(&name) {
         let step = format!("default user {name}");
         match accounts::default_user(&root, &name) {
             Ok(user) => run.user(step, &user),
@@ -397,7 +412,7 @@ fn default_user(run: &mut Runner<'_>, config: &CloudConfig) {
         (ssh_keys::METADATA_SET, opts.metadata_keys.clone()),
     ];
     run.user_step(format!("default user {name} ssh keys"), &name, || {
-        ssh_keys::install(&root, &name, &sets).map(|()| Vec::new())
+        ssh_keys::install(&root, &name, &sets)
     });
 }
 
@@ -421,6 +436,7 @@ fn generated_files(run: &mut Runner<'_>, config: &CloudConfig, hostname: Option<
             let text = generated::update_conf(coreos.update.as_ref(), coreos.locksmith.as_ref())?
                 .unwrap_or_default();
             fsops::write_atomic(
+                &root,
                 &fsops::under_root(&root, generated::UPDATE_CONF),
                 text.as_bytes(),
                 0o644,
@@ -442,6 +458,7 @@ fn generated_files(run: &mut Runner<'_>, config: &CloudConfig, hostname: Option<
         run.step(format!("coreos.{section} {path}"), || {
             let text = generated::env_drop_in(section, prefix, env)?;
             fsops::write_atomic(
+                &root,
                 &fsops::under_root(&root, &path),
                 text.as_bytes(),
                 0o644,
@@ -454,6 +471,7 @@ fn generated_files(run: &mut Runner<'_>, config: &CloudConfig, hostname: Option<
         run.step(format!("coreos.oem {}", generated::OEM_RELEASE), || {
             let text = generated::oem_release(oem)?;
             fsops::write_atomic(
+                &root,
                 &fsops::under_root(&root, generated::OEM_RELEASE),
                 text.as_bytes(),
                 0o644,

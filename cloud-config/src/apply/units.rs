@@ -76,7 +76,7 @@ pub(crate) fn apply_unit(root: &Path, unit: &Unit) -> Result<Vec<String>, String
         if unit.is_network() {
             return Err("network units cannot be masked".into());
         }
-        fsops::symlink_atomic("/dev/null", &path)?;
+        fsops::symlink_atomic(root, "/dev/null", &path)?;
     } else {
         if masked_now {
             std::fs::remove_file(&path)
@@ -84,12 +84,12 @@ pub(crate) fn apply_unit(root: &Path, unit: &Unit) -> Result<Vec<String>, String
             notes.push("unmasked".to_string());
         }
         if let Some(content) = &unit.content {
-            fsops::write_atomic(&path, content.as_bytes(), 0o644, Owner::default())?;
+            fsops::write_atomic(root, &path, content.as_bytes(), 0o644, Owner::default())?;
         }
     }
     for d in &unit.drop_ins {
         let p = dir.join(format!("{}.d", unit.name)).join(&d.name);
-        fsops::write_atomic(&p, d.content.as_bytes(), 0o644, Owner::default())?;
+        fsops::write_atomic(root, &p, d.content.as_bytes(), 0o644, Owner::default())?;
     }
     if unit.enable {
         if unit.mask {
@@ -151,7 +151,7 @@ fn enable(root: &Path, unit: &Unit, dir: &Path) -> Result<Vec<String>, String> {
     for (t, kind) in links {
         check_name("target", &t)?;
         let link = dir.join(format!("{t}.{kind}")).join(&unit.name);
-        fsops::symlink_atomic(&target, &link)?;
+        fsops::symlink_atomic(root, &target, &link)?;
         notes.push(format!("enabled in {t}.{kind}"));
     }
     Ok(notes)
@@ -198,6 +198,7 @@ pub(crate) fn write_commands(root: &Path, commands: &[UnitCommand]) -> Result<()
         text.push_str(&format!("{} {}\n", c.command, c.unit));
     }
     fsops::write_atomic(
+        root,
         &fsops::under_root(root, UNIT_COMMANDS),
         text.as_bytes(),
         0o644,

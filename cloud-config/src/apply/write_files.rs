@@ -41,9 +41,9 @@ pub(crate) fn write(
     };
     let path = fsops::under_root(root, &file.path);
     if file.append {
-        fsops::append(&path, &content, mode, owner)
+        fsops::append(root, &path, &content, mode, owner)
     } else {
-        fsops::write_atomic(&path, &content, mode, owner)
+        fsops::write_atomic(root, &path, &content, mode, owner)
     }
 }
 
