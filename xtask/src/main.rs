@@ -107,6 +107,10 @@ struct QemuArgs {
     /// instead of a NoCloud seed
     #[arg(long, requires = "user_data")]
     config_drive: bool,
+    /// Hand the guest this user-data through QEMU's fw_cfg
+    /// (opt/org.slipway/user-data) instead of a seed disk
+    #[arg(long, value_name = "FILE", conflicts_with = "user_data")]
+    fw_cfg_user_data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +239,7 @@ fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
     machine.kvm = a.kvm;
     machine.no_reboot = a.no_reboot;
     machine.disk_size = a.disk_size;
+    machine.fw_cfg_user_data = a.fw_cfg_user_data;
     machine.user_data = a.user_data.map(|file| {
         let kind = if a.config_drive {
             xtask::seed::SeedKind::ConfigDrive

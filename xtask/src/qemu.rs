@@ -91,6 +91,9 @@ pub struct Machine {
     /// User-data to hand the guest on a seed disk (the second virtio disk,
     /// read-only), made fresh for each run.
     pub user_data: Option<(SeedKind, PathBuf)>,
+    /// User-data handed over by QEMU's fw_cfg instead
+    /// (`opt/org.slipway/user-data`, which the guest reads from sysfs).
+    pub fw_cfg_user_data: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -106,6 +109,7 @@ impl Machine {
             host_forwards: Vec::new(),
             patches: Vec::new(),
             user_data: None,
+            fw_cfg_user_data: None,
             extra_args: Vec::new(),
         }
     }
@@ -227,6 +231,23 @@ pub fn command(machine: &Machine, files: &RunFiles, fw: &Firmware) -> Result<Com
             files.overlay.display()
         ))
         .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    if let Some(file) = &machine.fw_cfg_user_data {
+        // QEMU splits -fw_cfg options at commas; a path with one cannot be
+        // passed this way.
+        let path = file
+            .canonicalize()
+            .with_context(|| format!("user-data {}", file.display()))?;
+        if path.to_string_lossy().contains(',') {
+            bail!(
+                "the fw_cfg user-data path {} contains a comma",
+                path.display()
+            );
+        }
+        cmd.arg("-fw_cfg").arg(format!(
+            "name=opt/org.slipway/user-data,file={}",
+            path.display()
+        ));
+    }
     if let Some(seed) = &files.seed {
         cmd.arg("-drive").arg(format!(
             "if=virtio,format=raw,readonly=on,file={}",

@@ -141,3 +141,26 @@ fn a_script_on_a_config_drive_runs_once() {
     assert_eq!(ok(&mut vm, "cat /var/lib/script-runs"), "x");
     vm.qmp().unwrap().quit().unwrap();
 }
+
+#[test]
+fn user_data_from_fw_cfg_is_applied() {
+    let Some(dir) = vm_test_image("cloud_config_fw_cfg") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let user_data = work.path().join("user-data");
+    std::fs::write(
+        &user_data,
+        "#cloud-config\nhostname: from-fw-cfg\nwrite_files:\n  - path: /var/lib/fw-cfg-marker\n    content: hi\n",
+    )
+    .unwrap();
+    let mut machine = Machine::new(dir.join("disk.qcow2"));
+    machine.fw_cfg_user_data = Some(user_data);
+    let mut vm = Vm::start("cloud-config-fw-cfg", &machine).unwrap();
+    vm.wait_for("slipway: cloud-config: user-data (fw_cfg", BOOT)
+        .unwrap();
+    vm.wait_for("slipway: ready ", BOOT).unwrap();
+    assert_eq!(ok(&mut vm, "hostname"), "from-fw-cfg");
+    assert_eq!(ok(&mut vm, "cat /var/lib/fw-cfg-marker"), "hi");
+    vm.qmp().unwrap().quit().unwrap();
+}

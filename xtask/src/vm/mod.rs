@@ -162,7 +162,7 @@ impl Vm {
             .and_then(|s| s.trim().parse::<i32>().ok())
             .with_context(|| format!("no exit status in `{line}`"))?;
         let lines = self.transcript.lines();
-        let output: Vec<&str> = lines
+        let mut output: Vec<&str> = lines
             .iter()
             .skip(start)
             .skip_while(|l| !l.contains(&begin))
@@ -170,6 +170,11 @@ impl Vm {
             .take_while(|l| !l.contains(&end))
             .map(String::as_str)
             .collect();
+        // Output without a final newline shares its last line with the
+        // end marker.
+        if let Some(unterminated) = line.split(&end).next().filter(|p| !p.is_empty()) {
+            output.push(unterminated);
+        }
         Ok((status, output.join("\n")))
     }
 
