@@ -112,7 +112,11 @@ pub(crate) fn load(src: &str) -> Result<Loaded, SyntaxError> {
                     lines: &lines,
                     renamed: &renamed,
                 };
-                let root = docs.first().map(|d| conv.node(d));
+                let root = docs.first().map(|d| {
+                    let mut root = conv.node(d);
+                    inherit_positions(&mut root, 1, 1);
+                    root
+                });
                 return Ok(Loaded {
                     root,
                     extra_documents: docs.len() > 1,
@@ -304,6 +308,31 @@ impl Converter<'_> {
         };
         let raw = raw.unwrap_or_else(|| fallback_text(s));
         Value::Scalar { raw, kind }
+    }
+}
+
+/// saphyr gives some nodes (e.g. an empty value after a bare tag `!`) no
+/// position (line 0); such a node takes its parent's (for a map value,
+/// its key's), so every finding points somewhere real.
+fn inherit_positions(node: &mut Node, line: usize, column: usize) {
+    if node.line == 0 {
+        node.line = line;
+        node.column = column;
+    }
+    let (line, column) = (node.line, node.column);
+    match &mut node.value {
+        Value::Seq(items) => {
+            for item in items {
+                inherit_positions(item, line, column);
+            }
+        }
+        Value::Map(entries) => {
+            for (key, value) in entries {
+                inherit_positions(key, line, column);
+                inherit_positions(value, key.line, key.column);
+            }
+        }
+        Value::Scalar { .. } => {}
     }
 }
 

@@ -135,6 +135,21 @@ impl Header {
             entry_size: u32_at(sector, 84),
             entries_crc: u32_at(sector, 88),
         };
+        // No disk has sectors this far; refusing them keeps every byte
+        // offset computed from them (`lba * block`) in range.
+        let limit = u64::MAX >> 20;
+        if [
+            header.my_lba,
+            header.alternate_lba,
+            header.first_usable,
+            header.last_usable,
+            header.entries_lba,
+        ]
+        .iter()
+        .any(|lba| *lba > limit)
+        {
+            return Err("has sector numbers beyond any disk".into());
+        }
         if header.entry_size as usize != ENTRY_SIZE {
             return Err(format!(
                 "has entries of {} bytes (only 128 is supported)",
@@ -306,10 +321,12 @@ pub fn plan(
         .find(|e| e.type_guid == VAR_TYPE)
         .copied()
         .ok_or(GrowError::NoVar)?;
-    let var_old_size = (var.last_lba + 1).saturating_sub(var.first_lba) * block;
+    let var_old_size = (var.last_lba + 1)
+        .saturating_sub(var.first_lba)
+        .saturating_mul(block);
     let unchanged = |reason: GrowError| Growth {
         var_number: var.number,
-        var_offset: var.first_lba * block,
+        var_offset: var.first_lba.saturating_mul(block),
         var_old_size,
         var_new_size: var_old_size,
         repairs_primary,
@@ -323,8 +340,15 @@ pub fn plan(
             table_bytes: (needed + 1) * block,
         }));
     }
-    // A table we would only make worse: an entry ending before it starts,
-    // or var reaching into the area the backup table is written to.
+    // A table we would only make worse: an entry ending before it starts
+    // or past the disk, or var reaching into the area the backup table is
+    // written to.
+    if let Some(bad) = all.iter().find(|e| e.last_lba > last_lba) {
+        return Ok(unchanged(GrowError::Malformed(format!(
+            "partition {} lies beyond the end of the disk",
+            bad.number
+        ))));
+    }
     if let Some(bad) = all.iter().find(|e| e.last_lba < e.first_lba) {
         return Ok(unchanged(GrowError::Malformed(format!(
             "partition {} ends before it starts",
@@ -375,7 +399,9 @@ fn grown(
     var: Entry,
     repairs_primary: bool,
 ) -> io::Result<Growth> {
-    let var_old_size = (var.last_lba + 1).saturating_sub(var.first_lba) * block;
+    let var_old_size = (var.last_lba + 1)
+        .saturating_sub(var.first_lba)
+        .saturating_mul(block);
     let align = (ALIGN / block).max(1);
     let room = (last_usable + 1).saturating_sub(var.first_lba);
     // Never shrink, whatever the arithmetic says.
@@ -788,5 +814,43 @@ mod tests {
             g.cannot_grow.as_deref(),
             Some("the partition table is malformed: var (partition 3) ends past the last usable sector")
         );
+    }
+
+    /// A stand-in for a fuzzer: corrupted tables (with their checksums
+    /// repaired, so the parser goes deep) never panic the planner, and
+    /// whatever it writes, a second plan finds nothing more to do.
+    #[test]
+    fn corrupted_tables_never_panic_and_plans_converge() {
+        let base = {
+            let mut d = image(LogicalBlockSize::Lb512, 1);
+            d.resize((10 * MIB) as usize, 0);
+            d
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..800 {
+            let mut disk = base.clone();
+            for _ in 0..=(next() % 4) {
+                // Header fields and the first entries, where it matters.
+                let at = 512 + (next() % (512 + 3 * 128)) as usize;
+                disk[at] ^= 1 << (next() % 8);
+            }
+            if round % 2 == 0 {
+                rechecksum(&mut disk);
+            }
+            let result = std::panic::catch_unwind(|| plan_on(&disk, 512)).expect("plan panicked");
+            if let Ok(g) = result {
+                apply(&mut disk, &g.writes);
+                let again = plan_on(&disk, 512);
+                if let Ok(again) = again {
+                    assert_eq!(again.writes, vec![], "round {round}: {g:?}");
+                }
+            }
+        }
     }
 }
