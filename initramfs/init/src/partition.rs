@@ -474,6 +474,8 @@ pub(crate) mod tests {
         let sb = &mut fs[1024..];
         sb[4..8].copy_from_slice(&(blocks as u32).to_le_bytes());
         sb[24..28].copy_from_slice(&2u32.to_le_bytes());
+        sb[0x20..0x24].copy_from_slice(&32768u32.to_le_bytes());
+        sb[0x28..0x2c].copy_from_slice(&8192u32.to_le_bytes());
         sb[56..58].copy_from_slice(&0xef53u16.to_le_bytes());
         sb[0x60..0x64].copy_from_slice(&0x80u32.to_le_bytes());
         sb[0x150..0x154].copy_from_slice(&((blocks >> 32) as u32).to_le_bytes());

@@ -48,6 +48,21 @@ pub enum VarMount {
 pub struct Ext4Super {
     pub block_size: u64,
     pub blocks: u64,
+    pub blocks_per_group: u64,
+    pub inodes_per_group: u64,
+}
+
+impl Ext4Super {
+    /// The most blocks this filesystem can grow to: the inode count is a
+    /// 32-bit number, so the group count is bounded by 2^32 / inodes per
+    /// group (about 64 TiB with our 4 KiB blocks and 16 KiB per inode).
+    /// The kernel refuses a whole resize that passes it, so we stop there.
+    pub fn max_blocks(&self) -> u64 {
+        match u64::from(u32::MAX).checked_div(self.inodes_per_group) {
+            Some(groups) => groups.saturating_mul(self.blocks_per_group),
+            None => u64::MAX,
+        }
+    }
 }
 
 const EXT4_MAGIC: u16 = 0xef53;
@@ -76,6 +91,8 @@ pub fn parse_superblock(sb: &[u8]) -> Option<Ext4Super> {
     Some(Ext4Super {
         block_size: 1024 << log,
         blocks,
+        blocks_per_group: u64::from(u32_at(0x20)?),
+        inodes_per_group: u64::from(u32_at(0x28)?),
     })
 }
 
@@ -282,7 +299,19 @@ fn grow_filesystem(sys: &mut dyn Sys, device: &str, mount_point: &str, partition
         }
     };
     let fs_bytes = sb.blocks * sb.block_size;
-    let want = partition_bytes / sb.block_size;
+    let fits = partition_bytes / sb.block_size;
+    let want = fits.min(sb.max_blocks());
+    if want < fits {
+        say(
+            sys,
+            &format!(
+                "slipway: /var: {FSTYPE} on {device} can hold at most {} of the {} partition \
+                 (its inode count would pass 2^32); growing it that far",
+                human(want.saturating_mul(sb.block_size)),
+                human(partition_bytes)
+            ),
+        );
+    }
     if want <= sb.blocks {
         say(
             sys,
@@ -455,6 +484,26 @@ mod tests {
     }
 
     #[test]
+    fn growth_stops_where_the_inode_count_would_overflow() {
+        let mut sys = on_disk_of(64 * MIB);
+        // A filesystem whose inode count allows a single group of 1024
+        // blocks (4 MiB): the limit is reached long before the partition.
+        let mut fs = ext4_superblock(VAR_SIZE / 4096);
+        fs[1024 + 0x20..1024 + 0x24].copy_from_slice(&1024u32.to_le_bytes());
+        fs[1024 + 0x28..1024 + 0x2c].copy_from_slice(&(1u32 << 31).to_le_bytes());
+        sys.add_file("/dev/vda6", fs);
+        mount(&mut sys, "/dev/vda3", "/sysroot/var");
+        assert!(sys
+            .calls
+            .contains(&"resize_ext4 /sysroot/var 1024".to_string()));
+        assert!(console(&sys).contains(
+            &"slipway: /var: ext4 on /dev/vda6 can hold at most 4 MiB of the 58 MiB partition \
+              (its inode count would pass 2^32); growing it that far"
+                .to_string()
+        ));
+    }
+
+    #[test]
     fn a_failed_mount_falls_back_to_tmpfs_and_says_why() {
         let mut sys = on_disk_of(8 * MIB);
         sys.fail("mount /dev/vda6 /sysroot/var ext4", Errno::EUCLEAN);
@@ -507,9 +556,15 @@ mod tests {
             parse_superblock(&ext4_superblock(5 << 32 | 7)[1024..]),
             Some(Ext4Super {
                 block_size: 4096,
-                blocks: 5 << 32 | 7
+                blocks: 5 << 32 | 7,
+                blocks_per_group: 32768,
+                inodes_per_group: 8192,
             })
         );
+        // 4 KiB blocks, 16 KiB per inode: 2^32 inodes at 64 TiB.
+        let sb = parse_superblock(&ext4_superblock(1)[1024..]).unwrap();
+        // (2^32 - 1) / 8192 = 524287 whole groups of 128 MiB.
+        assert_eq!(sb.max_blocks() * 4096, (64 << 40) - 128 * MIB);
         assert_eq!(parse_superblock(&[0u8; 1024]), None);
         assert_eq!(human(128 * MIB), "128 MiB");
         assert_eq!(human(4 * 1024 * MIB - 34 * 512), "4.0 GiB");
