@@ -7,7 +7,11 @@
 //!   keeping every node's position, [`validate`] reports findings with line
 //!   and column ([`findings`] renders them);
 //! - [`datasource`] fetches user-data and metadata (NoCloud, ConfigDrive,
-//!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service).
+//!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service);
+//! - [`apply`] writes a configuration into a root directory, [`boot`] is
+//!   what the machine runs at every boot (fetch, check, apply once per
+//!   instance), and [`cli`] is the `validate` command both the build tool
+//!   and the machine offer.
 
 pub mod apply;
 pub mod boot;

@@ -141,16 +141,7 @@ impl Checker<'_> {
     }
 
     fn hostname(&mut self, h: &str) {
-        let ok = !h.is_empty()
-            && h.len() <= 253
-            && h.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if !ok {
+        if !valid_hostname(h) {
             let msg = format!(
                 "invalid hostname {h:?}: use letters, digits and '-' in dot-separated labels of at most 63 characters"
             );
@@ -328,6 +319,22 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Letters, digits and '-' in dot-separated labels of at most 63
+/// characters, at most 64 in all: what the kernel takes as a hostname
+/// (`HOST_NAME_MAX`), and the rule the init applies to `/etc/hostname` at
+/// boot, so a name that passes here is the name the machine gets.
+pub fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 64
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Why a `write_files` path cannot be written on Slipway, if it cannot.

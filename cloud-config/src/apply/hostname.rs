@@ -7,23 +7,10 @@
 use std::path::Path;
 
 use super::fsops::{self, Owner};
+use crate::validate::valid_hostname;
 
 pub(crate) const HOSTNAME: &str = "/etc/hostname";
 pub(crate) const HOSTS: &str = "/etc/hosts";
-
-/// Letters, digits and '-' in dot-separated labels of at most 63
-/// characters, at most 253 in all.
-pub(crate) fn valid_hostname(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
 
 pub(crate) fn write_hostname(root: &Path, hostname: &str) -> Result<(), String> {
     if !valid_hostname(hostname) {

@@ -152,7 +152,7 @@ impl Header {
         }
         if header.entry_size as usize != ENTRY_SIZE {
             return Err(format!(
-                "has entries of {} bytes (only 128 is supported)",
+                "has an unsupported entry size {} (only 128 is supported)",
                 header.entry_size
             ));
         }
@@ -235,11 +235,47 @@ pub fn declared_size(dev: &mut dyn crate::sys::ReadSeek, block: u64) -> Option<u
     Some((header.alternate_lba.max(header.last_usable) + 1) * block)
 }
 
+/// Sector sizes disks have: a power of two from 512 to 64 KiB. Anything
+/// else (a bad sysfs value) would make every offset wrong, or divide by 0.
+fn check_block(block: u64) -> Result<(), String> {
+    if (512..=65536).contains(&block) && block.is_power_of_two() {
+        Ok(())
+    } else {
+        Err(format!("sector size {block} is not one a disk has"))
+    }
+}
+
+/// The used entries of the disk's GPT as `(number, unique GUID)`, for
+/// finding partitions by PARTUUID: the primary table, or the backup in the
+/// disk's last sector if the primary is damaged (as Linux does with `gpt`
+/// on its command line, and as UEFI firmware does).
+pub fn partition_guids(
+    dev: &mut dyn crate::sys::ReadSeek,
+    block: u64,
+) -> Result<Vec<(u32, Uuid)>, String> {
+    check_block(block)?;
+    let table = match read_table(dev, block, 1) {
+        Ok(t) => t,
+        Err(primary) => {
+            let size = dev.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+            let last = (size / block).saturating_sub(1);
+            read_table(dev, block, last).map_err(|backup| {
+                format!("no valid GPT: primary at sector 1 {primary}; backup at the last sector {backup}")
+            })?
+        }
+    };
+    Ok(entries(&table)
+        .into_iter()
+        .map(|e| (e.number, e.unique_guid))
+        .collect())
+}
+
 /// One GPT entry's fields that growth looks at.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     number: u32,
     type_guid: Uuid,
+    unique_guid: Uuid,
     last_lba: u64,
     first_lba: u64,
 }
@@ -254,9 +290,12 @@ fn entries(table: &Table) -> Vec<Entry> {
             let mut guid = [0u8; 16];
             guid.copy_from_slice(raw.get(..16)?);
             let type_guid = Uuid::from_bytes_le(guid);
+            let mut unique = [0u8; 16];
+            unique.copy_from_slice(raw.get(16..32)?);
             (!type_guid.is_nil()).then(|| Entry {
                 number,
                 type_guid,
+                unique_guid: Uuid::from_bytes_le(unique),
                 first_lba: u64_at(raw, 32),
                 last_lba: u64_at(raw, 40),
             })
@@ -299,6 +338,8 @@ pub fn plan(
     block: u64,
     disk_bytes: u64,
 ) -> Result<Growth, GrowError> {
+    check_block(block)
+        .map_err(|e| GrowError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let last_lba = (disk_bytes / block).saturating_sub(1);
     let (base, repairs_primary) = match read_table(dev, block, 1) {
         Ok(t) => (t, false),

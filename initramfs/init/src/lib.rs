@@ -57,10 +57,14 @@ Started by the kernel, never by hand:
       kernel command line, through dm-verity (slipway.roothash=,
       slipway.verity_hash=PARTUUID=<uuid>, slipway.verity_salt=,
       slipway.verity_blocks=; slipway.verity=off boots it unverified),
-      and switches to it;
+      mounts /var from the disk's var partition (grown to fill the disk
+      at first boot), and switches to it;
   /sbin/init on the root (stage 2): mounts /dev/pts, /tmp, cgroup2 and
-      the rest, prints the ready line, runs a rescue shell on the serial
-      console, and reboots or powers off on request.
+      the rest, makes /etc an overlay kept on /var, binds /home and /root
+      from /var, writes /etc/machine-id once, runs
+      /usr/bin/slipway-cloud-config boot (user-data), sets the hostname
+      from /etc/hostname, prints the ready line, runs a rescue shell on
+      the serial console, and reboots or powers off on request.
 
 Options (only when not PID 1):
   --help       print this text

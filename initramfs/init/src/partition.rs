@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek};
 use std::time::Duration;
 
-use gpt::disk::LogicalBlockSize;
 use uuid::Uuid;
 
 use crate::cmdline::RootSpec;
@@ -63,40 +62,6 @@ pub fn scan_partitions(sys: &mut dyn Sys) -> Result<Vec<BlockPartition>, Error> 
     Ok(found)
 }
 
-/// Lets the `gpt` crate, which wants a writable device, read one that we
-/// opened read-only. Any write attempt fails.
-struct ReadOnly<R>(R);
-
-impl<R> fmt::Debug for ReadOnly<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ReadOnly")
-    }
-}
-
-impl<R: Read> Read for ReadOnly<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl<R: Seek> Seek for ReadOnly<R> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.0.seek(pos)
-    }
-}
-
-impl<R> Write for ReadOnly<R> {
-    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the init never writes a partition table",
-        ))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Reads the GPT on `device` and returns the number of the partition whose
 /// unique GUID is `wanted`, or `None` if no entry has it. Errors mean "no
 /// readable GPT here" (no GPT at all, a CD drive without medium, …).
@@ -120,35 +85,28 @@ pub fn gpt_partition_numbers<R: Read + Seek>(
     block_size: u64,
     wanted: &[Uuid],
 ) -> io::Result<Vec<Option<u32>>> {
-    let lb = LogicalBlockSize::try_from(block_size)?;
-    // The gpt crate asserts (panics) on an entry size other than 128; refuse
-    // such a table before it gets there. A PID 1 must not panic on a disk
-    // somebody else wrote.
-    if let Ok(header) = gpt::header::read_header_from_arbitrary_device(&mut device, lb) {
-        if header.part_size != 128 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "unsupported GPT entry size {} (expected 128)",
-                    header.part_size
-                ),
-            ));
-        }
-    }
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .logical_block_size(lb)
-        .open_from_device(ReadOnly(device))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    // The same reader the growth of /var uses (gpt_grow.rs): it refuses
+    // what it does not understand (entry sizes other than 128, absurd
+    // sector numbers) with an error, never a panic.
+    let found = crate::gpt_grow::partition_guids(&mut device, block_size)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(wanted
         .iter()
         .map(|uuid| {
-            disk.partitions()
+            found
                 .iter()
-                .find(|(_, p)| p.is_used() && p.part_guid == *uuid)
+                .find(|(_, guid)| guid == uuid)
                 .map(|(number, _)| *number)
         })
         .collect())
+}
+
+/// A block device's size in 512-byte sectors, as sysfs gives it (sysfs
+/// counts 512-byte units whatever the disk's sector size).
+pub fn sectors_in_sysfs(sys: &mut dyn Sys, name: &str) -> Option<u64> {
+    sys.read_file(&format!("{SYS_CLASS_BLOCK}/{name}/size"))
+        .ok()
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
 }
 
 /// The disk's logical sector size from sysfs (512 if sysfs does not say).
@@ -260,12 +218,7 @@ pub fn truncated_disks(sys: &mut dyn Sys) -> String {
         if sys.exists(&format!("{SYS_CLASS_BLOCK}/{name}/partition")) {
             continue;
         }
-        let Some(size) = sys
-            .read_file(&format!("{SYS_CLASS_BLOCK}/{name}/size"))
-            .ok()
-            .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u64>().ok())
-            .map(|sectors| sectors * 512)
-        else {
+        let Some(size) = sectors_in_sysfs(sys, &name).map(|sectors| sectors * 512) else {
             continue;
         };
         let block = logical_block_size(sys, &name);
@@ -353,9 +306,10 @@ pub fn wait_for_partitions(
 pub(crate) mod tests {
     use super::*;
     use crate::recording::RecordingSys;
+    use gpt::disk::LogicalBlockSize;
     use gpt::partition::Partition;
     use gpt::partition_types;
-    use std::io::Cursor;
+    use std::io::{Cursor, SeekFrom};
 
     pub const ROOT_A: &str = "6a4f36e5-5b1e-4d8a-9c3f-2b7e1d0c9a81";
     pub const ROOT_B: &str = "0e1c2b3a-4d5e-4f60-8a7b-9c8d7e6f5a40";
@@ -532,13 +486,18 @@ pub(crate) mod tests {
         assert!(gpt_partition_number(Cursor::new(vec![0u8; 100]), 512, &a).is_err());
         assert!(gpt_partition_number(Cursor::new(vec![0u8; 8192]), 1000, &a).is_err());
 
-        // A valid header announcing 256-byte entries.
+        // Valid headers announcing 256-byte entries, primary and backup
+        // alike (with only the primary odd, the backup is used, as Linux
+        // does).
         let mut image = disk_image(LogicalBlockSize::Lb512);
-        let header = &mut image[512..512 + 92];
-        header[84..88].copy_from_slice(&256u32.to_le_bytes());
-        header[16..20].fill(0);
-        let crc = crc32(header);
-        header[16..20].copy_from_slice(&crc.to_le_bytes());
+        let backup = image.len() - 512;
+        for at in [512, backup] {
+            let header = &mut image[at..at + 92];
+            header[84..88].copy_from_slice(&256u32.to_le_bytes());
+            header[16..20].fill(0);
+            let crc = crc32(header);
+            header[16..20].copy_from_slice(&crc.to_le_bytes());
+        }
         let err = gpt_partition_number(Cursor::new(&image), 512, &a).unwrap_err();
         assert!(err.to_string().contains("entry size 256"), "{err}");
     }

@@ -131,7 +131,8 @@ fn set_hostname(sys: &mut dyn Sys) {
     }
 }
 
-/// RFC 1123 labels, at most 64 bytes (the kernel's limit).
+/// RFC 1123 labels, at most 64 bytes (the kernel's limit): the rule
+/// `cloud_config::validate::valid_hostname` checks user-data against.
 fn valid_hostname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

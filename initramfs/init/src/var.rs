@@ -31,7 +31,7 @@ use crate::console::say;
 use crate::error::errno_text;
 use crate::gpt_grow::{self, Growth};
 use crate::mounts::mount_fs;
-use crate::partition::{logical_block_size, scan_partitions, SYS_CLASS_BLOCK};
+use crate::partition::{logical_block_size, scan_partitions, sectors_in_sysfs};
 use crate::sys::Sys;
 
 pub const FSTYPE: &str = "ext4";
@@ -200,13 +200,6 @@ fn mount_partition(sys: &mut dyn Sys, root: &str, target: &str) -> Result<String
     // 6. The filesystem.
     grow_filesystem(sys, &device, target, partition_bytes);
     Ok(device)
-}
-
-/// A block device's size in 512-byte sectors, as sysfs gives it.
-fn sectors_in_sysfs(sys: &mut dyn Sys, name: &str) -> Option<u64> {
-    sys.read_file(&format!("{SYS_CLASS_BLOCK}/{name}/size"))
-        .ok()
-        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
 }
 
 /// Writes the planned table and updates the kernel's view; returns the
