@@ -204,6 +204,29 @@ pub fn spawn_in_new_session_on_stdin_tty(command: &mut Command) {
     }
 }
 
+/// Prepares a service's process: unblocks every signal, makes it the
+/// leader of a new session (so its process group can be signalled as one
+/// where there are no cgroups), and moves it into its cgroup by writing
+/// `0` (itself) to the group's `cgroup.procs`, before it can fork.
+pub fn spawn_as_service(command: &mut Command, cgroup_procs: Option<std::os::fd::RawFd>) {
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: sigprocmask, setsid and
+    // write(2) on a descriptor opened by the parent; nothing allocates.
+    unsafe {
+        command.pre_exec(move || {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)?;
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if let Some(fd) = cgroup_procs {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

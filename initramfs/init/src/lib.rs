@@ -16,6 +16,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod control;
 pub mod dm;
 pub mod error;
 pub mod gpt_grow;
@@ -26,6 +27,7 @@ pub mod os_release;
 pub mod partition;
 pub mod power;
 pub mod recording;
+pub mod service;
 pub mod shell;
 pub mod stage1;
 pub mod stage2;
@@ -161,6 +163,7 @@ fn run_stage1(sys: &mut LinuxSys) -> ! {
 const STAGE2_MAX_FAILURES: u32 = 3;
 
 fn run_stage2(sys: &mut LinuxSys) -> ! {
+    let stage2_start = sys.boot_time();
     let tty = match catch_unwind(AssertUnwindSafe(|| stage2::prepare(sys))) {
         Ok(tty) => tty,
         Err(payload) => {
@@ -175,7 +178,21 @@ fn run_stage2(sys: &mut LinuxSys) -> ! {
         }
     };
 
-    let mut supervisor = Supervisor::new(tty);
+    let (manager, control) =
+        match catch_unwind(AssertUnwindSafe(|| stage2::start_services(sys, stage2_start))) {
+            Ok(started) => started,
+            Err(payload) => {
+                say(
+                    sys,
+                    &format!(
+                        "slipway: services: internal error: {}",
+                        panic_message(payload.as_ref())
+                    ),
+                );
+                (None, None)
+            }
+        };
+    let mut supervisor = Supervisor::new(tty, manager, control);
     let mut failures = 0;
     let action = loop {
         let reason = match catch_unwind(AssertUnwindSafe(|| supervisor.run(sys))) {

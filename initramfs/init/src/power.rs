@@ -107,7 +107,7 @@ pub fn reap_until_none(sys: &mut dyn Sys, limit: Duration, poll: Duration) -> bo
     let deadline = sys.now() + limit;
     loop {
         match sys.reap() {
-            Reaped::Child(_) => continue,
+            Reaped::Child(..) => continue,
             Reaped::NoChildren => return true,
             Reaped::NoneReady => {
                 if sys.now() >= deadline {
@@ -253,10 +253,10 @@ mod tests {
     fn poweroff_after_children_exit_on_sigterm() {
         let mut sys = machine();
         sys.script_reaps([
-            Reaped::Child(100),
+            Reaped::Child(100, crate::units::ExitOutcome::Success),
             Reaped::NoneReady,
             Reaped::NoneReady,
-            Reaped::Child(42),
+            Reaped::Child(42, crate::units::ExitOutcome::Signal(15)),
         ]);
         sys.fail("umount /run", Errno::EBUSY);
         shutdown(

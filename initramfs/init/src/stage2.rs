@@ -13,7 +13,10 @@ use std::time::Duration;
 use crate::error::{chain, errno_text};
 use crate::mounts::{mount_missing, stage2_mounts};
 use crate::os_release::image_version;
+use crate::control::Control;
+use crate::service::{self, Manager};
 use crate::state;
+use crate::units::Context;
 use crate::sys::Sys;
 
 pub const HOSTNAME: &str = "slipway";
@@ -49,6 +52,42 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
 
     rescue_tty(sys)
 }
+
+/// Starts the service manager on the boot target and opens its control
+/// socket. Neither failing stops the boot: the rescue shell still runs.
+pub fn start_services(sys: &mut dyn Sys, stage2_start: Duration) -> (Option<Manager>, Option<Control>) {
+    let text = |sys: &mut dyn Sys, p: &str| {
+        sys.read_file(p)
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default()
+    };
+    let ctx = Context {
+        hostname: text(sys, "/proc/sys/kernel/hostname"),
+        machine_id: text(sys, "/etc/machine-id"),
+        boot_id: text(sys, "/proc/sys/kernel/random/boot_id").replace('-', ""),
+    };
+    let cmdline = Cmdline::parse(&text(sys, "/proc/cmdline"));
+    let mut cfg = service::Config::default();
+    if let Some(secs) = cmdline.get(HEALTH_GRACE_ARG).and_then(|v| v.parse::<u64>().ok()) {
+        cfg.health_grace = Duration::from_secs(secs);
+    }
+    let commands = text(sys, service::UNIT_COMMANDS);
+    let mut manager = Manager::new(cfg, ctx);
+    manager.set_stage2_start(stage2_start);
+    manager.boot(&commands);
+    let control = match Control::bind(std::path::Path::new(slipway_control::SOCKET_PATH)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            say(sys, &format!("slipway: control socket: {e}; slipctl will not work"));
+            None
+        }
+    };
+    (Some(manager), control)
+}
+
+/// `slipway.health_grace=SECONDS`: how long the boot's services must stay
+/// up before the boot is healthy.
+pub const HEALTH_GRACE_ARG: &str = "slipway.health_grace";
 
 /// The cloud-config tool on the root; `boot` fetches user-data, checks it
 /// and applies it (per-instance items once), see `cloud-config/src/boot.rs`.

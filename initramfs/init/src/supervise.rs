@@ -1,5 +1,5 @@
-//! Stage 2's main loop: one `poll(2)` over a signalfd and the power-button
-//! event devices. Synchronous on purpose: PID 1 waits for a handful of
+//! Stage 2's main loop: one `poll(2)` over a signalfd, the power-button
+//! event devices, the control socket and the services' output pipes. Synchronous on purpose: PID 1 waits for a handful of
 //! event sources and a timer, which needs no runtime.
 
 use std::fs::{File, OpenOptions};
@@ -14,6 +14,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::console::say;
+use crate::control::Control;
+use crate::service::Manager;
 use crate::error::{chain, Context, Error};
 use crate::ioctl::input_device_name;
 use crate::power::{action_for_signal, power_key_pressed, PowerAction, INPUT_EVENT_SIZE};
@@ -38,22 +40,33 @@ pub fn supervised_signals() -> SigSet {
     set
 }
 
-/// The rescue shell and the loop around it. Kept across re-entries of
-/// [`Supervisor::run`] (after an internal error) so a running shell is not
-/// started twice.
+/// How long a shutdown waits for the services to stop (each also has its
+/// own `TimeoutStopSec=`) before the remaining processes are killed.
+const STOP_SERVICES_LIMIT: Duration = Duration::from_secs(180);
+
+/// The rescue shell, the service manager and its control socket, and
+/// the loop around them. Kept across re-entries of [`Supervisor::run`]
+/// (after an internal error) so nothing is started twice.
 #[derive(Debug)]
 pub struct Supervisor {
     shell_tty: String,
     shell_pid: Option<i32>,
     respawn: RespawnPolicy,
+    manager: Option<Manager>,
+    control: Option<Control>,
+    /// Set once a power request came: services are being stopped.
+    stopping: Option<(PowerAction, Duration)>,
 }
 
 impl Supervisor {
-    pub fn new(shell_tty: String) -> Self {
+    pub fn new(shell_tty: String, manager: Option<Manager>, control: Option<Control>) -> Self {
         Supervisor {
             shell_tty,
             shell_pid: None,
             respawn: RespawnPolicy::default(),
+            manager,
+            control,
+            stopping: None,
         }
     }
 
@@ -62,7 +75,8 @@ impl Supervisor {
         self.shell_pid
     }
 
-    /// Supervises until a reboot or poweroff is requested.
+    /// Supervises until a reboot or poweroff is requested and the
+    /// services have stopped.
     pub fn run(&mut self, sys: &mut dyn Sys) -> Result<PowerAction, Error> {
         let signals = supervised_signals();
         // Blocked signals stay pending for the signalfd instead of being
@@ -81,24 +95,56 @@ impl Supervisor {
         self.reap_all(sys);
 
         loop {
+            self.flush_console(sys);
+            if let Some((action, deadline)) = self.stopping {
+                let done = self.manager.as_ref().is_none_or(Manager::all_stopped);
+                if done || sys.now() >= deadline {
+                    if !done {
+                        say(sys, "slipway: services did not stop in time; killing what is left");
+                    }
+                    return Ok(action);
+                }
+            }
             let now = sys.now();
-            if self.shell_pid.is_none() && self.respawn.delay(now).is_zero() {
+            if self.stopping.is_none() && self.shell_pid.is_none() && self.respawn.delay(now).is_zero() {
                 self.start_shell(sys, now);
             }
-            let timeout = match self.shell_pid {
-                Some(_) => PollTimeout::NONE,
+            let mut wait: Option<Duration> = match self.shell_pid {
+                Some(_) => None,
+                None if self.stopping.is_some() => None,
                 // Round up so we do not wake a moment early and spin.
-                None => {
-                    let delay = self.respawn.delay(sys.now()) + Duration::from_millis(1);
-                    PollTimeout::try_from(delay).unwrap_or(PollTimeout::MAX)
+                None => Some(self.respawn.delay(sys.now()) + Duration::from_millis(1)),
+            };
+            if let Some(m) = &self.manager {
+                if let Some(d) = m.next_deadline() {
+                    let d = d + Duration::from_millis(1);
+                    wait = Some(wait.map_or(d, |w| w.min(d)));
                 }
+            }
+            if self.stopping.is_some() {
+                wait = Some(wait.map_or(Duration::from_millis(200), |w| w.min(Duration::from_millis(200))));
+            }
+            let timeout = match wait {
+                None => PollTimeout::NONE,
+                Some(d) => PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX),
             };
 
-            let (signal_ready, buttons_ready) = {
-                let mut fds = Vec::with_capacity(1 + buttons.len());
+            let outputs: Vec<String>;
+            let (signal_ready, buttons_ready, control_ready, outputs_ready) = {
+                let mut fds = Vec::with_capacity(2 + buttons.len());
                 fds.push(PollFd::new(signalfd.as_fd(), PollFlags::POLLIN));
                 for (_, file) in &buttons {
                     fds.push(PollFd::new(file.as_fd(), PollFlags::POLLIN));
+                }
+                let control_index = fds.len();
+                if let Some(c) = &self.control {
+                    fds.push(PollFd::new(c.listener.as_fd(), PollFlags::POLLIN));
+                }
+                let outputs_index = fds.len();
+                let out_fds = self.manager.as_ref().map(Manager::output_fds).unwrap_or_default();
+                outputs = out_fds.iter().map(|(n, _)| n.clone()).collect();
+                for (_, fd) in &out_fds {
+                    fds.push(PollFd::new(*fd, PollFlags::POLLIN));
                 }
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
@@ -110,9 +156,21 @@ impl Supervisor {
                     .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
                     .collect();
                 let signal_ready = ready.first().copied().unwrap_or(false);
-                let buttons_ready: Vec<bool> = ready.into_iter().skip(1).collect();
-                (signal_ready, buttons_ready)
+                let buttons_ready: Vec<bool> =
+                    ready.iter().skip(1).take(buttons.len()).copied().collect();
+                let control_ready =
+                    self.control.is_some() && ready.get(control_index).copied().unwrap_or(false);
+                let outputs_ready: Vec<bool> = ready.iter().skip(outputs_index).copied().collect();
+                (signal_ready, buttons_ready, control_ready, outputs_ready)
             };
+
+            for (name, ready) in outputs.iter().zip(outputs_ready) {
+                if ready {
+                    if let Some(m) = &mut self.manager {
+                        m.on_output(name);
+                    }
+                }
+            }
 
             if signal_ready {
                 while let Ok(Some(info)) = signalfd.read_signal() {
@@ -125,7 +183,7 @@ impl Supervisor {
                     if signal == Signal::SIGCHLD {
                         self.reap_all(sys);
                     } else if let Some(action) = action_for_signal(signal) {
-                        return Ok(action);
+                        self.begin_stop(sys, action);
                     }
                 }
             }
@@ -137,7 +195,9 @@ impl Supervisor {
                     continue;
                 }
                 match read_events(file) {
-                    Ok(events) if power_key_pressed(&events) => return Ok(PowerAction::PowerOff),
+                    Ok(events) if power_key_pressed(&events) => {
+                        self.begin_stop(sys, PowerAction::PowerOff)
+                    }
                     Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
                     Err(errno) => {
                         say(
@@ -155,6 +215,44 @@ impl Supervisor {
                 if index < buttons.len() {
                     buttons.remove(index);
                 }
+            }
+
+            if let Some(m) = &mut self.manager {
+                m.on_timer();
+            }
+            if let (Some(control), Some(manager)) = (&mut self.control, &mut self.manager) {
+                if control_ready {
+                    if let Some(action) = control.accept(manager, self.stopping.is_some()) {
+                        self.begin_stop(sys, action);
+                    }
+                }
+                if let Some(control) = &mut self.control {
+                    if let Some(manager) = &self.manager {
+                        control.answer_waiters(manager);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A power request: stop the services (in reverse order), then
+    /// [`Supervisor::run`] returns the action.
+    fn begin_stop(&mut self, sys: &mut dyn Sys, action: PowerAction) {
+        if self.stopping.is_some() {
+            return;
+        }
+        say(sys, action.requested_line());
+        self.stopping = Some((action, sys.now() + STOP_SERVICES_LIMIT));
+        if let Some(m) = &mut self.manager {
+            say(sys, "slipway: stopping services");
+            m.stop_all();
+        }
+    }
+
+    fn flush_console(&mut self, sys: &mut dyn Sys) {
+        if let Some(m) = &mut self.manager {
+            for line in m.take_output() {
+                say(sys, &line);
             }
         }
     }
@@ -175,9 +273,12 @@ impl Supervisor {
 
     /// Reaps every exited child: ours, and the orphans PID 1 inherits.
     fn reap_all(&mut self, sys: &mut dyn Sys) {
-        while let Reaped::Child(pid) = sys.reap() {
+        while let Reaped::Child(pid, outcome) = sys.reap() {
             if self.shell_pid == Some(pid) {
                 self.shell_pid = None;
+            }
+            if let Some(m) = &mut self.manager {
+                m.on_exit(pid, outcome);
             }
         }
     }

@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 
 use crate::dm::{Control, DmTarget};
 use crate::error::io_errno;
+use crate::units::ExitOutcome;
 
 pub type SysResult<T> = Result<T, Errno>;
 
@@ -41,8 +42,8 @@ pub enum Reboot {
 /// One step of reaping children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaped {
-    /// A child (or an adopted orphan) exited.
-    Child(i32),
+    /// A child (or an adopted orphan) exited, and how.
+    Child(i32, ExitOutcome),
     /// Children remain, none has exited.
     NoneReady,
     /// No children at all.
@@ -428,10 +429,16 @@ impl Sys for LinuxSys {
         loop {
             return match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => Reaped::NoneReady,
-                Ok(status) => match status.pid() {
-                    Some(pid) => Reaped::Child(pid.as_raw()),
-                    None => Reaped::NoneReady,
-                },
+                Ok(WaitStatus::Exited(pid, 0)) => Reaped::Child(pid.as_raw(), ExitOutcome::Success),
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    Reaped::Child(pid.as_raw(), ExitOutcome::ExitCode(code))
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    Reaped::Child(pid.as_raw(), ExitOutcome::Signal(signal as i32))
+                }
+                // Stopped or continued: not an exit (we do not ask for
+                // those with WUNTRACED/WCONTINUED, so this is defensive).
+                Ok(_) => Reaped::NoneReady,
                 Err(Errno::EINTR) => continue,
                 // ECHILD, or anything unexpected: looping on it would spin.
                 Err(_) => Reaped::NoChildren,

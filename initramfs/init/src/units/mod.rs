@@ -312,6 +312,9 @@ pub struct Service {
     /// `TimeoutStopSec=`/`TimeoutSec=`, default 90 s; `None`: no limit.
     pub timeout_stop: Option<Duration>,
     pub remain_after_exit: bool,
+    /// `StandardOutput=`/`StandardError=` naming the console (`journal+console`,
+    /// `tty`): output is copied to the console, prefixed with the unit name.
+    pub console: bool,
 }
 
 impl Service {

@@ -46,8 +46,6 @@ const UNSUPPORTED: &[&str] = &[
     "SuccessExitStatus",
     "RestartPreventExitStatus",
     "StandardInput",
-    "StandardOutput",
-    "StandardError",
     "SyslogIdentifier",
     "LimitNOFILE",
     "LimitNPROC",
@@ -108,6 +106,7 @@ fn default_service() -> Service {
         timeout_start: Some(Duration::from_secs(90)),
         timeout_stop: Some(Duration::from_secs(90)),
         remain_after_exit: false,
+        console: false,
     }
 }
 
@@ -470,6 +469,13 @@ impl<'a> Builder<'a> {
                     format!("RemainAfterExit={value}: not a boolean, ignoring"),
                 ),
             },
+            // Output always goes to the unit's log file; `+console` (or
+            // `tty`) also copies it, prefixed, to the console.
+            "StandardOutput" | "StandardError" => {
+                if value.contains("console") || value.starts_with("tty") {
+                    self.service.console = true;
+                }
+            }
             // Accepted in [Service] by systemd for compatibility.
             "StartLimitInterval" | "StartLimitIntervalSec" | "StartLimitBurst" => {
                 self.start_limit(at, key, value)

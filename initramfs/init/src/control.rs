@@ -1,0 +1,275 @@
+//! The control socket (`/run/slipway/control.sock`) that `slipctl` talks
+//! to: one JSON request per connection, one JSON answer (the protocol is
+//! in the `slipway-control` crate). Only root can connect (mode 0600).
+//!
+//! Requests that start or stop something are answered when the job has
+//! finished, as `systemctl` waits for its jobs; meanwhile the connection
+//! waits in a list and PID 1 goes on with everything else.
+
+use std::io::BufReader;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use slipway_control::{read_message, write_message, Request, Response, SystemStatus, UnitStatus};
+
+use crate::power::PowerAction;
+use crate::service::{ActiveState, Health, Job, Manager, UnitInfo};
+
+/// How long a client may take to send its request: PID 1 reads it
+/// blocking, so a slow or stuck client must not hold it up for long.
+const READ_LIMIT: Duration = Duration::from_millis(500);
+/// An answer that cannot be written within this is dropped.
+const WRITE_LIMIT: Duration = Duration::from_secs(1);
+/// A job not finished by then is answered as still running.
+const JOB_ANSWER_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+struct Waiter {
+    stream: UnixStream,
+    unit: String,
+    job: Job,
+    since: Instant,
+    /// What to say before the job's outcome (`enable --now`).
+    prefix: Option<String>,
+}
+
+/// The listening socket and the clients waiting for their jobs.
+#[derive(Debug)]
+pub struct Control {
+    pub listener: UnixListener,
+    waiters: Vec<Waiter>,
+}
+
+impl Control {
+    /// Binds the socket (replacing a stale one), owner-only.
+    pub fn bind(path: &Path) -> Result<Control, String> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)
+            .map_err(|e| format!("binding {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Control {
+            listener,
+            waiters: Vec::new(),
+        })
+    }
+
+    /// Serves the connections that are waiting; returns a power request.
+    pub fn accept(&mut self, manager: &mut Manager, shutting_down: bool) -> Option<PowerAction> {
+        let mut power = None;
+        // Bounded: a flood of connections cannot keep PID 1 here.
+        for _ in 0..16 {
+            let Ok((stream, _)) = self.listener.accept() else {
+                break;
+            };
+            if let Some(a) = self.serve(stream, manager, shutting_down) {
+                power = Some(a);
+            }
+        }
+        power
+    }
+
+    fn serve(&mut self, stream: UnixStream, manager: &mut Manager, shutting_down: bool) -> Option<PowerAction> {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(READ_LIMIT));
+        let _ = stream.set_write_timeout(Some(WRITE_LIMIT));
+        let request: Request = {
+            let Ok(clone) = stream.try_clone() else {
+                return None;
+            };
+            let mut reader = BufReader::new(clone);
+            match read_message(&mut reader) {
+                Ok(r) => r,
+                Err(e) => {
+                    reply(stream, &Response::err(format!("bad request: {e}")));
+                    return None;
+                }
+            }
+        };
+        if shutting_down && !matches!(request, Request::Status { .. }) {
+            reply(stream, &Response::err("the machine is shutting down"));
+            return None;
+        }
+        let (response, power) = match request {
+            Request::Status { unit } => (status_response(manager, unit.as_deref()), None),
+            Request::Reboot => (Response::ok("rebooting"), Some(PowerAction::Reboot)),
+            Request::Poweroff => (Response::ok("powering off"), Some(PowerAction::PowerOff)),
+            Request::Start { unit } => return self.job(stream, manager, &unit, Job::Start, None),
+            Request::Stop { unit } => return self.job(stream, manager, &unit, Job::Stop, None),
+            Request::Restart { unit } => {
+                return self.job(stream, manager, &unit, Job::Restart, None)
+            }
+            Request::Enable { unit, now } => match manager.enable(&unit) {
+                Ok(msg) if now => return self.job(stream, manager, &unit, Job::Start, Some(msg)),
+                Ok(msg) => (Response::ok(msg), None),
+                Err(e) => (Response::err(e), None),
+            },
+            Request::Disable { unit, now } => match manager.disable(&unit) {
+                Ok(msg) if now => return self.job(stream, manager, &unit, Job::Stop, Some(msg)),
+                Ok(msg) => (Response::ok(msg), None),
+                Err(e) => (Response::err(e), None),
+            },
+        };
+        reply(stream, &response);
+        power
+    }
+
+    fn job(
+        &mut self,
+        stream: UnixStream,
+        manager: &mut Manager,
+        unit: &str,
+        job: Job,
+        prefix: Option<String>,
+    ) -> Option<PowerAction> {
+        match manager.request(unit, job) {
+            Ok(()) => self.waiters.push(Waiter {
+                stream,
+                unit: unit.to_string(),
+                job,
+                since: Instant::now(),
+                prefix,
+            }),
+            Err(e) => reply(stream, &Response::err(e)),
+        }
+        self.answer_waiters(manager);
+        None
+    }
+
+    /// Answers the clients whose job has finished (or waited too long).
+    pub fn answer_waiters(&mut self, manager: &Manager) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let Some(w) = self.waiters.get(i) else {
+                break;
+            };
+            let done = !manager.busy(&w.unit);
+            let late = w.since.elapsed() >= JOB_ANSWER_LIMIT;
+            if !(done || late) {
+                i += 1;
+                continue;
+            }
+            let w = self.waiters.swap_remove(i);
+            let info = manager.unit_infos().into_iter().find(|u| u.name == w.unit);
+            let mut response = if late && !done {
+                Response::err(format!("{}: still in progress; see `slipctl status {}`", w.unit, w.unit))
+            } else {
+                job_outcome(&w.unit, w.job, info.as_ref())
+            };
+            if let Some(p) = w.prefix {
+                response.message = Some(match response.message {
+                    Some(m) => format!("{p}; {m}"),
+                    None => p,
+                });
+            }
+            reply(w.stream, &response);
+        }
+    }
+}
+
+fn reply(mut stream: UnixStream, response: &Response) {
+    let _ = write_message(&mut stream, response);
+}
+
+/// What a finished job tells the client.
+fn job_outcome(unit: &str, job: Job, info: Option<&UnitInfo>) -> Response {
+    let Some(info) = info else {
+        return Response::err(format!("{unit}: unknown unit"));
+    };
+    match (job, info.active) {
+        (Job::Stop, ActiveState::Inactive | ActiveState::Failed) => {
+            Response::ok(format!("{unit}: stopped"))
+        }
+        (Job::Start | Job::Restart, ActiveState::Active) => {
+            Response::ok(format!("{unit}: started ({})", info.sub))
+        }
+        (Job::Start | Job::Restart, ActiveState::Inactive) if info.sub == "condition-failed" => {
+            Response::ok(format!("{unit}: not started, its conditions do not hold"))
+        }
+        (Job::Start | Job::Restart, ActiveState::Inactive) if info.result.is_none() => {
+            Response::ok(format!("{unit}: ran and finished"))
+        }
+        (_, ActiveState::Activating) if info.sub == "auto-restart" => Response::err(format!(
+            "{unit}: failed ({}), restarting",
+            info.result.as_deref().unwrap_or("unknown")
+        )),
+        _ => Response::err(format!(
+            "{unit}: {} ({}){}; see `slipctl logs {unit}`",
+            info.active.as_str(),
+            info.sub,
+            info.result
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+/// The whole status, or one unit's.
+pub fn status_response(manager: &Manager, unit: Option<&str>) -> Response {
+    let (health, detail) = manager.health();
+    let uptime = boot_clock();
+    let mut units: Vec<UnitStatus> = manager
+        .unit_infos()
+        .into_iter()
+        .map(|u| to_wire(u, uptime))
+        .collect();
+    if let Some(name) = unit {
+        units.retain(|u| u.name == name);
+        if units.is_empty() {
+            return Response::err(format!("{name}: unit not loaded"));
+        }
+    }
+    Response::with_status(SystemStatus {
+        health: match health {
+            Health::Starting => slipway_control::Health::Starting,
+            Health::Healthy => slipway_control::Health::Healthy,
+            Health::Unhealthy => slipway_control::Health::Unhealthy,
+        },
+        health_detail: detail.map(str::to_string),
+        uptime_ms: millis(uptime),
+        units,
+    })
+}
+
+fn to_wire(u: UnitInfo, uptime: Duration) -> UnitStatus {
+    UnitStatus {
+        active: match u.active {
+            ActiveState::Inactive => slipway_control::ActiveState::Inactive,
+            ActiveState::Activating => slipway_control::ActiveState::Activating,
+            ActiveState::Active => slipway_control::ActiveState::Active,
+            ActiveState::Deactivating => slipway_control::ActiveState::Deactivating,
+            ActiveState::Failed => slipway_control::ActiveState::Failed,
+        },
+        since_ms: millis(uptime.saturating_sub(u.since_ago)),
+        log: u.log.map(|p| p.display().to_string()),
+        name: u.name,
+        description: u.description,
+        load: u.load,
+        enabled: u.enabled,
+        sub: u.sub,
+        main_pid: u.main_pid,
+        restarts: u.restarts,
+        result: u.result,
+        memory_bytes: u.memory_bytes,
+        tasks: u.tasks,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn boot_clock() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(Duration::from)
+        .unwrap_or_default()
+}

@@ -1,0 +1,167 @@
+//! Starting one command of a service: its environment, user, working
+//! directory, output pipe and cgroup.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::ioctl::spawn_as_service;
+
+/// A user from `/etc/passwd` (and the group from `Group=` or its primary
+/// one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// Finds `user` (a name or a number) in `<root>/etc/passwd`, and `group`
+/// (a name or number) in `<root>/etc/group`.
+pub fn lookup_account(root: &Path, user: &str, group: Option<&str>) -> Result<Account, String> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd"))
+        .map_err(|e| format!("reading /etc/passwd: {e}"))?;
+    let mut account = passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            match f.as_slice() {
+                [name, _, uid, gid, _, home, shell, ..] => Some(Account {
+                    name: (*name).to_string(),
+                    uid: uid.parse().ok()?,
+                    gid: gid.parse().ok()?,
+                    home: (*home).to_string(),
+                    shell: (*shell).to_string(),
+                }),
+                _ => None,
+            }
+        })
+        .find(|a| a.name == user || user.parse() == Ok(a.uid))
+        .ok_or_else(|| format!("User={user}: no such user in /etc/passwd"))?;
+    if let Some(group) = group {
+        account.gid = lookup_group(root, group)?;
+    }
+    Ok(account)
+}
+
+/// A group's number from `<root>/etc/group` (a number is taken as is).
+pub fn lookup_group(root: &Path, group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string(root.join("etc/group"))
+        .map_err(|e| format!("reading /etc/group: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(group)).then(|| f.nth(1)?.parse().ok())?
+        })
+        .ok_or_else(|| format!("Group={group}: no such group in /etc/group"))
+}
+
+/// Everything needed to start one command.
+#[derive(Debug)]
+pub struct Spawn<'a> {
+    pub path: &'a str,
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: Option<PathBuf>,
+    pub account: Option<&'a Account>,
+    /// Written end of the unit's output pipe (stdout and stderr).
+    pub output: &'a OwnedFd,
+    /// The unit's `cgroup.procs`, opened by the parent.
+    pub cgroup_procs: Option<&'a File>,
+}
+
+/// Forks and execs; returns the pid. An exec failure (missing binary, no
+/// permission) is reported here, not as an exit status: std's spawn
+/// waits for the exec through a close-on-exec pipe.
+pub fn spawn(s: &Spawn<'_>) -> Result<i32, String> {
+    let mut cmd = Command::new(s.path);
+    let mut args = s.argv.iter();
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args)
+        .env_clear()
+        .envs(s.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    let out = s.output.try_clone().map_err(|e| format!("output pipe: {e}"))?;
+    let err = s.output.try_clone().map_err(|e| format!("output pipe: {e}"))?;
+    cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    cmd.current_dir(s.cwd.as_deref().unwrap_or(Path::new("/")));
+    if let Some(a) = s.account {
+        // std drops supplementary groups (setgroups(0)) when it changes
+        // the uid as root.
+        cmd.uid(a.uid).gid(a.gid);
+    }
+    spawn_as_service(&mut cmd, s.cgroup_procs.map(|f| f.as_raw_fd()));
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("exec {}: {}", s.path, describe_io(&e)))?;
+    // PID 1 reaps with waitpid(-1); the handle is not needed.
+    i32::try_from(child.id()).map_err(|_| "pid out of range".to_string())
+}
+
+/// `No such file or directory`, without std's ` (os error 2)`.
+fn describe_io(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => crate::error::errno_text(nix::errno::Errno::from_raw(n)).to_string(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\ncore:x:500:500:Core:/home/core:/bin/sh\nbad line\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\ncore:x:500:\ndocker:x:233:core\n")
+            .unwrap();
+        dir
+    }
+
+    #[test]
+    fn accounts_by_name_or_number() {
+        let r = root();
+        let core = lookup_account(r.path(), "core", None).unwrap();
+        assert_eq!((core.uid, core.gid, core.home.as_str()), (500, 500, "/home/core"));
+        assert_eq!(lookup_account(r.path(), "500", Some("docker")).unwrap().gid, 233);
+        assert_eq!(
+            lookup_account(r.path(), "nobody", None).unwrap_err(),
+            "User=nobody: no such user in /etc/passwd"
+        );
+        assert_eq!(
+            lookup_group(r.path(), "wheel").unwrap_err(),
+            "Group=wheel: no such group in /etc/group"
+        );
+        assert_eq!(lookup_group(r.path(), "77").unwrap(), 77);
+    }
+
+    #[test]
+    fn a_missing_program_is_a_clear_error() {
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let e = spawn(&Spawn {
+            path: "/nonexistent/prog",
+            argv: &["prog".to_string()],
+            env: &[],
+            cwd: None,
+            account: None,
+            output: &w,
+            cgroup_procs: None,
+        })
+        .unwrap_err();
+        assert_eq!(e, "exec /nonexistent/prog: No such file or directory");
+    }
+}

@@ -1,0 +1,320 @@
+//! The manager with real processes (`/bin/sh`) in a temporary root,
+//! without cgroups (process groups instead), driven like PID 1 drives it.
+
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    m: Manager,
+}
+
+fn fixture(units: &[(&str, &str)]) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let sys = root.join("etc/systemd/system");
+    std::fs::create_dir_all(sys.join("multi-user.target.wants")).unwrap();
+    std::fs::write(sys.join("multi-user.target"), "[Unit]\nDescription=Multi-User\n").unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", root.join("bin/sh")).unwrap();
+    for (name, text) in units {
+        let (file, enable) = match name.strip_prefix('!') {
+            Some(n) => (n, false),
+            None => (*name, true),
+        };
+        let path = match file.split_once('/') {
+            Some((d, _)) => {
+                std::fs::create_dir_all(sys.join(d)).unwrap();
+                sys.join(file)
+            }
+            None => sys.join(file),
+        };
+        std::fs::write(&path, text).unwrap();
+        if enable && !file.contains('/') {
+            std::os::unix::fs::symlink(format!("../{file}"), sys.join("multi-user.target.wants").join(file))
+                .unwrap();
+        }
+    }
+    let cfg = Config {
+        root: root.to_path_buf(),
+        cgroup_parent: None,
+        log_dir: root.join("var/log/services"),
+        log_max_bytes: DEFAULT_MAX_BYTES,
+        health_file: Some(root.join("run/slipway/health")),
+        health_grace: Duration::from_millis(300),
+        target: DEFAULT_TARGET.into(),
+    };
+    let m = Manager::new(cfg, Context::default());
+    Fixture { dir, m }
+}
+
+impl Fixture {
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// One turn of the PID 1 loop.
+    fn turn(&mut self) {
+        let names: Vec<String> = self.m.output_fds().into_iter().map(|(n, _)| n).collect();
+        for n in names {
+            self.m.on_output(&n);
+        }
+        for pid in self.m.pids() {
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, 0)) => self.m.on_exit(p.as_raw(), ExitOutcome::Success),
+                Ok(WaitStatus::Exited(p, c)) => self.m.on_exit(p.as_raw(), ExitOutcome::ExitCode(c)),
+                Ok(WaitStatus::Signaled(p, s, _)) => {
+                    self.m.on_exit(p.as_raw(), ExitOutcome::Signal(s as i32))
+                }
+                _ => {}
+            }
+        }
+        self.m.on_timer();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    fn until(&mut self, what: &str, limit: Duration, mut done: impl FnMut(&Manager) -> bool) {
+        let start = Instant::now();
+        while !done(&self.m) {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; units: {:#?}",
+                self.m.unit_infos()
+            );
+            self.turn();
+        }
+    }
+
+    fn info(&self, name: &str) -> UnitInfo {
+        self.m
+            .unit_infos()
+            .into_iter()
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("{name} not in {:#?}", self.m.unit_infos()))
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("var/log/services/{name}.log"))).unwrap_or_default()
+    }
+}
+
+fn state(m: &Manager, name: &str) -> (ActiveState, String) {
+    m.unit_infos()
+        .into_iter()
+        .find(|u| u.name == name)
+        .map(|u| (u.active, u.sub))
+        .unwrap_or((ActiveState::Inactive, "unknown".into()))
+}
+
+const SECS: Duration = Duration::from_secs(10);
+
+#[test]
+fn starts_in_order_logs_output_and_turns_healthy() {
+    let mut f = fixture(&[
+        (
+            "db.service",
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'sleep 0.2; echo db ready; date +%s%N > $OUT/db'\nEnvironment=OUT=%OUT%\n",
+        ),
+        (
+            "web.service",
+            "[Unit]\nAfter=db.service\nRequires=db.service\n[Service]\nExecStartPre=/bin/sh -c 'date +%s%N > $OUT/web'\nExecStart=/bin/sh -c 'echo web up; echo to stderr >&2; exec sleep 100'\nEnvironment=OUT=%OUT%\n",
+        ),
+    ]);
+    // %OUT% is not a specifier: put the real path in.
+    let out = f.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for u in ["db.service", "web.service"] {
+        let p = f.path(&format!("etc/systemd/system/{u}"));
+        let t = std::fs::read_to_string(&p).unwrap().replace("%OUT%", out.to_str().unwrap());
+        std::fs::write(p, t).unwrap();
+    }
+    f.m.boot("");
+    f.until("web running", SECS, |m| state(m, "web.service").1 == "running");
+    let db: u128 = std::fs::read_to_string(out.join("db")).unwrap().trim().parse().unwrap();
+    let web: u128 = std::fs::read_to_string(out.join("web")).unwrap().trim().parse().unwrap();
+    assert!(web > db, "web started before db finished");
+    assert_eq!(state(&f.m, "db.service"), (ActiveState::Active, "exited".into()));
+    f.until("health", SECS, |m| m.health().0 == Health::Healthy);
+    assert_eq!(std::fs::read_to_string(f.path("run/slipway/health")).unwrap(), "healthy\n");
+    let log = f.log("web.service");
+    assert!(log.contains("Z web up\n") && log.contains("Z to stderr\n"), "{log}");
+    assert!(f.log("db.service").contains(" db ready\n"));
+    let out = f.m.take_output();
+    assert!(out.iter().any(|l| l.starts_with("slipway: services started: 2 in ")), "{out:?}");
+
+    f.m.stop_all();
+    f.until("all stopped", SECS, |m| m.all_stopped());
+    assert_eq!(state(&f.m, "web.service"), (ActiveState::Inactive, "dead".into()));
+}
+
+#[test]
+fn failures_are_reported_by_unit_and_cause_and_the_rest_comes_up() {
+    let mut f = fixture(&[
+        ("missing.service", "[Service]\nExecStart=/nonexistent/daemon\n"),
+        ("bad.service", "[Service]\nType=simple\n"),
+        ("cycle-a.service", "[Unit]\nAfter=cycle-b.service\n[Service]\nExecStart=/bin/sh -c 'sleep 100'\n"),
+        ("cycle-b.service", "[Unit]\nAfter=cycle-a.service\n[Service]\nExecStart=/bin/sh -c 'sleep 100'\n"),
+        ("needs.service", "[Unit]\nRequires=missing.service\nAfter=missing.service\n[Service]\nExecStart=/bin/sh -c 'sleep 100'\n"),
+        ("fine.service", "[Service]\nExecStart=/bin/sh -c 'sleep 100'\n"),
+        ("skip.service", "[Unit]\nConditionPathExists=/nope\n[Service]\nExecStart=/bin/sh -c 'sleep 100'\n"),
+    ]);
+    f.m.boot("");
+    f.until("fine running", SECS, |m| state(m, "fine.service").1 == "running");
+    f.until("boot settled", SECS, |m| m.health().0 == Health::Unhealthy);
+    let r = |f: &Fixture, n: &str| f.info(n).result.unwrap_or_default();
+    assert_eq!(r(&f, "missing.service"), "exec /nonexistent/daemon: No such file or directory");
+    assert!(r(&f, "bad.service").starts_with("bad unit: "), "{}", r(&f, "bad.service"));
+    assert_eq!(
+        r(&f, "cycle-a.service"),
+        "ordering cycle: cycle-a.service → cycle-b.service → cycle-a.service"
+    );
+    assert_eq!(r(&f, "needs.service"), "dependency failed: missing.service");
+    assert_eq!(f.info("skip.service").sub, "condition-failed");
+    assert_eq!(f.info("fine.service").active, ActiveState::Active);
+    let (_, detail) = f.m.health();
+    assert!(detail.unwrap().contains("missing.service failed (exec /nonexistent/daemon"), "{detail:?}");
+    let out = f.m.take_output();
+    assert!(
+        out.iter().any(|l| l == "slipway: missing.service: failed: exec /nonexistent/daemon: No such file or directory"),
+        "{out:?}"
+    );
+    f.m.stop_all();
+    f.until("all stopped", SECS, |m| m.all_stopped());
+}
+
+#[test]
+fn crash_loops_back_off_then_hit_the_start_limit() {
+    let mut f = fixture(&[(
+        "crash.service",
+        "[Unit]\nStartLimitIntervalSec=10\nStartLimitBurst=4\n[Service]\nExecStart=/bin/sh -c 'echo crashing; exit 3'\nRestart=on-failure\nRestartSec=50ms\n",
+    )]);
+    let start = Instant::now();
+    f.m.boot("");
+    f.until("failed", SECS, |m| state(m, "crash.service").0 == ActiveState::Failed);
+    let info = f.info("crash.service");
+    assert_eq!(info.result.as_deref(), Some("start limit hit (restarting too often)"));
+    assert_eq!(info.restarts, 4);
+    // 50 + 100 + 200 + 400 ms of backoff at least.
+    assert!(start.elapsed() >= Duration::from_millis(750), "{:?}", start.elapsed());
+    assert_eq!(f.log("crash.service").matches(" crashing\n").count(), 4);
+    assert!(f.log("crash.service").contains("restarting in 400 ms"));
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() {
+    let mut f = fixture(&[(
+        "stubborn.service",
+        "[Service]\nExecStart=/bin/sh -c 'trap \"echo got TERM\" TERM; while true; do sleep 0.05; done'\nTimeoutStopSec=500ms\n",
+    )]);
+    f.m.boot("");
+    f.until("running", SECS, |m| state(m, "stubborn.service").1 == "running");
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    f.m.request("stubborn.service", Job::Stop).unwrap();
+    f.until("stopped", SECS, |m| m.all_stopped());
+    assert!(t.elapsed() >= Duration::from_millis(500));
+    let info = f.info("stubborn.service");
+    assert_eq!(info.result.as_deref(), Some("stop timeout: killed"));
+    assert!(f.log("stubborn.service").contains("did not stop in time: SIGKILL"));
+}
+
+#[test]
+fn drop_in_resets_exec_start_and_restart_by_hand_rereads_files() {
+    let mut f = fixture(&[
+        ("app.service", "[Service]\nExecStart=/bin/sh -c 'echo original; sleep 100'\n"),
+        ("!app.service.d/override.conf", "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo from drop-in; sleep 100'\n"),
+    ]);
+    f.m.boot("");
+    f.until("running", SECS, |m| state(m, "app.service").1 == "running");
+    f.until("logged", SECS, |_| false || true);
+    let unit = f.path("etc/systemd/system/app.service.d/override.conf");
+    std::fs::write(&unit, "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo edited; sleep 100'\n").unwrap();
+    f.m.request("app.service", Job::Restart).unwrap();
+    f.until("restarted", SECS, |m| state(m, "app.service").1 == "running" && !m.busy("app.service"));
+    // Restart re-reads only from a stopped state: stop, then start.
+    f.m.request("app.service", Job::Stop).unwrap();
+    f.until("stopped", SECS, |m| m.all_stopped());
+    f.m.request("app.service", Job::Start).unwrap();
+    f.until("running again", SECS, |m| state(m, "app.service").1 == "running");
+    f.until("output", SECS, |m| {
+        let _ = m;
+        std::fs::read_to_string(unit.parent().unwrap().parent().unwrap().parent().unwrap().parent().unwrap().join("var/log/services/app.service.log"))
+            .unwrap_or_default()
+            .contains(" edited\n")
+    });
+    let log = f.log("app.service");
+    assert!(log.contains(" from drop-in\n") && !log.contains(" original\n"), "{log}");
+    f.m.stop_all();
+    f.until("all stopped", SECS, |m| m.all_stopped());
+}
+
+#[test]
+fn stop_runs_in_reverse_order() {
+    let mut f = fixture(&[
+        ("base.service", "[Service]\nExecStart=/bin/sh -c 'trap \"date +%s%N > %OUT%/base; exit 0\" TERM; while true; do sleep 0.02; done'\n"),
+        ("top.service", "[Unit]\nAfter=base.service\n[Service]\nExecStart=/bin/sh -c 'trap \"sleep 0.3; date +%s%N > %OUT%/top; exit 0\" TERM; while true; do sleep 0.02; done'\n"),
+    ]);
+    let out = f.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for u in ["base.service", "top.service"] {
+        let p = f.path(&format!("etc/systemd/system/{u}"));
+        let t = std::fs::read_to_string(&p).unwrap().replace("%OUT%", out.to_str().unwrap());
+        std::fs::write(p, t).unwrap();
+    }
+    f.m.boot("");
+    f.until("running", SECS, |m| state(m, "top.service").1 == "running" && state(m, "base.service").1 == "running");
+    std::thread::sleep(Duration::from_millis(100));
+    f.m.stop_all();
+    f.until("all stopped", SECS, |m| m.all_stopped());
+    let base: u128 = std::fs::read_to_string(out.join("base")).unwrap().trim().parse().unwrap();
+    let top: u128 = std::fs::read_to_string(out.join("top")).unwrap().trim().parse().unwrap();
+    assert!(base > top, "base stopped before top");
+}
+
+#[test]
+fn enable_and_disable_link_into_wants() {
+    let mut f = fixture(&[(
+        "!late.service",
+        "[Service]\nExecStart=/bin/sh -c 'sleep 100'\n[Install]\nWantedBy=multi-user.target\n",
+    )]);
+    let msg = f.m.enable("late.service").unwrap();
+    assert!(msg.contains("/etc/systemd/system/multi-user.target.wants/late.service"), "{msg}");
+    assert!(f.path("etc/systemd/system/multi-user.target.wants/late.service").exists());
+    assert!(f.info_enabled("late.service"));
+    assert_eq!(
+        f.m.disable("late.service").unwrap(),
+        "removed /etc/systemd/system/multi-user.target.wants/late.service"
+    );
+    assert_eq!(f.m.disable("late.service").unwrap(), "not enabled");
+}
+
+impl Fixture {
+    fn info_enabled(&mut self, name: &str) -> bool {
+        self.m.load(&[name.to_string()]);
+        self.info(name).enabled
+    }
+}
+
+#[test]
+fn restart_delays_double_and_are_capped() {
+    let b = Duration::from_millis(100);
+    assert_eq!(restart_delay(b, 1), b);
+    assert_eq!(restart_delay(b, 3), Duration::from_millis(400));
+    assert_eq!(restart_delay(b, 30), MAX_RESTART_DELAY);
+    assert_eq!(restart_delay(Duration::from_secs(60), 3), Duration::from_secs(60));
+}
+
+#[test]
+fn exits_are_described_like_systemctl() {
+    assert_eq!(describe(ExitOutcome::ExitCode(3)), "exit status 3");
+    assert_eq!(describe(ExitOutcome::Signal(9)), "killed by SIGKILL");
+}
+
+#[allow(dead_code)]
+fn executable(p: &Path) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
