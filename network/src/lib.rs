@@ -12,3 +12,8 @@
 
 pub mod config;
 pub mod dhcp;
+pub mod links;
+pub mod netlink;
+pub mod resolv;
+pub mod state;
+pub mod udp;
