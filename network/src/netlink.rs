@@ -203,23 +203,20 @@ pub fn default_route_message(
     metric: u32,
     origin: Origin,
 ) -> RouteMessage {
-    let mut header = RouteHeader::default();
-    header.table = RouteHeader::RT_TABLE_MAIN;
-    header.protocol = match origin {
-        Origin::Dhcp => RouteProtocol::Dhcp,
-        Origin::Static => RouteProtocol::Static,
+    let (address_family, gw) = match gateway {
+        IpAddr::V4(v4) => (AddressFamily::Inet, RouteAddress::Inet(v4)),
+        IpAddr::V6(v6) => (AddressFamily::Inet6, RouteAddress::Inet6(v6)),
     };
-    header.scope = RouteScope::Universe;
-    header.kind = RouteType::Unicast;
-    let gw = match gateway {
-        IpAddr::V4(v4) => {
-            header.address_family = AddressFamily::Inet;
-            RouteAddress::Inet(v4)
-        }
-        IpAddr::V6(v6) => {
-            header.address_family = AddressFamily::Inet6;
-            RouteAddress::Inet6(v6)
-        }
+    let header = RouteHeader {
+        address_family,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: match origin {
+            Origin::Dhcp => RouteProtocol::Dhcp,
+            Origin::Static => RouteProtocol::Static,
+        },
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
     };
     let mut msg = RouteMessage::default();
     msg.header = header;
@@ -230,7 +227,7 @@ pub fn default_route_message(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
