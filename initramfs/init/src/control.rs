@@ -49,8 +49,8 @@ impl Control {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)
-            .map_err(|e| format!("binding {}: {e}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
         listener
@@ -77,7 +77,12 @@ impl Control {
         power
     }
 
-    fn serve(&mut self, stream: UnixStream, manager: &mut Manager, shutting_down: bool) -> Option<PowerAction> {
+    fn serve(
+        &mut self,
+        stream: UnixStream,
+        manager: &mut Manager,
+        shutting_down: bool,
+    ) -> Option<PowerAction> {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(READ_LIMIT));
         let _ = stream.set_write_timeout(Some(WRITE_LIMIT));
@@ -160,7 +165,10 @@ impl Control {
             let w = self.waiters.swap_remove(i);
             let info = manager.unit_infos().into_iter().find(|u| u.name == w.unit);
             let mut response = if late && !done {
-                Response::err(format!("{}: still in progress; see `slipctl status {}`", w.unit, w.unit))
+                Response::err(format!(
+                    "{}: still in progress; see `slipctl status {}`",
+                    w.unit, w.unit
+                ))
             } else {
                 job_outcome(&w.unit, w.job, info.as_ref())
             };

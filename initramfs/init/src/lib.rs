@@ -178,20 +178,21 @@ fn run_stage2(sys: &mut LinuxSys) -> ! {
         }
     };
 
-    let (manager, control) =
-        match catch_unwind(AssertUnwindSafe(|| stage2::start_services(sys, stage2_start))) {
-            Ok(started) => started,
-            Err(payload) => {
-                say(
-                    sys,
-                    &format!(
-                        "slipway: services: internal error: {}",
-                        panic_message(payload.as_ref())
-                    ),
-                );
-                (None, None)
-            }
-        };
+    let (manager, control) = match catch_unwind(AssertUnwindSafe(|| {
+        stage2::start_services(sys, stage2_start)
+    })) {
+        Ok(started) => started,
+        Err(payload) => {
+            say(
+                sys,
+                &format!(
+                    "slipway: services: internal error: {}",
+                    panic_message(payload.as_ref())
+                ),
+            );
+            (None, None)
+        }
+    };
     let mut supervisor = Supervisor::new(tty, manager, control);
     let mut failures = 0;
     let action = loop {

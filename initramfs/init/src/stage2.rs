@@ -10,14 +10,14 @@ use crate::cmdline::Cmdline;
 use crate::console::{rescue_tty, say};
 use std::time::Duration;
 
+use crate::control::Control;
 use crate::error::{chain, errno_text};
 use crate::mounts::{mount_missing, stage2_mounts};
 use crate::os_release::image_version;
-use crate::control::Control;
 use crate::service::{self, Manager};
 use crate::state;
-use crate::units::Context;
 use crate::sys::Sys;
+use crate::units::Context;
 
 pub const HOSTNAME: &str = "slipway";
 
@@ -55,7 +55,10 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
 
 /// Starts the service manager on the boot target and opens its control
 /// socket. Neither failing stops the boot: the rescue shell still runs.
-pub fn start_services(sys: &mut dyn Sys, stage2_start: Duration) -> (Option<Manager>, Option<Control>) {
+pub fn start_services(
+    sys: &mut dyn Sys,
+    stage2_start: Duration,
+) -> (Option<Manager>, Option<Control>) {
     let text = |sys: &mut dyn Sys, p: &str| {
         sys.read_file(p)
             .map(|b| String::from_utf8_lossy(&b).trim().to_string())
@@ -68,7 +71,10 @@ pub fn start_services(sys: &mut dyn Sys, stage2_start: Duration) -> (Option<Mana
     };
     let cmdline = Cmdline::parse(&text(sys, "/proc/cmdline"));
     let mut cfg = service::Config::default();
-    if let Some(secs) = cmdline.get(HEALTH_GRACE_ARG).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(secs) = cmdline
+        .get(HEALTH_GRACE_ARG)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         cfg.health_grace = Duration::from_secs(secs);
     }
     let commands = text(sys, service::UNIT_COMMANDS);
@@ -78,7 +84,10 @@ pub fn start_services(sys: &mut dyn Sys, stage2_start: Duration) -> (Option<Mana
     let control = match Control::bind(std::path::Path::new(slipway_control::SOCKET_PATH)) {
         Ok(c) => Some(c),
         Err(e) => {
-            say(sys, &format!("slipway: control socket: {e}; slipctl will not work"));
+            say(
+                sys,
+                &format!("slipway: control socket: {e}; slipctl will not work"),
+            );
             None
         }
     };

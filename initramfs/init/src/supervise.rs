@@ -15,10 +15,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::console::say;
 use crate::control::Control;
-use crate::service::Manager;
 use crate::error::{chain, Context, Error};
 use crate::ioctl::input_device_name;
 use crate::power::{action_for_signal, power_key_pressed, PowerAction, INPUT_EVENT_SIZE};
+use crate::service::Manager;
 use crate::shell::{spawn_rescue_shell, RespawnPolicy};
 use crate::sys::{Reaped, Sys};
 
@@ -100,13 +100,19 @@ impl Supervisor {
                 let done = self.manager.as_ref().is_none_or(Manager::all_stopped);
                 if done || sys.now() >= deadline {
                     if !done {
-                        say(sys, "slipway: services did not stop in time; killing what is left");
+                        say(
+                            sys,
+                            "slipway: services did not stop in time; killing what is left",
+                        );
                     }
                     return Ok(action);
                 }
             }
             let now = sys.now();
-            if self.stopping.is_none() && self.shell_pid.is_none() && self.respawn.delay(now).is_zero() {
+            if self.stopping.is_none()
+                && self.shell_pid.is_none()
+                && self.respawn.delay(now).is_zero()
+            {
                 self.start_shell(sys, now);
             }
             let mut wait: Option<Duration> = match self.shell_pid {
@@ -122,7 +128,9 @@ impl Supervisor {
                 }
             }
             if self.stopping.is_some() {
-                wait = Some(wait.map_or(Duration::from_millis(200), |w| w.min(Duration::from_millis(200))));
+                wait = Some(wait.map_or(Duration::from_millis(200), |w| {
+                    w.min(Duration::from_millis(200))
+                }));
             }
             let timeout = match wait {
                 None => PollTimeout::NONE,
@@ -141,7 +149,11 @@ impl Supervisor {
                     fds.push(PollFd::new(c.listener.as_fd(), PollFlags::POLLIN));
                 }
                 let outputs_index = fds.len();
-                let out_fds = self.manager.as_ref().map(Manager::output_fds).unwrap_or_default();
+                let out_fds = self
+                    .manager
+                    .as_ref()
+                    .map(Manager::output_fds)
+                    .unwrap_or_default();
                 outputs = out_fds.iter().map(|(n, _)| n.clone()).collect();
                 for (_, fd) in &out_fds {
                     fds.push(PollFd::new(*fd, PollFlags::POLLIN));

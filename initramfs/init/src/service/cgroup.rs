@@ -122,6 +122,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let parent = dir.path().join("services");
         let cg = Cgroups::setup(&parent).unwrap();
+        std::fs::create_dir_all(parent.join("a.service")).unwrap();
+        std::fs::write(parent.join("a.service/cgroup.procs"), "").unwrap();
         let mut procs = cg.prepare("a.service").unwrap();
         use std::io::Write;
         procs.write_all(b"7\n9\n").unwrap();

@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn timestamps_in_utc() {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_850_185_123);
-        assert_eq!(rfc3339_utc(t), "2026-11-27T02:36:25.123Z");
+        assert_eq!(rfc3339_utc(t), "2026-11-28T07:16:25.123Z");
         assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         // A leap day.
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
@@ -216,8 +216,12 @@ mod tests {
         for i in 0..200 {
             log.feed(format!("line {i}\n").as_bytes());
         }
-        let cur = std::fs::metadata(dir.path().join("a.service.log")).unwrap().len();
-        let old = std::fs::metadata(dir.path().join("a.service.log.1")).unwrap().len();
+        let cur = std::fs::metadata(dir.path().join("a.service.log"))
+            .unwrap()
+            .len();
+        let old = std::fs::metadata(dir.path().join("a.service.log.1"))
+            .unwrap()
+            .len();
         assert!(cur <= 1000 && old <= 1000, "{cur} {old}");
         let text = std::fs::read_to_string(dir.path().join("a.service.log")).unwrap();
         assert!(text.trim_end().ends_with("line 199"));

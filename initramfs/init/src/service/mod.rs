@@ -33,8 +33,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::units::{
-    self, start_order, Context, ExecCommand, ExitOutcome, LoadState, Privilege, ServiceType,
-    Unit, UnitSet, EXEC_SEARCH_PATH,
+    self, start_order, Context, ExecCommand, ExitOutcome, LoadState, Privilege, ServiceType, Unit,
+    UnitSet, EXEC_SEARCH_PATH,
 };
 
 /// The target the boot starts.
@@ -367,7 +367,10 @@ impl Manager {
                 continue;
             }
             if let Some(reason) = load_failure(unit) {
-                let rt = self.rt.entry(unit.name.clone()).or_insert_with(Runtime::new);
+                let rt = self
+                    .rt
+                    .entry(unit.name.clone())
+                    .or_insert_with(Runtime::new);
                 rt.phase = Phase::Failed;
                 rt.result = Some(reason.clone());
                 if unit.load != LoadState::Masked {
@@ -431,8 +434,9 @@ impl Manager {
                 .rt
                 .get(name)
                 .is_none_or(|r| matches!(r.phase, Phase::Dead | Phase::Failed | Phase::Condition));
+            // Re-read the unit so edits take effect on start/restart.
+            self.reload(name);
             if idle {
-                self.reload(name);
                 if let Some(rt) = self.rt.get_mut(name) {
                     // A fresh start by hand: forget the old failure and
                     // the start limit, as `systemctl start` after
@@ -491,9 +495,9 @@ impl Manager {
 
     /// A job (queued or running) is pending for the unit.
     pub fn busy(&self, name: &str) -> bool {
-        self.rt.get(name).is_some_and(|r| {
-            r.job.is_some() || r.phase.starting() || r.phase.stopping()
-        })
+        self.rt
+            .get(name)
+            .is_some_and(|r| r.job.is_some() || r.phase.starting() || r.phase.stopping())
     }
 
     /// Processes of ours: the main and control processes of all units.
@@ -664,11 +668,13 @@ impl Manager {
                 Phase::StartPre | Phase::Start | Phase::StartPost | Phase::Running => {
                     self.main_ended(&name, outcome)
                 }
-                p if p.stopping() => {
-                    if !self.group_alive(&name) && self.rt.get(&name).is_some_and(|r| r.control_pid.is_none()) && p != Phase::StopPost {
+                p if p.stopping()
+                    && !self.group_alive(&name)
+                        && self.rt.get(&name).is_some_and(|r| r.control_pid.is_none())
+                        && p != Phase::StopPost
+                    => {
                         self.finish_stop(&name);
                     }
-                }
                 _ => {}
             }
         }
@@ -835,7 +841,9 @@ impl Manager {
                     return false;
                 }
                 match phase.active() {
-                    ActiveState::Active | ActiveState::Activating if phase != Phase::AutoRestart => {
+                    ActiveState::Active | ActiveState::Activating
+                        if phase != Phase::AutoRestart =>
+                    {
                         if self.later_units_stopping(name) {
                             return false;
                         }
@@ -886,8 +894,13 @@ impl Manager {
 
     /// `a` is ordered before `b` (`b After=a` or `a Before=b`).
     fn ordered_before(&self, a: &str, b: &str) -> bool {
-        self.units.get(b).is_some_and(|u| u.after.iter().any(|x| x == a))
-            || self.units.get(a).is_some_and(|u| u.before.iter().any(|x| x == b))
+        self.units
+            .get(b)
+            .is_some_and(|u| u.after.iter().any(|x| x == a))
+            || self
+                .units
+                .get(a)
+                .is_some_and(|u| u.before.iter().any(|x| x == b))
     }
 
     fn earlier_units_starting(&self, name: &str) -> bool {
@@ -913,7 +926,10 @@ impl Manager {
             .iter()
             .find(|dep| {
                 self.rt.get(*dep).is_some_and(|r| r.phase == Phase::Failed)
-                    || self.units.get(*dep).is_some_and(|u| load_failure(u).is_some())
+                    || self
+                        .units
+                        .get(dep)
+                        .is_some_and(|u| load_failure(u).is_some())
             })
             .cloned()
     }
@@ -986,7 +1002,8 @@ impl Manager {
 
     /// Fails without looking at the restart policy.
     fn failed_final(&mut self, name: &str, reason: String) {
-        self.outbox.push(format!("slipway: {name}: failed: {reason}"));
+        self.outbox
+            .push(format!("slipway: {name}: failed: {reason}"));
         if let Some(rt) = self.rt.get_mut(name) {
             rt.result = Some(reason.clone());
         }
@@ -1036,7 +1053,9 @@ impl Manager {
             Some(w) => {
                 let dir = match &w.path {
                     Some(p) => p.clone(),
-                    None => account.as_ref().map_or("/root".to_string(), |a| a.home.clone()),
+                    None => account
+                        .as_ref()
+                        .map_or("/root".to_string(), |a| a.home.clone()),
                 };
                 if Path::new(&dir).is_dir() {
                     Some(PathBuf::from(dir))
@@ -1049,7 +1068,10 @@ impl Manager {
         };
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| format!("creating the output pipe: {e}"))?;
-        let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        let _ = nix::fcntl::fcntl(
+            &r,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
         let log_dir = self.cfg.log_dir.clone();
         let max = self.cfg.log_max_bytes;
         let Some(rt) = self.rt.get_mut(name) else {
@@ -1135,7 +1157,9 @@ impl Manager {
                     }
                     let main_alive = self.rt.get(name).is_some_and(|r| r.main_pid.is_some());
                     if service.kind == ServiceType::Oneshot
-                        || (service.kind == ServiceType::Forking && !main_alive && !self.group_alive(name))
+                        || (service.kind == ServiceType::Forking
+                            && !main_alive
+                            && !self.group_alive(name))
                     {
                         if service.remain_after_exit {
                             self.set_phase(name, Phase::Exited);
@@ -1145,9 +1169,6 @@ impl Manager {
                         }
                     } else {
                         self.set_phase(name, Phase::Running);
-                        if let Some(rt) = self.rt.get_mut(name) {
-                            rt.failures_in_row = rt.failures_in_row.min(u32::MAX);
-                        }
                         self.outbox_started(name);
                     }
                     return;
@@ -1180,7 +1201,12 @@ impl Manager {
         self.run_next(name);
     }
 
-    fn spawn_command(&mut self, name: &str, cmd: &ExecCommand, as_main: bool) -> Result<(), String> {
+    fn spawn_command(
+        &mut self,
+        name: &str,
+        cmd: &ExecCommand,
+        as_main: bool,
+    ) -> Result<(), String> {
         let procs = match &self.cgroups {
             Some(cg) => Some(cg.prepare(name)?),
             None => None,
@@ -1356,8 +1382,7 @@ impl Manager {
         match &self.cgroups {
             Some(cg) => !cg.pids(name).is_empty(),
             None => rt.pgid.is_some_and(|g| {
-                nix::sys::signal::killpg(Pid::from_raw(g), None).is_ok()
-                    && !group_only_zombies(g)
+                nix::sys::signal::killpg(Pid::from_raw(g), None).is_ok() && !group_only_zombies(g)
             }),
         }
     }
@@ -1405,10 +1430,11 @@ impl Manager {
         if self.boot_done {
             return;
         }
-        let waiting = self
-            .boot_units
-            .iter()
-            .any(|n| self.rt.get(n).is_some_and(|r| r.job.is_some() || r.phase.starting()));
+        let waiting = self.boot_units.iter().any(|n| {
+            self.rt
+                .get(n)
+                .is_some_and(|r| r.job.is_some() || r.phase.starting())
+        });
         if waiting {
             return;
         }
@@ -1416,17 +1442,31 @@ impl Manager {
         let started = self
             .boot_units
             .iter()
-            .filter(|n| self.units.get(*n).is_some_and(|u| u.service.is_some()))
-            .filter(|n| self.rt.get(*n).is_some_and(|r| r.phase.active() == ActiveState::Active || r.phase == Phase::Dead && r.result.is_none()))
+            .filter(|n| self.units.get(n).is_some_and(|u| u.service.is_some()))
+            .filter(|n| {
+                self.rt.get(*n).is_some_and(|r| {
+                    r.phase.active() == ActiveState::Active
+                        || r.phase == Phase::Dead && r.result.is_none()
+                })
+            })
             .count();
         let failed = self
             .boot_units
             .iter()
-            .filter(|n| self.rt.get(*n).is_some_and(|r| r.phase == Phase::Failed || r.phase == Phase::AutoRestart))
+            .filter(|n| {
+                self.rt
+                    .get(*n)
+                    .is_some_and(|r| r.phase == Phase::Failed || r.phase == Phase::AutoRestart)
+            })
             .count();
         let since_stage2 = self
             .stage2_start
-            .map(|(s2, made)| format!(" (stage 2 start +{} ms)", (made + self.now()).saturating_sub(s2).as_millis()))
+            .map(|(s2, made)| {
+                format!(
+                    " (stage 2 start +{} ms)",
+                    (made + self.now()).saturating_sub(s2).as_millis()
+                )
+            })
             .unwrap_or_default();
         self.outbox.push(format!(
             "slipway: services started: {started} in {} ms, {failed} failed{since_stage2}",
@@ -1507,7 +1547,8 @@ impl Manager {
                 let unit = self.units.get(name);
                 let rt = self.rt.get(name);
                 let phase = rt.map_or(Phase::Dead, |r| r.phase);
-                let running = rt.is_some_and(|r| r.phase != Phase::Dead && r.phase != Phase::Failed);
+                let running =
+                    rt.is_some_and(|r| r.phase != Phase::Dead && r.phase != Phase::Failed);
                 UnitInfo {
                     name: name.clone(),
                     description: unit.and_then(|u| u.description.clone()),
@@ -1519,9 +1560,19 @@ impl Manager {
                     since_ago: now.saturating_sub(rt.map_or(Duration::ZERO, |r| r.since)),
                     restarts: rt.map_or(0, |r| r.restarts),
                     result: rt.and_then(|r| r.result.clone()),
-                    memory_bytes: self.cgroups.as_ref().filter(|_| running).and_then(|c| c.memory(name)),
-                    tasks: self.cgroups.as_ref().filter(|_| running).and_then(|c| c.tasks(name)),
-                    log: rt.and_then(|r| r.log.as_ref()).map(|l| l.path().to_path_buf()),
+                    memory_bytes: self
+                        .cgroups
+                        .as_ref()
+                        .filter(|_| running)
+                        .and_then(|c| c.memory(name)),
+                    tasks: self
+                        .cgroups
+                        .as_ref()
+                        .filter(|_| running)
+                        .and_then(|c| c.tasks(name)),
+                    log: rt
+                        .and_then(|r| r.log.as_ref())
+                        .map(|l| l.path().to_path_buf()),
                 }
             })
             .collect()
@@ -1541,7 +1592,9 @@ impl Manager {
             .chain(&unit.install.required_by)
             .collect();
         if targets.is_empty() {
-            return Err("the unit has no [Install] WantedBy= or RequiredBy=; nothing to enable".into());
+            return Err(
+                "the unit has no [Install] WantedBy= or RequiredBy=; nothing to enable".into(),
+            );
         }
         let source = unit
             .sources
@@ -1550,7 +1603,11 @@ impl Manager {
             .ok_or_else(|| "no unit file".to_string())?;
         let mut made = Vec::new();
         for t in targets {
-            let kind = if unit.install.required_by.contains(t) { "requires" } else { "wants" };
+            let kind = if unit.install.required_by.contains(t) {
+                "requires"
+            } else {
+                "wants"
+            };
             let dir = format!("etc/systemd/system/{t}.{kind}");
             let host_dir = self.cfg.root.join(&dir);
             std::fs::create_dir_all(&host_dir).map_err(|e| format!("creating /{dir}: {e}"))?;
@@ -1574,8 +1631,9 @@ impl Manager {
                 if fname.ends_with(".wants") || fname.ends_with(".requires") {
                     let link = e.path().join(name);
                     if std::fs::symlink_metadata(&link).is_ok() {
-                        std::fs::remove_file(&link)
-                            .map_err(|err| format!("removing /etc/systemd/system/{fname}/{name}: {err}"))?;
+                        std::fs::remove_file(&link).map_err(|err| {
+                            format!("removing /etc/systemd/system/{fname}/{name}: {err}")
+                        })?;
                         removed.push(format!("/etc/systemd/system/{fname}/{name}"));
                     }
                 }

@@ -90,8 +90,14 @@ pub fn spawn(s: &Spawn<'_>) -> Result<i32, String> {
         .env_clear()
         .envs(s.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
-    let out = s.output.try_clone().map_err(|e| format!("output pipe: {e}"))?;
-    let err = s.output.try_clone().map_err(|e| format!("output pipe: {e}"))?;
+    let out = s
+        .output
+        .try_clone()
+        .map_err(|e| format!("output pipe: {e}"))?;
+    let err = s
+        .output
+        .try_clone()
+        .map_err(|e| format!("output pipe: {e}"))?;
     cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
     cmd.current_dir(s.cwd.as_deref().unwrap_or(Path::new("/")));
     if let Some(a) = s.account {
@@ -127,8 +133,11 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\ncore:x:500:500:Core:/home/core:/bin/sh\nbad line\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\ncore:x:500:\ndocker:x:233:core\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\ncore:x:500:\ndocker:x:233:core\n",
+        )
+        .unwrap();
         dir
     }
 
@@ -136,8 +145,14 @@ mod tests {
     fn accounts_by_name_or_number() {
         let r = root();
         let core = lookup_account(r.path(), "core", None).unwrap();
-        assert_eq!((core.uid, core.gid, core.home.as_str()), (500, 500, "/home/core"));
-        assert_eq!(lookup_account(r.path(), "500", Some("docker")).unwrap().gid, 233);
+        assert_eq!(
+            (core.uid, core.gid, core.home.as_str()),
+            (500, 500, "/home/core")
+        );
+        assert_eq!(
+            lookup_account(r.path(), "500", Some("docker")).unwrap().gid,
+            233
+        );
         assert_eq!(
             lookup_account(r.path(), "nobody", None).unwrap_err(),
             "User=nobody: no such user in /etc/passwd"
