@@ -253,10 +253,13 @@ impl Supervisor {
         if self.stopping.is_some() {
             return;
         }
-        say(sys, action.requested_line());
         self.stopping = Some((action, sys.now() + STOP_SERVICES_LIMIT));
         if let Some(m) = &mut self.manager {
-            say(sys, "slipway: stopping services");
+            let what = match action {
+                PowerAction::Reboot => "reboot",
+                PowerAction::PowerOff => "poweroff",
+            };
+            say(sys, &format!("slipway: stopping services for {what}"));
             m.stop_all();
         }
     }

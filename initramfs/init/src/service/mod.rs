@@ -539,8 +539,10 @@ impl Manager {
                 next = Some(next.map_or(at, |n: Duration| n.min(at)));
             }
         }
+        // Only a check still ahead: while a unit is unsettled the check
+        // time may be past, and waking for it would spin.
         if self.health == Health::Starting {
-            if let Some(at) = self.health_check_at() {
+            if let Some(at) = self.health_check_at().filter(|at| *at > now) {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
