@@ -11,6 +11,7 @@
 )]
 
 pub mod config;
+pub mod daemon;
 pub mod dhcp;
 pub mod links;
 pub mod netlink;
