@@ -13,8 +13,8 @@ use slipway_control::{
     call, log_dir, log_path, socket_path, unit_name, ActiveState, ProtoError, Request, Response,
 };
 
-const AFTER_HELP: &str =
-    "Unit names without a type suffix get `.service` (`sshd` means `sshd.service`).\n\
+const AFTER_HELP: &str = "Without a command, `slipctl` runs `status`.\n\
+     Unit names without a type suffix get `.service` (`sshd` means `sshd.service`).\n\
      \n\
      The service manager (PID 1) answers on the unix socket /run/slipway/control.sock\n\
      ($SLIPWAY_CONTROL_SOCKET overrides it). `logs` reads the log files directly:\n\
@@ -49,16 +49,19 @@ enum Command {
     },
     /// Start units
     Start {
+        /// Unit names (`sshd` means `sshd.service`)
         #[arg(required = true, value_name = "UNIT")]
         units: Vec<String>,
     },
     /// Stop units
     Stop {
+        /// Unit names (`sshd` means `sshd.service`)
         #[arg(required = true, value_name = "UNIT")]
         units: Vec<String>,
     },
     /// Restart units (start them if they are not running)
     Restart {
+        /// Unit names (`sshd` means `sshd.service`)
         #[arg(required = true, value_name = "UNIT")]
         units: Vec<String>,
     },
@@ -67,6 +70,7 @@ enum Command {
         /// Start them now too
         #[arg(long)]
         now: bool,
+        /// Unit names (`sshd` means `sshd.service`)
         #[arg(required = true, value_name = "UNIT")]
         units: Vec<String>,
     },
@@ -75,6 +79,7 @@ enum Command {
         /// Stop them now too
         #[arg(long)]
         now: bool,
+        /// Unit names (`sshd` means `sshd.service`)
         #[arg(required = true, value_name = "UNIT")]
         units: Vec<String>,
     },
