@@ -186,6 +186,15 @@ fn error_text(resp: &Response) -> &str {
         .unwrap_or("the service manager refused (no reason given)")
 }
 
+/// `<unit>: <error>`, without saying the unit twice when the service
+/// manager's error already begins with it.
+fn about_unit(unit: &str, error: &str) -> String {
+    match error.strip_prefix(unit) {
+        Some(rest) if rest.starts_with(':') => error.to_owned(),
+        _ => format!("{unit}: {error}"),
+    }
+}
+
 fn status(
     unit: Option<String>,
     json: bool,
@@ -201,7 +210,7 @@ fn status(
     )?;
     if !resp.ok {
         match &unit {
-            Some(u) => eprintln!("slipctl: {u}: {}", error_text(&resp)),
+            Some(u) => eprintln!("slipctl: {}", about_unit(u, error_text(&resp))),
             None => eprintln!("slipctl: {}", error_text(&resp)),
         }
         return Err(Failure::Exit(1));
@@ -236,8 +245,9 @@ fn status(
         (Some(Some(u)), _) if u.active == ActiveState::Active => 0,
         (Some(Some(_)), _) => 3,
         (Some(None), Some(name)) => {
-            eprintln!("slipctl: unit {name} could not be found");
-            3
+            // Like the service manager's own answer for an unknown unit: an error.
+            eprintln!("slipctl: {name}: unit could not be found");
+            1
         }
         _ => 0,
     })
@@ -293,7 +303,7 @@ fn each_unit(
             }
         } else {
             out.flush()?;
-            eprintln!("slipctl: {unit}: {}", error_text(&resp));
+            eprintln!("slipctl: {}", about_unit(&unit, error_text(&resp)));
             code = 1;
         }
     }
@@ -364,5 +374,21 @@ mod tests {
         assert_eq!(cli.timeout, Some(3));
         assert!(Cli::try_parse_from(["slipctl", "start"]).is_err());
         assert!(Cli::try_parse_from(["slipctl"]).unwrap().command.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_unit_once() {
+        assert_eq!(
+            about_unit("a.service", "not loaded"),
+            "a.service: not loaded"
+        );
+        assert_eq!(
+            about_unit("a.service", "a.service: not loaded"),
+            "a.service: not loaded"
+        );
+        assert_eq!(
+            about_unit("a.service", "a.services gone"),
+            "a.service: a.services gone"
+        );
     }
 }
