@@ -163,11 +163,10 @@ fn status_of_one_unit_with_its_log_and_exit_codes() {
     assert!(stdout(&o).contains("    Main PID: 42\n"));
 
     let o = fake.run(&["status", "ghost"]);
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        stderr(&o).contains("ghost.service could not be found"),
-        "{}",
-        stderr(&o)
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "slipctl: ghost.service: unit could not be found\n"
     );
 }
 
