@@ -62,6 +62,11 @@ pub struct Packages {
     pub bootloader: String,
     /// Provides a static `bin/busybox` for the rescue shell.
     pub busybox: String,
+    /// More packages whose programs (`/usr/bin`, `/usr/sbin`, `/bin`,
+    /// `/sbin`) go into the root, with the shared libraries and the dynamic
+    /// loader they need, taken from their `Depends` closure.
+    #[serde(default)]
+    pub extra: Vec<String>,
 }
 
 impl Board {
@@ -102,6 +107,18 @@ impl Board {
                 bail!(
                     "kernel.modules: `{m}` is not a module name (write `virtio_blk`, not a path)"
                 );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &self.packages.extra {
+            if !is_package_name(name) {
+                bail!(
+                    "packages.extra: `{name}` is not a Debian package name (write \
+                     `dropbear-bin`, without a version or architecture)"
+                );
+            }
+            if !seen.insert(name) {
+                bail!("packages.extra: `{name}` is listed twice");
             }
         }
         let p = self.partitions;
@@ -167,6 +184,16 @@ impl Board {
         }
         parts.join(" ")
     }
+}
+
+/// Debian Policy 5.6.1: lower case letters, digits, `+`, `-`, `.`; at least
+/// two characters, starting with a letter or digit.
+fn is_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 /// Names of the boards under `boards_dir`, sorted.
@@ -245,6 +272,24 @@ busybox = "busybox-static"
         let path = GOOD.replace("\"virtio_blk\"", "\"kernel/virtio_blk.ko\"");
         let msg = format!("{:#}", Board::parse("x", &path).unwrap_err());
         assert!(msg.contains("not a module name"), "{msg}");
+    }
+
+    #[test]
+    fn extra_packages_default_to_none_and_are_checked() {
+        assert!(Board::parse("x", GOOD).unwrap().packages.extra.is_empty());
+        let with = |list: &str| format!("{GOOD}extra = {list}\n");
+        let b = Board::parse("x", &with(r#"["dropbear-bin", "libc6"]"#)).unwrap();
+        assert_eq!(b.packages.extra, ["dropbear-bin", "libc6"]);
+        for (bad, why) in [
+            (r#"["dropbear-bin (>= 2022)"]"#, "not a Debian package name"),
+            (r#"["dropbear-bin:amd64"]"#, "not a Debian package name"),
+            (r#"["Dropbear"]"#, "not a Debian package name"),
+            (r#"["a", "zlib1g"]"#, "not a Debian package name"),
+            (r#"["zlib1g", "zlib1g"]"#, "listed twice"),
+        ] {
+            let msg = format!("{:#}", Board::parse("x", &with(bad)).unwrap_err());
+            assert!(msg.contains(why), "{bad}: {msg}");
+        }
     }
 
     #[test]

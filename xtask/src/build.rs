@@ -5,6 +5,7 @@
 //! complete, so a failed or interrupted build never leaves a folder that
 //! looks finished.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -14,13 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use slipway_image::layout::{derived_uuid, Layout, Role, Slot};
-use slipway_image::tree::Tree;
+use slipway_image::tree::{Node, Tree};
 use slipway_image::{bls, esp, gpt_table, rootfs, var_fs, verity};
 
 use crate::board::{Board, VerityArgs};
 use crate::inputs::{self, InputOptions, Inputs};
 use crate::util::{sha256_bytes, sha256_file};
-use crate::{guest, paths};
+use crate::{elf_closure, guest, paths, static_root};
 
 /// Which init the initramfs carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -211,11 +212,15 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("reading {}", inputs.busybox.display()))?;
     phases.end("guest");
 
+    let package_files = elf_closure::closure(&inputs.extras)
+        .with_context(|| format!("board {}: packages.extra", board.name))?;
+    let common_root = static_root::read(&static_root::common_root_dir(&boards))?;
+    let common_digest = static_root::digest(&common_root);
     let build_id = build_id(
         &board_text,
         opts,
         &inputs,
-        &[&init_bytes, &cloud_config_bytes],
+        &[&init_bytes, &cloud_config_bytes, common_digest.as_bytes()],
     );
     let os_release = os_release(&board, &opts.version, &build_id);
     let mtime = u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX);
@@ -238,7 +243,9 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         &busybox,
         &applets,
         &os_release,
-    );
+        &package_files,
+        &common_root,
+    )?;
     let mut root_image = std::io::Cursor::new(Vec::new());
     rootfs::write_squashfs(&root_tree, mtime, &mut root_image)?;
     let root_image = root_image.into_inner();
@@ -511,14 +518,18 @@ fn reference_initramfs_tree(busybox: &[u8]) -> Tree {
 /// The cloud-config tool on the root (stage 2 runs `… boot`).
 pub const CLOUD_CONFIG_BIN: &str = "usr/bin/slipway-cloud-config";
 
-/// The root filesystem of a slot.
+/// The root filesystem of a slot: the generated files, then the extra
+/// packages' programs and libraries (`package_files`), then
+/// `board/common/root/` (`common`).
 fn root_tree(
     init: &[u8],
     cloud_config: &[u8],
     busybox: &[u8],
     applets: &[String],
     os_release: &str,
-) -> Tree {
+    package_files: &BTreeMap<String, Node>,
+    common: &BTreeMap<String, Node>,
+) -> Result<Tree> {
     let mut t = Tree::new();
     for d in [
         "bin", "sbin", "usr/bin", "usr/sbin", "usr/lib", "lib", "etc", "proc", "sys", "dev", "run",
@@ -565,7 +576,47 @@ fn root_tree(
     // the /etc overlay at first boot, or bind-mounts a transient one over
     // this file if /etc cannot be made writable.
     t.file("etc/machine-id", 0o444, Vec::new());
-    t
+
+    // A package's program replaces a busybox applet link of the same path
+    // (the full program is what the board asked for; the applet stays
+    // reachable as `busybox NAME`), never a file we generate: /sbin/init,
+    // busybox itself, the cloud-config tool, /etc.
+    for (path, node) in package_files {
+        match t.get(path) {
+            None => put(&mut t, path, node),
+            Some(Node::Dir { .. }) if matches!(node, Node::Dir { .. }) => {}
+            Some(Node::Symlink { target })
+                if target == "/bin/busybox" && applets.iter().any(|a| a == path) =>
+            {
+                put(&mut t, path, node)
+            }
+            Some(_) => eprintln!("build-image: keeping our /{path} over the package's"),
+        }
+    }
+    // The static files are ours: they replace generated ones, except the
+    // init, and never turn a folder into a file.
+    for (path, node) in common {
+        match (t.get(path), node) {
+            (Some(Node::Dir { .. }), Node::Dir { .. }) => {}
+            (Some(Node::Dir { .. }), _) => bail!(
+                "board/common/root/{path}: the root has a folder there; it cannot become a file"
+            ),
+            _ if path == "sbin/init" => {
+                bail!("board/common/root/{path}: /sbin/init is the Slipway init")
+            }
+            _ => put(&mut t, path, node),
+        }
+    }
+    Ok(t)
+}
+
+fn put(t: &mut Tree, path: &str, node: &Node) {
+    match node {
+        Node::Dir { mode } => t.dir(path, *mode),
+        Node::File { mode, data } => t.file(path, *mode, data.clone()),
+        Node::Symlink { target } => t.symlink(path, target),
+        Node::CharDevice { mode, major, minor } => t.char_device(path, *mode, *major, *minor),
+    };
 }
 
 /// The applet paths busybox installs (`bin/ls`, `usr/bin/awk`, …), asked of

@@ -21,6 +21,11 @@ pub enum Role {
     Kernel,
     Bootloader,
     Busybox,
+    /// A package the board lists in `packages.extra`.
+    Extra,
+    /// A package in the `Depends`/`Pre-Depends` closure of the extra
+    /// packages (where their shared libraries and the loader come from).
+    Dependency,
 }
 
 /// One pinned package.
@@ -62,11 +67,24 @@ pub struct Inputs {
     pub kernel: Kernel,
     pub systemd_boot: PathBuf,
     pub busybox: PathBuf,
+    /// The extra packages and their dependency closure, unpacked, sorted by
+    /// package name.
+    pub extras: Vec<ExtraPackage>,
     /// The pinned packages (the kernel's is absent when the user brought
     /// their own kernel).
     pub packages: Vec<Locked>,
     /// sha256 of a user-supplied kernel image.
     pub kernel_override_sha256: Option<String>,
+}
+
+/// An unpacked package of the extra closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraPackage {
+    pub package: String,
+    /// Listed by the board (its programs go into the root); otherwise only a
+    /// dependency (only the libraries the programs need are taken from it).
+    pub listed: bool,
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -111,13 +129,28 @@ pub fn resolve(board: &Board, opts: &InputOptions) -> Result<Inputs> {
         pinned.push(entry);
     }
 
+    let extras = resolve_extras(&board.packages.extra, &lock, opts.update, &lock_path)?;
+    let locked_extras: Vec<Locked> = sorted(
+        lock.packages
+            .iter()
+            .filter(|l| is_extra_role(l.role))
+            .cloned()
+            .collect(),
+    );
+    if extras != locked_extras {
+        changed = true;
+    }
+
     if changed {
         // Keep entries of roles not used this time (e.g. the kernel while a
-        // user kernel is given), replace the rest.
-        lock.packages
-            .retain(|old| !pinned.iter().any(|new| new.role == old.role));
+        // user kernel is given), replace the rest; the extra closure is
+        // replaced as a whole.
+        lock.packages.retain(|old| {
+            !is_extra_role(old.role) && !pinned.iter().any(|new| new.role == old.role)
+        });
         lock.packages.extend(pinned.iter().cloned());
-        lock.packages.sort_by_key(|l| l.role);
+        lock.packages.extend(extras.iter().cloned());
+        lock.packages = sorted(std::mem::take(&mut lock.packages));
         write_lock(&lock_path, &lock)?;
         eprintln!("inputs: wrote {}", lock_path.display());
     }
@@ -154,13 +187,113 @@ pub fn resolve(board: &Board, opts: &InputOptions) -> Result<Inputs> {
         ),
     };
 
+    let extra_dirs = extras
+        .iter()
+        .map(|l| {
+            Ok(ExtraPackage {
+                package: l.package.clone(),
+                listed: l.role == Role::Extra,
+                root: unpacked(l)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    pinned.extend(extras);
+
     Ok(Inputs {
         kernel,
         systemd_boot,
         busybox,
+        extras: extra_dirs,
         packages: pinned,
         kernel_override_sha256,
     })
+}
+
+fn is_extra_role(role: Role) -> bool {
+    matches!(role, Role::Extra | Role::Dependency)
+}
+
+/// Lock order: by role, then package name.
+fn sorted(mut packages: Vec<Locked>) -> Vec<Locked> {
+    packages.sort_by(|a, b| (a.role, &a.package).cmp(&(b.role, &b.package)));
+    packages
+}
+
+/// Pins the board's extra packages and their `Depends`/`Pre-Depends`
+/// closure (first alternative of each item, as apt would pick on a system
+/// without the others installed), breadth first from the listed packages.
+///
+/// A package the lock already pins is reused as pinned (its dependencies
+/// read from the cached `.deb`); only names the lock lacks, or every name
+/// with `update`, ask the archive for its candidate. The result is sorted
+/// and holds no entry the closure no longer reaches.
+fn resolve_extras(
+    listed: &[String],
+    lock: &LockFile,
+    update: bool,
+    lock_path: &Path,
+) -> Result<Vec<Locked>> {
+    let mut queue: std::collections::VecDeque<(String, Role, Option<String>)> = listed
+        .iter()
+        .map(|n| (n.clone(), Role::Extra, None))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut by_package: std::collections::BTreeMap<String, Locked> = Default::default();
+    while let Some((name, role, via)) = queue.pop_front() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let why = || match &via {
+            Some(parent) => format!("{name} (a dependency of {parent})"),
+            None => format!("{name} (packages.extra)"),
+        };
+        let existing = lock
+            .packages
+            .iter()
+            .find(|l| is_extra_role(l.role) && l.requested == name)
+            .cloned();
+        let entry = match existing {
+            Some(l) if !update => {
+                ensure_cached(&l, lock_path, &paths::deb_cache()).with_context(why)?;
+                Locked { role, ..l }
+            }
+            _ => fetch_candidate(role, &name).with_context(why)?,
+        };
+        let deb = deb_path(&entry.package, &entry.version);
+        let control = deb::control(&deb).with_context(|| format!("reading {}", deb.display()))?;
+        let mut deps = control.depends.clone();
+        deps.extend(
+            control
+                .field("Pre-Depends")
+                .map(first_alternatives)
+                .unwrap_or_default(),
+        );
+        for dep in deps {
+            if !seen.contains(&dep) {
+                queue.push_back((dep, Role::Dependency, Some(entry.package.clone())));
+            }
+        }
+        // Two names reaching one package (a listed package that is also a
+        // dependency) keep the first, which is the listed one.
+        by_package.entry(entry.package.clone()).or_insert(entry);
+    }
+    Ok(sorted(by_package.into_values().collect()))
+}
+
+/// The package names of a relationship field, first alternative of each
+/// item, without versions, architecture qualifiers or restrictions:
+/// `a (>= 1) | b, c:any [amd64]` gives `[a, c]`.
+fn first_alternatives(field: &str) -> Vec<String> {
+    field
+        .split(',')
+        .filter_map(|item| {
+            let first = item.split('|').next()?.trim();
+            let name = first
+                .split(|c: char| c.is_whitespace() || "([<:".contains(c))
+                .next()?;
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
 }
 
 fn read_lock(path: &Path) -> Result<LockFile> {
@@ -416,6 +549,37 @@ mod tests {
         assert!(msg.contains(&file.display().to_string()), "{msg}");
         assert!(msg.contains("board/x/inputs.lock pins"), "{msg}");
         assert!(msg.contains("delete the file"), "{msg}");
+    }
+
+    #[test]
+    fn relationship_fields_give_first_alternatives_without_versions() {
+        assert_eq!(
+            first_alternatives(
+                "libc6 (>= 2.34), libcrypt1 (>= 1:4.1.0) | libxcrypt, zlib1g:any, \
+                 foo [amd64], bar <!nocheck>"
+            ),
+            ["libc6", "libcrypt1", "zlib1g", "foo", "bar"]
+        );
+        assert!(first_alternatives("").is_empty());
+    }
+
+    #[test]
+    fn lock_order_is_role_then_package() {
+        let l = |role, package: &str| Locked {
+            role,
+            requested: package.into(),
+            package: package.into(),
+            version: "1".into(),
+            sha256: String::new(),
+        };
+        let got = sorted(vec![
+            l(Role::Dependency, "zlib1g"),
+            l(Role::Extra, "dropbear-bin"),
+            l(Role::Dependency, "libc6"),
+            l(Role::Kernel, "linux-image"),
+        ]);
+        let names: Vec<&str> = got.iter().map(|l| l.package.as_str()).collect();
+        assert_eq!(names, ["linux-image", "dropbear-bin", "libc6", "zlib1g"]);
     }
 
     #[test]

@@ -6,11 +6,13 @@
 pub mod bench;
 pub mod board;
 pub mod build;
+pub mod elf_closure;
 pub mod guest;
 pub mod inputs;
 pub mod paths;
 pub mod qemu;
 pub mod seed;
+pub mod static_root;
 pub mod testing;
 pub mod util;
 pub mod vm;
