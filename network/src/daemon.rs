@@ -383,7 +383,10 @@ impl Daemon {
         let path = self.opts.resolv_conf();
         match resolv::write_atomic(&path, &text) {
             Ok(()) => {
-                let shown: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+                let mut shown: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+                if shown.is_empty() {
+                    shown.push("none".to_string());
+                }
                 log(&format!(
                     "dns: wrote {} (nameservers: {})",
                     path.display(),
@@ -431,6 +434,10 @@ fn configure_static(nl: &mut Netlink, link: &Link) -> bool {
         let addrs: Vec<String> = file.addresses.iter().map(|a| a.to_string()).collect();
         let gws: Vec<String> = file.gateways.iter().map(|a| a.to_string()).collect();
         let dns: Vec<String> = file.dns.iter().map(|a| a.to_string()).collect();
+        if addrs.is_empty() && gws.is_empty() && dns.is_empty() {
+            log(&format!("{prefix} up ({})", file.name));
+            return true;
+        }
         let mut line = format!("{prefix} up, static");
         if !addrs.is_empty() {
             line.push_str(&format!(" {}", addrs.join(",")));
