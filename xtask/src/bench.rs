@@ -229,3 +229,112 @@ pub fn verity(board: &str, runs: usize) -> Result<()> {
     println!("  verity adds      {:>+6.1} %", (y / x - 1.0) * 100.0);
     Ok(())
 }
+
+/// `cargo xtask bench services`: boots the image with user-data enabling
+/// 20 trivial services and reports PID 1's resident memory and the time
+/// from stage 2's start to all services started (the init's summary
+/// line), next to references measured in the same VM: busybox `sh`
+/// forking 20 `sleep`s, and the resident memory of that shell.
+pub fn services(board: &str, runs: usize) -> Result<()> {
+    let opts = BuildOptions::new(board)?;
+    let image = build_image(&opts)?;
+    let dir = tempfile::tempdir()?;
+    let mut yaml = String::from("#cloud-config\ncoreos:\n  units:\n");
+    for i in 1..=20 {
+        yaml.push_str(&format!(
+            "    - name: trivial{i:02}.service\n      enable: true\n      content: |\n        [Service]\n        ExecStart=/bin/sleep 100000\n        [Install]\n        WantedBy=multi-user.target\n"
+        ));
+    }
+    let user_data = dir.path().join("user-data.yaml");
+    std::fs::write(&user_data, yaml)?;
+
+    let (mut started_ms, mut since_stage2, mut rss, mut ref_ms, mut ref_rss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("bench: services boot {}/{runs}", i + 1);
+        let mut machine = Machine::new(image.out_dir.join("disk.qcow2"));
+        machine.user_data = Some((crate::seed::SeedKind::NoCloud, user_data.clone()));
+        let mut vm = Vm::start(&format!("bench-services-{i}"), &machine)?;
+        let line = vm.wait_for("slipway: services started: ", Duration::from_secs(300))?;
+        let (count, ms, s2) = parse_services_line(&line)
+            .with_context(|| format!("unexpected summary line: {line}"))?;
+        anyhow::ensure!(count >= 20, "only {count} services started: {line}");
+        started_ms.push(ms);
+        since_stage2.push(s2);
+        let (_, out) = vm.run("grep VmRSS /proc/1/status", Duration::from_secs(60))?;
+        rss.push(kib(&out)? / 1024.0);
+        let (_, out) = vm.run(
+            "a=$(date +%s%N); for i in $(seq 20); do sleep 100000 & done; b=$(date +%s%N); echo $(( (b - a) / 1000000 ))",
+            Duration::from_secs(60),
+        )?;
+        ref_ms.push(out.trim().parse::<f64>().context("reference time")?);
+        let (_, out) = vm.run("grep VmRSS /proc/$$/status", Duration::from_secs(60))?;
+        ref_rss.push(kib(&out)? / 1024.0);
+        let _ = vm.qmp().and_then(|mut q| q.quit());
+    }
+    println!(
+        "\n== services: 20 trivial units (plus the image's own), median of {runs} boots under TCG"
+    );
+    println!(
+        "  stage 2 start → all started  {:>7.0} ms   (target <= 300 ms)",
+        median(since_stage2)
+    );
+    println!(
+        "  manager start → all started  {:>7.0} ms",
+        median(started_ms)
+    );
+    println!(
+        "  reference: busybox sh forks 20 sleeps {:>5.0} ms",
+        median(ref_ms)
+    );
+    println!(
+        "  PID 1 resident memory        {:>7.2} MiB  (target <= 4 MiB)",
+        median(rss)
+    );
+    println!(
+        "  reference: busybox sh        {:>7.2} MiB",
+        median(ref_rss)
+    );
+    Ok(())
+}
+
+/// `slipway: services started: N in X ms, F failed (stage 2 start +Y ms)`.
+fn parse_services_line(line: &str) -> Option<(u32, f64, f64)> {
+    let rest = line.split("services started: ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let count = words.next()?.parse().ok()?;
+    let ms = words.nth(1)?.parse().ok()?;
+    let s2 = rest
+        .split("stage 2 start +")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((count, ms, s2))
+}
+
+/// `VmRSS:   1234 kB` → 1234.
+fn kib(text: &str) -> Result<f64> {
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no VmRSS in {text:?}"))
+}
+
+#[cfg(test)]
+mod services_tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_parses() {
+        assert_eq!(
+            parse_services_line(
+                "slipway: services started: 22 in 41 ms, 0 failed (stage 2 start +187 ms)"
+            ),
+            Some((22, 41.0, 187.0))
+        );
+        assert_eq!(parse_services_line("slipway: services started: x"), None);
+        assert_eq!(kib("VmRSS:\t    2312 kB").unwrap(), 2312.0);
+    }
+}

@@ -208,6 +208,11 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         std::fs::read(&guest.init).with_context(|| format!("reading {}", guest.init.display()))?;
     let cloud_config_bytes = std::fs::read(&guest.cloud_config)
         .with_context(|| format!("reading {}", guest.cloud_config.display()))?;
+    let mut root_programs = Vec::new();
+    for (path, bin) in &guest.root_programs {
+        let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+        root_programs.push((*path, bytes));
+    }
     let busybox = std::fs::read(&inputs.busybox)
         .with_context(|| format!("reading {}", inputs.busybox.display()))?;
     phases.end("guest");
@@ -216,12 +221,10 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("board {}: packages.extra", board.name))?;
     let common_root = static_root::read(&static_root::common_root_dir(&boards))?;
     let common_digest = static_root::digest(&common_root);
-    let build_id = build_id(
-        &board_text,
-        opts,
-        &inputs,
-        &[&init_bytes, &cloud_config_bytes, common_digest.as_bytes()],
-    );
+    let mut guest_parts: Vec<&[u8]> = vec![&init_bytes, &cloud_config_bytes];
+    guest_parts.extend(root_programs.iter().map(|(_, b)| b.as_slice()));
+    guest_parts.push(common_digest.as_bytes());
+    let build_id = build_id(&board_text, opts, &inputs, &guest_parts);
     let os_release = os_release(&board, &opts.version, &build_id);
     let mtime = u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX);
 
@@ -240,6 +243,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let root_tree = root_tree(
         &init_bytes,
         &cloud_config_bytes,
+        &root_programs,
         &busybox,
         &applets,
         &os_release,
@@ -524,6 +528,7 @@ pub const CLOUD_CONFIG_BIN: &str = "usr/bin/slipway-cloud-config";
 fn root_tree(
     init: &[u8],
     cloud_config: &[u8],
+    programs: &[(&str, Vec<u8>)],
     busybox: &[u8],
     applets: &[String],
     os_release: &str,
@@ -541,6 +546,11 @@ fn root_tree(
     t.dir("root", 0o700);
     t.file("sbin/init", 0o755, init.to_vec());
     t.file(CLOUD_CONFIG_BIN, 0o755, cloud_config.to_vec());
+    // slipctl and the network daemon (guest::ROOT_PATHS).
+    t.dir("usr/lib/slipway", 0o755);
+    for (path, bytes) in programs {
+        t.file(path, 0o755, bytes.clone());
+    }
     t.file("bin/busybox", 0o755, busybox.to_vec());
     for applet in applets {
         // Our init is /sbin/init; busybox must not shadow it.

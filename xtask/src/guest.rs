@@ -11,19 +11,27 @@ use crate::paths;
 
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// The guest programs: the init (PID 1, both stages) and the cloud-config
-/// tool stage 2 runs at boot (also `validate` for users on the machine).
+/// The guest programs: the init (PID 1, both stages), the cloud-config
+/// tool stage 2 runs at boot (also `validate` for users on the machine),
+/// and the programs that only go into the root, at their paths there.
 #[derive(Debug, Clone)]
 pub struct GuestBinaries {
     pub init: PathBuf,
     pub cloud_config: PathBuf,
+    /// `(path in the root, binary)`: `usr/bin/slipctl`, the network daemon.
+    pub root_programs: Vec<(&'static str, PathBuf)>,
 }
 
 /// `(package, binary)` of every guest program.
-const PROGRAMS: [(&str, &str); 2] = [
+const PROGRAMS: [(&str, &str); 4] = [
     ("slipway-init", "slipway-init"),
     ("slipway-cloud-config", "slipway-cloud-config"),
+    ("slipway-control", "slipctl"),
+    ("slipway-network", "slipway-networkd"),
 ];
+
+/// Where the root-only programs go (`PROGRAMS[2..]`, in order).
+const ROOT_PATHS: [&str; 2] = ["usr/bin/slipctl", "usr/lib/slipway/slipway-networkd"];
 
 /// Builds the guest programs and returns the paths of the static binaries.
 pub fn build() -> Result<GuestBinaries> {
@@ -44,8 +52,8 @@ pub fn build() -> Result<GuestBinaries> {
         );
     }
     let dir = paths::target_dir().join(TARGET).join("release");
-    let [init, cloud_config] = PROGRAMS.map(|(_, bin)| dir.join(bin));
-    for bin in [&init, &cloud_config] {
+    let [init, cloud_config, slipctl, networkd] = PROGRAMS.map(|(_, bin)| dir.join(bin));
+    for bin in [&init, &cloud_config, &slipctl, &networkd] {
         if !bin.is_file() {
             bail!(
                 "cargo built the guest programs but {} is missing",
@@ -53,5 +61,10 @@ pub fn build() -> Result<GuestBinaries> {
             );
         }
     }
-    Ok(GuestBinaries { init, cloud_config })
+    let [ctl_path, netd_path] = ROOT_PATHS;
+    Ok(GuestBinaries {
+        init,
+        cloud_config,
+        root_programs: vec![(ctl_path, slipctl), (netd_path, networkd)],
+    })
 }

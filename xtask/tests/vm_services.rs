@@ -183,7 +183,10 @@ fn units_network_ssh_and_a_clean_poweroff() {
     // The unit with its drop-in runs and logs.
     let mut log = String::new();
     for _ in 0..30 {
-        log = ok(&mut vm, "cat /var/log/services/writer.service.log 2>/dev/null; true");
+        log = ok(
+            &mut vm,
+            "cat /var/log/services/writer.service.log 2>/dev/null; true",
+        );
         if log.contains("wrote line 3") {
             break;
         }
@@ -223,7 +226,11 @@ fn units_network_ssh_and_a_clean_poweroff() {
     );
     assert_eq!(unit("writer.service")["active"], "active", "{json}");
     assert_eq!(unit("sshd.service")["active"], "active", "{json}");
-    assert_eq!(unit("slipway-networkd.service")["active"], "active", "{json}");
+    assert_eq!(
+        unit("slipway-networkd.service")["active"],
+        "active",
+        "{json}"
+    );
     assert_eq!(status["health"], "unhealthy", "{json}");
     assert!(
         status["health_detail"]
@@ -256,7 +263,9 @@ fn units_network_ssh_and_a_clean_poweroff() {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("ID=slipway") && stdout.trim_end().ends_with("core"),
+        out.status.success()
+            && stdout.contains("ID=slipway")
+            && stdout.trim_end().ends_with("core"),
         "ssh failed: {}\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
@@ -264,20 +273,30 @@ fn units_network_ssh_and_a_clean_poweroff() {
     let pw = ssh(
         &key,
         ssh_port,
-        &["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"],
+        &[
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        ],
         "true",
     );
     assert!(!pw.status.success(), "password login was accepted");
 
     // The power button: services stop in order, the stubborn one is
     // killed after 3 s, /var is unmounted cleanly.
-    let lines_before = ok(&mut vm, "wc -l < /var/lib/writer/data").parse::<u64>().unwrap();
+    let lines_before = ok(&mut vm, "wc -l < /var/lib/writer/data")
+        .parse::<u64>()
+        .unwrap();
     let start = vm.transcript().cursor();
     vm.qmp().unwrap().system_powerdown().unwrap();
     vm.wait_for("slipway: poweroff requested", CMD).unwrap();
     vm.wait_for("slipway: powering off", CMD).unwrap();
     let shutdown = vm.transcript().lines()[start..].join("\n");
-    assert!(!shutdown.contains("did not stop in time; killing"), "{shutdown}");
+    assert!(
+        !shutdown.contains("did not stop in time; killing"),
+        "{shutdown}"
+    );
 
     // Boot the same disk again.
     std::thread::sleep(Duration::from_secs(1));
@@ -292,12 +311,18 @@ fn units_network_ssh_and_a_clean_poweroff() {
         .take_while(|l| *l != "stopped-cleanly")
         .collect();
     assert!(first_boot.len() as u64 >= lines_before, "{data}");
-    assert!(data.contains("stopped-cleanly"), "the writer was not stopped with SIGTERM:\n{data}");
+    assert!(
+        data.contains("stopped-cleanly"),
+        "the writer was not stopped with SIGTERM:\n{data}"
+    );
     let (_, dmesg) = vm.run("dmesg | grep 'EXT4-fs (vda6)'", CMD).unwrap();
     assert!(!dmesg.contains("recovery"), "{dmesg}");
     assert!(dmesg.contains("mounted filesystem"), "{dmesg}");
     // The stubborn service's stop was logged.
     let stubborn = ok(&mut vm, "cat /var/log/services/stubborn.service.log");
-    assert!(stubborn.contains("did not stop in time: SIGKILL"), "{stubborn}");
+    assert!(
+        stubborn.contains("did not stop in time: SIGKILL"),
+        "{stubborn}"
+    );
     vm.qmp().unwrap().quit().unwrap();
 }
