@@ -111,6 +111,10 @@ struct QemuArgs {
     /// (opt/org.slipway/user-data) instead of a seed disk
     #[arg(long, value_name = "FILE", conflicts_with = "user_data")]
     fw_cfg_user_data: Option<PathBuf>,
+    /// Forward this port on 127.0.0.1 to the guest's SSH server (port 22):
+    /// `ssh -p PORT core@127.0.0.1`
+    #[arg(long, value_name = "PORT")]
+    ssh_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +252,7 @@ fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
     machine.no_reboot = a.no_reboot;
     machine.disk_size = a.disk_size;
     machine.fw_cfg_user_data = a.fw_cfg_user_data;
+    machine.host_forwards.extend(a.ssh_port.map(|p| (p, 22)));
     machine.user_data = a.user_data.map(|file| {
         let kind = if a.config_drive {
             xtask::seed::SeedKind::ConfigDrive
