@@ -95,7 +95,7 @@ fn user_data(dir: &Path, pubkey: &str) -> std::path::PathBuf {
 ssh_authorized_keys:
   - {pubkey}
 write_files:
-  - path: /opt/writer.sh
+  - path: /var/lib/writer/writer.sh
     permissions: "0755"
     content: |
       #!/bin/sh
@@ -125,7 +125,7 @@ coreos:
           content: |
             [Service]
             ExecStart=
-            ExecStart=/opt/writer.sh
+            ExecStart=/var/lib/writer/writer.sh
     - name: stubborn.service
       command: start
       enable: true
@@ -245,7 +245,7 @@ fn units_network_ssh_and_a_clean_poweroff() {
     let page = ok(
         &mut vm,
         &format!(
-            "for i in $(seq 1 60); do wget -q -T 5 -O - http://10.0.2.2:{http_port}/ && break; sleep 1; done"
+            "for i in $(seq 1 60); do wget -O - http://10.0.2.2:{http_port}/ 2>/dev/null && break; sleep 1; done"
         ),
     );
     assert!(page.contains(PAGE), "{page}");
