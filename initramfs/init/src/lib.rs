@@ -209,6 +209,7 @@ fn run_stage2(sys: &mut LinuxSys) -> ! {
         sys.sleep(Duration::from_secs(1));
     };
 
+    supervisor.close_services();
     let sessions: Vec<i32> = supervisor.shell_pid().into_iter().collect();
     let _ = catch_unwind(AssertUnwindSafe(|| {
         shutdown(sys, action, &sessions, &ShutdownPolicy::default())

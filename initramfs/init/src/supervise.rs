@@ -70,6 +70,14 @@ impl Supervisor {
         }
     }
 
+    /// Drops the service manager and the control socket: their log files
+    /// on `/var` must be closed, or `/var` cannot be unmounted (nor even
+    /// remounted read-only) at shutdown and needs a journal replay.
+    pub fn close_services(&mut self) {
+        self.manager = None;
+        self.control = None;
+    }
+
     /// The rescue shell's pid (its session id), if it is running.
     pub fn shell_pid(&self) -> Option<i32> {
         self.shell_pid

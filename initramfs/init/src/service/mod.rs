@@ -672,11 +672,11 @@ impl Manager {
                 }
                 p if p.stopping()
                     && !self.group_alive(&name)
-                        && self.rt.get(&name).is_some_and(|r| r.control_pid.is_none())
-                        && p != Phase::StopPost
-                    => {
-                        self.finish_stop(&name);
-                    }
+                    && self.rt.get(&name).is_some_and(|r| r.control_pid.is_none())
+                    && p != Phase::StopPost =>
+                {
+                    self.finish_stop(&name);
+                }
                 _ => {}
             }
         }
