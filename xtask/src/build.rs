@@ -208,7 +208,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         std::fs::read(&guest.init).with_context(|| format!("reading {}", guest.init.display()))?;
     let cloud_config_bytes = std::fs::read(&guest.cloud_config)
         .with_context(|| format!("reading {}", guest.cloud_config.display()))?;
-    let mut root_programs = Vec::new();
+    let mut root_programs = vec![(CLOUD_CONFIG_BIN, cloud_config_bytes.clone())];
     for (path, bin) in &guest.root_programs {
         let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
         root_programs.push((*path, bytes));
@@ -222,7 +222,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let common_root = static_root::read(&static_root::common_root_dir(&boards))?;
     let common_digest = static_root::digest(&common_root);
     let mut guest_parts: Vec<&[u8]> = vec![&init_bytes, &cloud_config_bytes];
-    guest_parts.extend(root_programs.iter().map(|(_, b)| b.as_slice()));
+    guest_parts.extend(root_programs.iter().skip(1).map(|(_, b)| b.as_slice()));
     guest_parts.push(common_digest.as_bytes());
     let build_id = build_id(&board_text, opts, &inputs, &guest_parts);
     let os_release = os_release(&board, &opts.version, &build_id);
@@ -242,7 +242,6 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let applets = busybox_applets(&inputs.busybox)?;
     let root_tree = root_tree(
         &init_bytes,
-        &cloud_config_bytes,
         &root_programs,
         &busybox,
         &applets,
@@ -527,7 +526,6 @@ pub const CLOUD_CONFIG_BIN: &str = "usr/bin/slipway-cloud-config";
 /// `board/common/root/` (`common`).
 fn root_tree(
     init: &[u8],
-    cloud_config: &[u8],
     programs: &[(&str, Vec<u8>)],
     busybox: &[u8],
     applets: &[String],
@@ -545,8 +543,7 @@ fn root_tree(
     t.dir("tmp", 0o1777);
     t.dir("root", 0o700);
     t.file("sbin/init", 0o755, init.to_vec());
-    t.file(CLOUD_CONFIG_BIN, 0o755, cloud_config.to_vec());
-    // slipctl and the network daemon (guest::ROOT_PATHS).
+    // The cloud-config tool, slipctl and the network daemon.
     t.dir("usr/lib/slipway", 0o755);
     for (path, bytes) in programs {
         t.file(path, 0o755, bytes.clone());

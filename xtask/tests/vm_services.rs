@@ -324,5 +324,6 @@ fn units_network_ssh_and_a_clean_poweroff() {
         stubborn.contains("did not stop in time: SIGKILL"),
         "{stubborn}"
     );
-    vm.qmp().unwrap().quit().unwrap();
+    // QEMU takes one QMP client at a time: reuse the connection.
+    qmp.quit().unwrap();
 }
