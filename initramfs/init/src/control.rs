@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use slipway_control::{read_message, write_message, Request, Response, SystemStatus, UnitStatus};
 
 use crate::power::PowerAction;
-use crate::service::{ActiveState, Health, Job, Manager, UnitInfo};
+use crate::service::{ActiveState, Job, Manager, UnitInfo};
 
 /// How long a client may take to send its request: PID 1 reads it
 /// blocking, so a slow or stuck client must not hold it up for long.
@@ -237,11 +237,7 @@ pub fn status_response(manager: &Manager, unit: Option<&str>) -> Response {
         }
     }
     Response::with_status(SystemStatus {
-        health: match health {
-            Health::Starting => slipway_control::Health::Starting,
-            Health::Healthy => slipway_control::Health::Healthy,
-            Health::Unhealthy => slipway_control::Health::Unhealthy,
-        },
+        health,
         health_detail: detail.map(str::to_string),
         uptime_ms: millis(uptime),
         units,
@@ -250,13 +246,7 @@ pub fn status_response(manager: &Manager, unit: Option<&str>) -> Response {
 
 fn to_wire(u: UnitInfo, uptime: Duration) -> UnitStatus {
     UnitStatus {
-        active: match u.active {
-            ActiveState::Inactive => slipway_control::ActiveState::Inactive,
-            ActiveState::Activating => slipway_control::ActiveState::Activating,
-            ActiveState::Active => slipway_control::ActiveState::Active,
-            ActiveState::Deactivating => slipway_control::ActiveState::Deactivating,
-            ActiveState::Failed => slipway_control::ActiveState::Failed,
-        },
+        active: u.active,
         since_ms: millis(uptime.saturating_sub(u.since_ago)),
         log: u.log.map(|p| p.display().to_string()),
         name: u.name,
@@ -280,4 +270,79 @@ fn boot_clock() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
         .map(Duration::from)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(active: ActiveState, sub: &str, result: Option<&str>) -> UnitInfo {
+        UnitInfo {
+            name: "web.service".into(),
+            description: None,
+            load: "loaded".into(),
+            enabled: true,
+            active,
+            sub: sub.into(),
+            main_pid: None,
+            since_ago: Duration::ZERO,
+            restarts: 0,
+            result: result.map(str::to_string),
+            memory_bytes: None,
+            tasks: None,
+            log: None,
+        }
+    }
+
+    #[test]
+    fn finished_jobs_say_what_happened() {
+        let r = job_outcome(
+            "web.service",
+            Job::Start,
+            Some(&info(ActiveState::Active, "running", None)),
+        );
+        assert_eq!(
+            (r.ok, r.message.as_deref()),
+            (true, Some("web.service: started (running)"))
+        );
+        let r = job_outcome(
+            "web.service",
+            Job::Start,
+            Some(&info(ActiveState::Failed, "failed", Some("exit status 1"))),
+        );
+        assert!(!r.ok);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("web.service: failed (failed): exit status 1; see `slipctl logs web.service`")
+        );
+        let r = job_outcome(
+            "web.service",
+            Job::Restart,
+            Some(&info(
+                ActiveState::Activating,
+                "auto-restart",
+                Some("exit status 2"),
+            )),
+        );
+        assert_eq!(
+            r.error.as_deref(),
+            Some("web.service: failed (exit status 2), restarting")
+        );
+        let r = job_outcome(
+            "web.service",
+            Job::Stop,
+            Some(&info(ActiveState::Inactive, "dead", None)),
+        );
+        assert!(r.ok);
+        let r = job_outcome(
+            "web.service",
+            Job::Start,
+            Some(&info(ActiveState::Inactive, "condition-failed", None)),
+        );
+        assert_eq!(
+            r.message.as_deref(),
+            Some("web.service: not started, its conditions do not hold")
+        );
+        assert!(!job_outcome("x.service", Job::Start, None).ok);
+    }
 }

@@ -137,7 +137,8 @@ impl Vm {
 
     /// Runs a shell command in the guest's rescue shell and returns its
     /// output and exit status. The command's output must not contain the
-    /// markers, which are unique per call.
+    /// markers, which are unique per call; lines the init prints meanwhile
+    /// ([`is_init_line`]) are left out.
     pub fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
         if !self.shell_ready {
             self.wait_shell(timeout)?;
@@ -168,6 +169,10 @@ impl Vm {
             .skip_while(|l| !l.contains(&begin))
             .skip(1)
             .take_while(|l| !l.contains(&end))
+            // PID 1 writes its own lines (services started, health, a
+            // unit that failed) to the same console at any moment; they
+            // are not the command's output.
+            .filter(|l| !is_init_line(l))
             .map(String::as_str)
             .collect();
         // Output without a final newline shares its last line with the
@@ -218,6 +223,12 @@ impl Vm {
     pub fn log_path(&self) -> &Path {
         self.transcript.path()
     }
+}
+
+/// A line the init printed on the console (`slipway: …`), as opposed to
+/// output of a command typed into the shell.
+pub fn is_init_line(line: &str) -> bool {
+    line.starts_with("slipway: ")
 }
 
 impl Drop for Vm {

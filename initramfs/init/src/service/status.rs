@@ -3,47 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `systemctl`'s active state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActiveState {
-    Inactive,
-    Activating,
-    Active,
-    Deactivating,
-    Failed,
-}
-
-impl ActiveState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActiveState::Inactive => "inactive",
-            ActiveState::Activating => "activating",
-            ActiveState::Active => "active",
-            ActiveState::Deactivating => "deactivating",
-            ActiveState::Failed => "failed",
-        }
-    }
-}
-
-/// The boot's health, for boot assessment: `healthy` once every unit of
-/// the boot has started and stayed up for the grace period (then it
-/// stays so for this boot), `unhealthy` while one of them has failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Starting,
-    Healthy,
-    Unhealthy,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Starting => "starting",
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-        }
-    }
-}
+/// The active state and the boot's health are the control protocol's
+/// own types: what `slipctl` shows is what the manager decides.
+/// `Health`: `healthy` once every unit of the boot has started and stayed
+/// up for the grace period (then it stays so for this boot), `unhealthy`
+/// while one of them has failed.
+pub use slipway_control::{ActiveState, Health};
 
 /// One unit's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
