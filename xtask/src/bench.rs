@@ -293,6 +293,10 @@ pub fn services(board: &str, runs: usize) -> Result<()> {
         median(started_ms)
     );
     println!(
+        "  first boot (applies the user-data, makes the SSH host key): stage 2 start → all started {:>7.0} ms",
+        median(first_boot)
+    );
+    println!(
         "  reference: busybox sh forks 20 sleeps {:>5.0} ms",
         median(ref_ms)
     );
