@@ -2,7 +2,6 @@
 //! without cgroups (process groups instead), driven like PID 1 drives it.
 
 use super::*;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -98,6 +97,21 @@ impl Fixture {
         }
     }
 
+    /// Makes `<root>/out` and puts its path in place of `%OUT%` (not a
+    /// specifier) in the named unit files.
+    fn out_dir(&self, units: &[&str]) -> PathBuf {
+        let out = self.path("out");
+        std::fs::create_dir_all(&out).unwrap();
+        for u in units {
+            let p = self.path(&format!("etc/systemd/system/{u}"));
+            let t = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("%OUT%", out.to_str().unwrap());
+            std::fs::write(p, t).unwrap();
+        }
+        out
+    }
+
     fn info(&self, name: &str) -> UnitInfo {
         self.m
             .unit_infos()
@@ -134,16 +148,7 @@ fn starts_in_order_logs_output_and_turns_healthy() {
             "[Unit]\nAfter=db.service\nRequires=db.service\n[Service]\nExecStartPre=/bin/sh -c 'date +%%s%%N > $OUT/web'\nExecStart=/bin/sh -c 'echo web up; echo to stderr >&2; exec sleep 100'\nEnvironment=OUT=%OUT%\n",
         ),
     ]);
-    // %OUT% is not a specifier: put the real path in.
-    let out = f.path("out");
-    std::fs::create_dir_all(&out).unwrap();
-    for u in ["db.service", "web.service"] {
-        let p = f.path(&format!("etc/systemd/system/{u}"));
-        let t = std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("%OUT%", out.to_str().unwrap());
-        std::fs::write(p, t).unwrap();
-    }
+    let out = f.out_dir(&["db.service", "web.service"]);
     f.m.boot("");
     f.until("web running", SECS, |m| {
         state(m, "web.service").1 == "running"
@@ -336,15 +341,7 @@ fn stop_runs_in_reverse_order() {
         ("base.service", "[Service]\nExecStart=/bin/sh -c 'trap \"date +%%s%%N > %OUT%/base; exit 0\" TERM; while true; do sleep 0.02; done'\n"),
         ("top.service", "[Unit]\nAfter=base.service\n[Service]\nExecStart=/bin/sh -c 'trap \"sleep 0.3; date +%%s%%N > %OUT%/top; exit 0\" TERM; while true; do sleep 0.02; done'\n"),
     ]);
-    let out = f.path("out");
-    std::fs::create_dir_all(&out).unwrap();
-    for u in ["base.service", "top.service"] {
-        let p = f.path(&format!("etc/systemd/system/{u}"));
-        let t = std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("%OUT%", out.to_str().unwrap());
-        std::fs::write(p, t).unwrap();
-    }
+    let out = f.out_dir(&["base.service", "top.service"]);
     f.m.boot("");
     f.until("running", SECS, |m| {
         state(m, "top.service").1 == "running" && state(m, "base.service").1 == "running"
@@ -412,9 +409,4 @@ fn restart_delays_double_and_are_capped() {
 fn exits_are_described_like_systemctl() {
     assert_eq!(describe(ExitOutcome::ExitCode(3)), "exit status 3");
     assert_eq!(describe(ExitOutcome::Signal(9)), "killed by SIGKILL");
-}
-
-#[allow(dead_code)]
-fn executable(p: &Path) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
