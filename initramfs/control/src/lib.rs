@@ -95,5 +95,5 @@ pub use framing::{
 pub use message::{ActiveState, Health, Request, Response, SystemStatus, UnitStatus};
 pub use paths::{
     log_dir, log_path, previous_log_path, socket_path, unit_name, LOG_DIR, LOG_DIR_ENV, SOCKET_ENV,
-    SOCKET_PATH,
+    SOCKET_PATH, UNIT_TYPES,
 };

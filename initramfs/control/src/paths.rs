@@ -45,8 +45,9 @@ fn file_stem(unit: &str) -> String {
     unit.replace(['/', '\0'], "-")
 }
 
-/// Unit types a name may end with; a name without one gets `.service`.
-const UNIT_SUFFIXES: &[&str] = &[
+/// The unit types systemd knows (a name ends with one; a name without
+/// one gets `.service`). The init's unit loader uses the same list.
+pub const UNIT_TYPES: &[&str] = &[
     "service",
     "socket",
     "target",
@@ -65,7 +66,7 @@ const UNIT_SUFFIXES: &[&str] = &[
 pub fn unit_name(name: &str) -> String {
     let has_suffix = name
         .rsplit_once('.')
-        .is_some_and(|(stem, suffix)| !stem.is_empty() && UNIT_SUFFIXES.contains(&suffix));
+        .is_some_and(|(stem, suffix)| !stem.is_empty() && UNIT_TYPES.contains(&suffix));
     if has_suffix {
         name.to_owned()
     } else {

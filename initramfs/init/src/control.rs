@@ -12,10 +12,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use slipway_control::{read_message, write_message, Request, Response, SystemStatus, UnitStatus};
+use slipway_control::{read_message, write_message, Request, Response, SystemStatus};
 
 use crate::power::PowerAction;
-use crate::service::{ActiveState, Job, Manager, UnitInfo};
+use crate::service::{boot_clock, millis, ActiveState, Job, Manager, UnitStatus};
 
 /// How long a client may take to send its request: PID 1 reads it
 /// blocking, so a slow or stuck client must not hold it up for long.
@@ -188,7 +188,7 @@ fn reply(mut stream: UnixStream, response: &Response) {
 }
 
 /// What a finished job tells the client.
-fn job_outcome(unit: &str, job: Job, info: Option<&UnitInfo>) -> Response {
+fn job_outcome(unit: &str, job: Job, info: Option<&UnitStatus>) -> Response {
     let Some(info) = info else {
         return Response::err(format!("{unit}: unknown unit"));
     };
@@ -224,12 +224,7 @@ fn job_outcome(unit: &str, job: Job, info: Option<&UnitInfo>) -> Response {
 /// The whole status, or one unit's.
 pub fn status_response(manager: &Manager, unit: Option<&str>) -> Response {
     let (health, detail) = manager.health();
-    let uptime = boot_clock();
-    let mut units: Vec<UnitStatus> = manager
-        .unit_infos()
-        .into_iter()
-        .map(|u| to_wire(u, uptime))
-        .collect();
+    let mut units = manager.unit_infos();
     if let Some(name) = unit {
         units.retain(|u| u.name == name);
         if units.is_empty() {
@@ -239,45 +234,17 @@ pub fn status_response(manager: &Manager, unit: Option<&str>) -> Response {
     Response::with_status(SystemStatus {
         health,
         health_detail: detail.map(str::to_string),
-        uptime_ms: millis(uptime),
+        uptime_ms: millis(boot_clock()),
         units,
     })
-}
-
-fn to_wire(u: UnitInfo, uptime: Duration) -> UnitStatus {
-    UnitStatus {
-        active: u.active,
-        since_ms: millis(uptime.saturating_sub(u.since_ago)),
-        log: u.log.map(|p| p.display().to_string()),
-        name: u.name,
-        description: u.description,
-        load: u.load,
-        enabled: u.enabled,
-        sub: u.sub,
-        main_pid: u.main_pid,
-        restarts: u.restarts,
-        result: u.result,
-        memory_bytes: u.memory_bytes,
-        tasks: u.tasks,
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn boot_clock() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(Duration::from)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(active: ActiveState, sub: &str, result: Option<&str>) -> UnitInfo {
-        UnitInfo {
+    fn info(active: ActiveState, sub: &str, result: Option<&str>) -> UnitStatus {
+        UnitStatus {
             name: "web.service".into(),
             description: None,
             load: "loaded".into(),
@@ -285,7 +252,7 @@ mod tests {
             active,
             sub: sub.into(),
             main_pid: None,
-            since_ago: Duration::ZERO,
+            since_ms: 0,
             restarts: 0,
             result: result.map(str::to_string),
             memory_bytes: None,

@@ -65,8 +65,11 @@ Started by the kernel, never by hand:
       the rest, makes /etc an overlay kept on /var, binds /home and /root
       from /var, writes /etc/machine-id once, runs
       /usr/bin/slipway-cloud-config boot (user-data), sets the hostname
-      from /etc/hostname, prints the ready line, runs a rescue shell on
-      the serial console, and reboots or powers off on request.
+      from /etc/hostname, prints the ready line, starts multi-user.target
+      and the units it wants (systemd unit files; control them with
+      slipctl), runs a rescue shell on the serial console, and on a
+      reboot or poweroff request stops the services in reverse order
+      before it reboots or powers off.
 
 Options (only when not PID 1):
   --help       print this text

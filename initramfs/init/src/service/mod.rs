@@ -15,6 +15,7 @@
 //! therefore start (and stop) in parallel.
 
 mod cgroup;
+mod install;
 mod logs;
 mod spawn;
 mod status;
@@ -22,7 +23,7 @@ mod status;
 pub use cgroup::{Cgroups, SERVICES_CGROUP};
 pub use logs::{rfc3339_utc, UnitLog, DEFAULT_MAX_BYTES, LOG_DIR};
 pub use spawn::{lookup_account, Account};
-pub use status::{ActiveState, Health, UnitInfo};
+pub use status::{millis, ActiveState, Health, UnitStatus};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -242,9 +243,11 @@ pub struct Manager {
     boot_done: bool,
     /// Unit names whose output is copied to the console.
     console_units: BTreeSet<String>,
-    /// Boot clock when stage 2 started and when the manager was made,
-    /// for the summary line.
-    stage2_start: Option<(Duration, Duration)>,
+    /// Boot clock (`CLOCK_BOOTTIME`) when the manager was made: the
+    /// manager's clock starts there.
+    boot_epoch: Duration,
+    /// Boot clock when stage 2 started, for the summary line.
+    stage2_start: Option<Duration>,
 }
 
 impl Manager {
@@ -278,6 +281,7 @@ impl Manager {
             outbox,
             boot_done: false,
             console_units: BTreeSet::new(),
+            boot_epoch: boot_clock(),
             stage2_start: None,
         }
     }
@@ -285,10 +289,7 @@ impl Manager {
     /// Boot clock at stage 2's start, so the summary line can say how
     /// long after it the services were up.
     pub fn set_stage2_start(&mut self, at: Duration) {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-            .map(Duration::from)
-            .unwrap_or_default();
-        self.stage2_start = Some((at, now));
+        self.stage2_start = Some(at);
     }
 
     fn now(&self) -> Duration {
@@ -1463,10 +1464,12 @@ impl Manager {
             .count();
         let since_stage2 = self
             .stage2_start
-            .map(|(s2, made)| {
+            .map(|s2| {
                 format!(
                     " (stage 2 start +{} ms)",
-                    (made + self.now()).saturating_sub(s2).as_millis()
+                    (self.boot_epoch + self.now())
+                        .saturating_sub(s2)
+                        .as_millis()
                 )
             })
             .unwrap_or_default();
@@ -1537,123 +1540,13 @@ impl Manager {
             }
         }
     }
+}
 
-    /// The status of every loaded unit, by name.
-    pub fn unit_infos(&self) -> Vec<UnitInfo> {
-        let now = self.now();
-        let mut names: BTreeSet<&String> = self.rt.keys().collect();
-        names.extend(self.units.iter().map(|u| &u.name));
-        names
-            .into_iter()
-            .map(|name| {
-                let unit = self.units.get(name);
-                let rt = self.rt.get(name);
-                let phase = rt.map_or(Phase::Dead, |r| r.phase);
-                let running =
-                    rt.is_some_and(|r| r.phase != Phase::Dead && r.phase != Phase::Failed);
-                UnitInfo {
-                    name: name.clone(),
-                    description: unit.and_then(|u| u.description.clone()),
-                    load: unit.map_or("not-found".to_string(), |u| load_word(&u.load).to_string()),
-                    enabled: !units::wanted_by_targets(&self.cfg.root, name).is_empty(),
-                    active: phase.active(),
-                    sub: phase.sub().to_string(),
-                    main_pid: rt.and_then(|r| r.main_pid),
-                    since_ago: now.saturating_sub(rt.map_or(Duration::ZERO, |r| r.since)),
-                    restarts: rt.map_or(0, |r| r.restarts),
-                    result: rt.and_then(|r| r.result.clone()),
-                    memory_bytes: self
-                        .cgroups
-                        .as_ref()
-                        .filter(|_| running)
-                        .and_then(|c| c.memory(name)),
-                    tasks: self
-                        .cgroups
-                        .as_ref()
-                        .filter(|_| running)
-                        .and_then(|c| c.tasks(name)),
-                    log: rt
-                        .and_then(|r| r.log.as_ref())
-                        .map(|l| l.path().to_path_buf()),
-                }
-            })
-            .collect()
-    }
-
-    /// Enables a unit: links it into the `.wants/` of each `WantedBy=`
-    /// target under `/etc/systemd/system` (`systemctl enable`).
-    pub fn enable(&mut self, name: &str) -> Result<String, String> {
-        let (unit, _) = units::load_unit(&self.cfg.root, name, &self.ctx);
-        if let Some(reason) = load_failure(&unit) {
-            return Err(reason);
-        }
-        let targets: Vec<&String> = unit
-            .install
-            .wanted_by
-            .iter()
-            .chain(&unit.install.required_by)
-            .collect();
-        if targets.is_empty() {
-            return Err(
-                "the unit has no [Install] WantedBy= or RequiredBy=; nothing to enable".into(),
-            );
-        }
-        let source = unit
-            .sources
-            .first()
-            .cloned()
-            .ok_or_else(|| "no unit file".to_string())?;
-        let mut made = Vec::new();
-        for t in targets {
-            let kind = if unit.install.required_by.contains(t) {
-                "requires"
-            } else {
-                "wants"
-            };
-            let dir = format!("etc/systemd/system/{t}.{kind}");
-            let host_dir = self.cfg.root.join(&dir);
-            std::fs::create_dir_all(&host_dir).map_err(|e| format!("creating /{dir}: {e}"))?;
-            let link = host_dir.join(name);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&source, &link)
-                .map_err(|e| format!("linking /{dir}/{name}: {e}"))?;
-            made.push(format!("/{dir}/{name} → {}", source.display()));
-        }
-        Ok(format!("enabled: {}", made.join(", ")))
-    }
-
-    /// Removes the unit's links from `.wants/`/`.requires/` directories
-    /// under `/etc/systemd/system`.
-    pub fn disable(&mut self, name: &str) -> Result<String, String> {
-        let dir = self.cfg.root.join("etc/systemd/system");
-        let mut removed = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let fname = e.file_name().to_string_lossy().into_owned();
-                if fname.ends_with(".wants") || fname.ends_with(".requires") {
-                    let link = e.path().join(name);
-                    if std::fs::symlink_metadata(&link).is_ok() {
-                        std::fs::remove_file(&link).map_err(|err| {
-                            format!("removing /etc/systemd/system/{fname}/{name}: {err}")
-                        })?;
-                        removed.push(format!("/etc/systemd/system/{fname}/{name}"));
-                    }
-                }
-            }
-        }
-        if removed.is_empty() {
-            let elsewhere = units::wanted_by_targets(&self.cfg.root, name);
-            if elsewhere.is_empty() {
-                return Ok("not enabled".into());
-            }
-            return Err(format!(
-                "enabled by the image (wanted by {}), which is read-only; mask it instead",
-                elsewhere.join(", ")
-            ));
-        }
-        removed.sort();
-        Ok(format!("removed {}", removed.join(", ")))
-    }
+/// `CLOCK_BOOTTIME`: time since boot, the clock status reports in.
+pub fn boot_clock() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 /// Why a loaded unit cannot be started, if it cannot.

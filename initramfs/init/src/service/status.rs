@@ -1,30 +1,62 @@
-//! What the manager reports about units and the boot.
+//! What the manager reports, in the control protocol's own types: what
+//! `slipctl` shows is what the manager decides.
+//!
+//! `Health`: `healthy` once every unit of the boot has started and stayed
+//! up for the grace period (then it stays so for this boot), `unhealthy`
+//! while one of them has failed.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// The active state and the boot's health are the control protocol's
-/// own types: what `slipctl` shows is what the manager decides.
-/// `Health`: `healthy` once every unit of the boot has started and stayed
-/// up for the grace period (then it stays so for this boot), `unhealthy`
-/// while one of them has failed.
-pub use slipway_control::{ActiveState, Health};
+pub use slipway_control::{ActiveState, Health, UnitStatus};
 
-/// One unit's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitInfo {
-    pub name: String,
-    pub description: Option<String>,
-    pub load: String,
-    pub enabled: bool,
-    pub active: ActiveState,
-    pub sub: String,
-    pub main_pid: Option<i32>,
-    /// Time since the active state last changed.
-    pub since_ago: Duration,
-    pub restarts: u32,
-    pub result: Option<String>,
-    pub memory_bytes: Option<u64>,
-    pub tasks: Option<u32>,
-    pub log: Option<PathBuf>,
+use super::{load_word, Manager, Phase};
+use crate::units;
+
+impl Manager {
+    /// The status of every loaded unit, by name.
+    pub fn unit_infos(&self) -> Vec<UnitStatus> {
+        let mut names: BTreeSet<&String> = self.rt.keys().collect();
+        names.extend(self.units.iter().map(|u| &u.name));
+        names
+            .into_iter()
+            .map(|name| {
+                let unit = self.units.get(name);
+                let rt = self.rt.get(name);
+                let phase = rt.map_or(Phase::Dead, |r| r.phase);
+                let running =
+                    rt.is_some_and(|r| r.phase != Phase::Dead && r.phase != Phase::Failed);
+                UnitStatus {
+                    name: name.clone(),
+                    description: unit.and_then(|u| u.description.clone()),
+                    load: unit.map_or("not-found".to_string(), |u| load_word(&u.load).to_string()),
+                    enabled: !units::wanted_by_targets(&self.cfg.root, name).is_empty(),
+                    active: phase.active(),
+                    sub: phase.sub().to_string(),
+                    main_pid: rt.and_then(|r| r.main_pid),
+                    since_ms: millis(self.boot_epoch + rt.map_or(Duration::ZERO, |r| r.since)),
+                    restarts: rt.map_or(0, |r| r.restarts),
+                    result: rt.and_then(|r| r.result.clone()),
+                    memory_bytes: self
+                        .cgroups
+                        .as_ref()
+                        .filter(|_| running)
+                        .and_then(|c| c.memory(name)),
+                    tasks: self
+                        .cgroups
+                        .as_ref()
+                        .filter(|_| running)
+                        .and_then(|c| c.tasks(name)),
+                    log: rt
+                        .and_then(|r| r.log.as_ref())
+                        .map(|l| l.path().display().to_string()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -112,7 +112,7 @@ impl Fixture {
         out
     }
 
-    fn info(&self, name: &str) -> UnitInfo {
+    fn info(&self, name: &str) -> UnitStatus {
         self.m
             .unit_infos()
             .into_iter()

@@ -3,20 +3,9 @@
 use super::Context;
 
 /// Unit types systemd knows; only `service` and `target` can be started
-/// here, the others load as [`super::LoadState::Unsupported`].
-pub(crate) const UNIT_TYPES: &[&str] = &[
-    "service",
-    "target",
-    "socket",
-    "timer",
-    "mount",
-    "automount",
-    "swap",
-    "path",
-    "slice",
-    "scope",
-    "device",
-];
+/// here, the others load as [`super::LoadState::Unsupported`]. One list
+/// with `slipctl`, which adds `.service` to a name without a type.
+pub(crate) use slipway_control::UNIT_TYPES;
 
 /// A parsed unit name.
 #[derive(Debug, Clone, PartialEq, Eq)]
