@@ -5,12 +5,19 @@
 //! one).
 
 pub mod bls;
+#[cfg(feature = "build")]
 pub mod deb;
+#[cfg(feature = "build")]
 pub mod esp;
+#[cfg(feature = "build")]
 mod fat_fixup;
+#[cfg(feature = "build")]
 pub mod gpt_table;
 pub mod layout;
+#[cfg(feature = "build")]
 pub mod rootfs;
+#[cfg(feature = "build")]
 pub mod tree;
+#[cfg(feature = "build")]
 pub mod var_fs;
 pub mod verity;
