@@ -12,6 +12,7 @@ pub mod inputs;
 pub mod paths;
 pub mod qemu;
 pub mod seed;
+pub mod serve;
 pub mod static_root;
 pub mod testing;
 pub mod util;
