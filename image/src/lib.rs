@@ -11,7 +11,6 @@ pub mod deb;
 pub mod esp;
 #[cfg(feature = "build")]
 mod fat_fixup;
-#[cfg(feature = "build")]
 pub mod gpt_table;
 pub mod layout;
 #[cfg(feature = "build")]

@@ -4,7 +4,21 @@
 //! formats and the crash-safe order; ARCHITECTURE.md (workspace root) for
 //! where this sits.
 
+pub mod apply;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod esp;
+pub mod feed;
 pub mod fetch;
+pub mod hashing;
+pub mod keys;
+pub mod limits;
+pub mod machine;
+pub mod manifest;
+pub mod payload;
+pub mod progress;
+pub mod state;
+pub mod system;
 pub mod version;
 pub mod window;

@@ -23,17 +23,7 @@ pub struct Board {
     pub packages: Packages,
 }
 
-/// What the init needs to set up dm-verity for a slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerityArgs {
-    /// sha256 root hash, hex.
-    pub root_hash: String,
-    pub hash_partuuid: uuid::Uuid,
-    /// Salt, hex.
-    pub salt: String,
-    /// 4096-byte data blocks the tree covers.
-    pub data_blocks: u64,
-}
+pub use slipway_image::bls::VerityArgs;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,12 +146,10 @@ impl Board {
     /// The kernel command line of a slot's boot entry. `verity: None`
     /// writes the developer switch `slipway.verity=off`, which the init
     /// logs loudly: there is no silent way to boot an unverified root.
-    pub fn cmdline(
-        &self,
-        slot: Slot,
-        root_partuuid: &uuid::Uuid,
-        verity: Option<&VerityArgs>,
-    ) -> String {
+    /// The board's part of every boot entry's command line: its own
+    /// arguments, `gpt`, the consoles. Payloads carry it, so the update
+    /// engine writes the same line the builder does.
+    pub fn base_cmdline(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if !self.kernel.cmdline.trim().is_empty() {
             parts.push(self.kernel.cmdline.trim().to_string());
@@ -171,18 +159,16 @@ impl Board {
         // first, so already complete) with `gpt` on its command line.
         parts.push("gpt".to_string());
         parts.extend(self.consoles.iter().map(|c| format!("console={c}")));
-        parts.push(format!("slipway.slot={}", slot.letter()));
-        parts.push(format!("slipway.root=PARTUUID={root_partuuid}"));
-        match verity {
-            Some(v) => {
-                parts.push(format!("slipway.roothash={}", v.root_hash));
-                parts.push(format!("slipway.verity_hash=PARTUUID={}", v.hash_partuuid));
-                parts.push(format!("slipway.verity_salt={}", v.salt));
-                parts.push(format!("slipway.verity_blocks={}", v.data_blocks));
-            }
-            None => parts.push("slipway.verity=off".to_string()),
-        }
         parts.join(" ")
+    }
+
+    pub fn cmdline(
+        &self,
+        slot: Slot,
+        root_partuuid: &uuid::Uuid,
+        verity: Option<&VerityArgs>,
+    ) -> String {
+        slipway_image::bls::options(&self.base_cmdline(), slot, root_partuuid, verity)
     }
 }
 

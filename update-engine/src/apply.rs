@@ -1,0 +1,573 @@
+//! Applying a payload to the passive slot, in DESIGN.md's crash-safe order:
+//!
+//! 1. read and verify the manifest (signature, board, version, sizes)
+//!    before a single byte is written;
+//! 2. remove the passive slot's boot entry: from here it cannot boot;
+//! 3. stream the data, each chunk checked against the manifest before it is
+//!    written, to the slot's root and verity partitions and to staging
+//!    files on the ESP;
+//! 4. fsync, drop the cached pages, re-read everything and compare with the
+//!    manifest's sha256 of each part;
+//! 5. rename the kernel and initramfs into place, then write the entry with
+//!    `+3` tries (temporary name, fsync, rename).
+//!
+//! A power cut at any point leaves the active slot and its entry untouched
+//! and the passive slot without an entry. The engine never opens the active
+//! slot's partitions: the target is refused if it is the booted slot.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use slipway_image::bls;
+use slipway_image::layout::Slot;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::esp::{with_path, EntryState, Esp};
+use crate::feed::PayloadRef;
+use crate::fetch::{self, FetchError, FetchOptions, Source};
+use crate::hashing;
+use crate::keys::TrustedKeys;
+use crate::manifest::{Manifest, Part};
+use crate::payload::{self, ChunkReader, Header, PayloadError};
+
+/// Tries a new entry gets before the loader falls back to the other slot.
+pub const TRIES: u32 = 3;
+
+/// The steps of an apply, in order. An observer sees each before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Verify,
+    RemoveEntry,
+    Write,
+    ReadBack,
+    InstallBootFiles,
+    InstallEntry,
+}
+
+impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::Verify,
+        Step::RemoveEntry,
+        Step::Write,
+        Step::ReadBack,
+        Step::InstallBootFiles,
+        Step::InstallEntry,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Verify => "verify",
+            Step::RemoveEntry => "remove-entry",
+            Step::Write => "write",
+            Step::ReadBack => "read-back",
+            Step::InstallBootFiles => "install-boot-files",
+            Step::InstallEntry => "install-entry",
+        }
+    }
+}
+
+/// What the running system is.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub slot: Slot,
+    pub version: String,
+    pub board: String,
+}
+
+/// The slot to write: its two partitions (block devices on a machine,
+/// files in tests and the bench) and their GPT partition UUIDs.
+#[derive(Debug, Clone)]
+pub struct SlotTarget {
+    pub slot: Slot,
+    pub root: PathBuf,
+    pub root_capacity: u64,
+    pub root_partuuid: Uuid,
+    pub verity: PathBuf,
+    pub verity_capacity: u64,
+    pub verity_partuuid: Uuid,
+}
+
+/// Where a previous, interrupted apply got to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResumePoint {
+    /// sha256 of the manifest bytes: the same release, byte for byte.
+    pub manifest_sha256: String,
+    pub slot: char,
+    pub chunks_done: usize,
+}
+
+pub struct Request<'a> {
+    pub source: &'a Source,
+    /// From the feed: the payload must have this size and sha256.
+    pub expect: Option<&'a PayloadRef>,
+    pub running: &'a Running,
+    pub target: &'a SlotTarget,
+    pub esp: &'a Esp,
+    pub keys: &'a TrustedKeys,
+    pub allow_downgrade: bool,
+    pub fetch: FetchOptions,
+    pub resume: Option<ResumePoint>,
+}
+
+/// Sees the apply's progress; returning an error from `step` aborts the
+/// apply there (the daemon's stop request, and the tests' crash points).
+pub trait Observer {
+    fn step(&mut self, step: Step, detail: &str) -> Result<(), String>;
+    /// `done` of `total` data bytes written; `resume` is the point to
+    /// record so a re-run can continue.
+    fn progress(&mut self, done: u64, total: u64, resume: &ResumePoint);
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub version: String,
+    pub slot: Slot,
+    pub entry: String,
+    pub data_bytes: u64,
+    /// Chunks found already written and intact (a resumed apply).
+    pub resumed_chunks: usize,
+    pub write_time: Duration,
+    pub total_time: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error(
+        "refusing to write slot {0}: it is the slot this system booted from (the active slot)"
+    )]
+    ActiveSlot(char),
+    #[error(
+        "the running slot {slot} is {state}, not yet marked good: an update now would \
+         replace the only slot to fall back to (wait for the boot to turn healthy, or run \
+         `update-engine mark-good`)"
+    )]
+    NotBlessed { slot: char, state: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("payload is for board {found}, this machine is {want}")]
+    WrongBoard { found: String, want: String },
+    #[error(
+        "payload version {new} is not newer than the running {running} \
+         (a local file may pass --allow-downgrade)"
+    )]
+    NotNewer { new: String, running: String },
+    #[error("the feed announced {what} {want} but the payload has {found}")]
+    FeedMismatch {
+        what: &'static str,
+        want: String,
+        found: String,
+    },
+    #[error("the payload's {part} is {size} bytes but {target} holds only {capacity}")]
+    TooLarge {
+        part: &'static str,
+        size: u64,
+        capacity: u64,
+        target: String,
+    },
+    #[error("re-reading {what} after writing: {why}")]
+    ReadBack { what: String, why: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("stopped before {step}: {why}")]
+    Aborted { step: &'static str, why: String },
+}
+
+/// The four destinations of the data, with the part of the data each takes.
+struct Sinks {
+    files: Vec<(Part, File, u64, u64, String)>,
+}
+
+impl Sinks {
+    fn open(req: &Request<'_>, m: &Manifest, resume: bool) -> io::Result<Sinks> {
+        let t = req.target;
+        let mut files = Vec::new();
+        for (part, start, size) in m.offsets() {
+            let (file, name) = match part {
+                // Partitions: opened for writing in place, never truncated
+                // (a block device cannot be, a slot file must keep its size).
+                Part::Root | Part::Verity => {
+                    let path = if part == Part::Root {
+                        &t.root
+                    } else {
+                        &t.verity
+                    };
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(path)
+                        .map_err(|e| with_path(e, path))?;
+                    (f, path.display().to_string())
+                }
+                Part::Kernel | Part::Initrd => {
+                    let (f, path) = req.esp.staged(&esp_path(part, t.slot), !resume)?;
+                    (f, path.display().to_string())
+                }
+            };
+            files.push((part, file, start, size, name));
+        }
+        Ok(Sinks { files })
+    }
+
+    /// Calls `f(file, offset in file, range of buf)` for each part `buf`
+    /// (data bytes from `at`) touches.
+    fn each(
+        &self,
+        at: u64,
+        len: usize,
+        mut f: impl FnMut(&File, u64, std::ops::Range<usize>, &str) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let end = at + len as u64;
+        for (_, file, start, size, name) in &self.files {
+            let (s, e) = (at.max(*start), end.min(start + size));
+            if s < e {
+                f(file, s - start, (s - at) as usize..(e - at) as usize, name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, at: u64, buf: &[u8]) -> io::Result<()> {
+        self.each(at, buf.len(), |file, off, r, name| {
+            file.write_all_at(&buf[r], off)
+                .map_err(|e| io::Error::new(e.kind(), format!("writing {name}: {e}")))
+        })
+    }
+
+    fn read(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        let len = buf.len();
+        self.each(at, len, |file, off, r, _| {
+            file.read_exact_at(&mut buf[r], off)
+        })
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        for (_, f, _, _, name) in &self.files {
+            f.sync_all()
+                .map_err(|e| io::Error::new(e.kind(), format!("fsync {name}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn esp_path(part: Part, slot: Slot) -> String {
+    match part {
+        Part::Kernel => bls::kernel_path(slot),
+        _ => bls::initrd_path(slot),
+    }
+}
+
+fn step(obs: &mut dyn Observer, s: Step, detail: &str) -> Result<(), ApplyError> {
+    obs.step(s, detail).map_err(|why| ApplyError::Aborted {
+        step: s.name(),
+        why,
+    })
+}
+
+/// Runs the whole apply. On error nothing bootable has changed except that
+/// the passive slot has no entry (if step 2 was reached).
+pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, ApplyError> {
+    let started = Instant::now();
+    let t = req.target;
+    if t.slot == req.running.slot {
+        return Err(ApplyError::ActiveSlot(t.slot.letter()));
+    }
+    // The other slot is the fallback of a boot on trial: while the running
+    // slot is not blessed, replacing it could leave nothing to fall back to.
+    match req.esp.entry(req.running.slot)? {
+        Some(e) if e.state == EntryState::Good => {}
+        Some(e) => {
+            return Err(ApplyError::NotBlessed {
+                slot: req.running.slot.letter(),
+                state: e.state.to_string(),
+            })
+        }
+        None => {
+            return Err(ApplyError::NotBlessed {
+                slot: req.running.slot.letter(),
+                state: "without a boot entry".into(),
+            })
+        }
+    }
+
+    // 1. The manifest, verified before anything is written.
+    step(obs, Step::Verify, &req.source.describe())?;
+    let mut input = fetch::open(req.source, 0, req.expect.map(|e| e.size), &req.fetch)?;
+    let mut whole = Sha256::new();
+    let header = {
+        let mut tee = HashingReader {
+            inner: &mut input,
+            hasher: &mut whole,
+        };
+        payload::read_header(&mut tee)?
+    };
+    header.verify(req.keys)?;
+    check_release(req, &header)?;
+    let m = &header.manifest;
+    let manifest_sha256 = hex::encode(Sha256::digest(&header.manifest_bytes));
+
+    // 2. The passive slot's entry goes first.
+    step(obs, Step::RemoveEntry, &format!("slot {}", t.slot.letter()))?;
+    req.esp.remove_entries(t.slot)?;
+
+    // 3. The data.
+    let resume = req
+        .resume
+        .as_ref()
+        .filter(|r| r.manifest_sha256 == manifest_sha256 && r.slot == t.slot.letter());
+    step(
+        obs,
+        Step::Write,
+        &format!(
+            "{} bytes to slot {}",
+            m.data_size().unwrap_or(0),
+            t.slot.letter()
+        ),
+    )?;
+    let sinks = Sinks::open(req, m, resume.is_some())?;
+    let first = match resume {
+        Some(r) => intact_prefix(&sinks, m, r.chunks_done)?,
+        None => 0,
+    };
+    let write_started = Instant::now();
+    if first > 0 {
+        // Continue the download where the intact data ends.
+        drop(input);
+        let (start, _) = m.chunk_range(first);
+        let input = fetch::open(
+            req.source,
+            header.data_offset + start,
+            req.expect.map(|e| e.size),
+            &req.fetch,
+        )?;
+        stream(input, m, first, &sinks, &manifest_sha256, t.slot, obs)?;
+    } else {
+        let tee = HashingReader {
+            inner: input,
+            hasher: &mut whole,
+        };
+        stream(tee, m, 0, &sinks, &manifest_sha256, t.slot, obs)?;
+        if let Some(e) = req.expect {
+            let got = hex::encode(whole.finalize());
+            if got != e.sha256 {
+                return Err(ApplyError::FeedMismatch {
+                    what: "sha256",
+                    want: e.sha256.clone(),
+                    found: got,
+                });
+            }
+        }
+    }
+    sinks.sync()?;
+    let write_time = write_started.elapsed();
+
+    // 4. Read everything back from the medium.
+    step(obs, Step::ReadBack, "")?;
+    for (part, file, _, size, name) in &sinks.files {
+        hashing::drop_cache(file, 0, *size);
+        let got =
+            hashing::sha256_range_uncached(file, 0, *size).map_err(|e| ApplyError::ReadBack {
+                what: name.clone(),
+                why: e.to_string(),
+            })?;
+        if got != m.artifact(*part).sha256 {
+            return Err(ApplyError::ReadBack {
+                what: name.clone(),
+                why: format!(
+                    "sha256 {got} differs from the manifest's {} for the {}",
+                    m.artifact(*part).sha256,
+                    part.name()
+                ),
+            });
+        }
+    }
+    drop(sinks);
+
+    // 5. Kernel and initramfs, then the entry.
+    step(obs, Step::InstallBootFiles, "")?;
+    for part in [Part::Kernel, Part::Initrd] {
+        req.esp.commit(&esp_path(part, t.slot))?;
+    }
+    step(obs, Step::InstallEntry, "")?;
+    let entry = bls::Entry {
+        os_name: m.os_name.clone(),
+        version: m.version.clone(),
+        slot: t.slot,
+        options: bls::options(
+            &m.cmdline,
+            t.slot,
+            &t.root_partuuid,
+            Some(&bls::VerityArgs {
+                root_hash: m.verity.root_hash.clone(),
+                hash_partuuid: t.verity_partuuid,
+                salt: m.verity.salt.clone(),
+                data_blocks: m.verity.data_blocks,
+            }),
+        ),
+    };
+    let name = req.esp.install_entry(&entry, TRIES)?;
+    Ok(Outcome {
+        version: m.version.clone(),
+        slot: t.slot,
+        entry: name,
+        data_bytes: m.data_size().unwrap_or(0),
+        resumed_chunks: first,
+        write_time,
+        total_time: started.elapsed(),
+    })
+}
+
+/// Everything that can be refused from the manifest alone.
+fn check_release(req: &Request<'_>, h: &Header) -> Result<(), ApplyError> {
+    let m = &h.manifest;
+    if m.board != req.running.board {
+        return Err(ApplyError::WrongBoard {
+            found: m.board.clone(),
+            want: req.running.board.clone(),
+        });
+    }
+    if !req.allow_downgrade
+        && crate::version::compare(&m.version, &req.running.version) != std::cmp::Ordering::Greater
+    {
+        return Err(ApplyError::NotNewer {
+            new: m.version.clone(),
+            running: req.running.version.clone(),
+        });
+    }
+    if let Some(e) = req.expect {
+        let size = h.data_offset + m.data_size().unwrap_or(0);
+        if size != e.size {
+            return Err(ApplyError::FeedMismatch {
+                what: "size",
+                want: e.size.to_string(),
+                found: size.to_string(),
+            });
+        }
+    }
+    let t = req.target;
+    for (part, capacity, target) in [
+        (Part::Root, t.root_capacity, &t.root),
+        (Part::Verity, t.verity_capacity, &t.verity),
+    ] {
+        let size = m.artifact(part).size;
+        if size > capacity {
+            return Err(ApplyError::TooLarge {
+                part: part.name(),
+                size,
+                capacity,
+                target: target.display().to_string(),
+            });
+        }
+    }
+    // The ESP must hold the new kernel and initramfs next to the old ones
+    // (staged copies exist until the rename).
+    let boot = m.artifact(Part::Kernel).size + m.artifact(Part::Initrd).size;
+    let free = req.esp.free_bytes()?;
+    if boot > free {
+        return Err(ApplyError::TooLarge {
+            part: "kernel and initramfs",
+            size: boot,
+            capacity: free,
+            target: format!("the ESP ({} free)", req.esp.root().display()),
+        });
+    }
+    Ok(())
+}
+
+/// How many of the first `claimed` chunks are on the target intact.
+fn intact_prefix(sinks: &Sinks, m: &Manifest, claimed: usize) -> Result<usize, ApplyError> {
+    let mut buf = Vec::new();
+    for i in 0..claimed.min(m.chunks.len()) {
+        let (s, e) = m.chunk_range(i);
+        buf.resize((e - s) as usize, 0);
+        let ok =
+            sinks.read(s, &mut buf).is_ok() && hex::encode(Sha256::digest(&buf)) == m.chunks[i];
+        if !ok {
+            return Ok(i);
+        }
+    }
+    Ok(claimed.min(m.chunks.len()))
+}
+
+/// Streams verified chunks from `input` into `sinks`. A reader thread
+/// fetches and hashes while this thread writes; two buffers in flight bound
+/// the memory to a few chunks whatever the payload's size.
+fn stream(
+    input: impl Read + Send,
+    m: &Manifest,
+    first: usize,
+    sinks: &Sinks,
+    manifest_sha256: &str,
+    slot: Slot,
+    obs: &mut dyn Observer,
+) -> Result<(), ApplyError> {
+    let total = m.data_size().unwrap_or(0);
+    let (full_tx, full_rx) = mpsc::sync_channel::<(usize, u64, Vec<u8>)>(1);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        let _ = empty_tx.send(Vec::with_capacity(m.chunk_size as usize));
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<(), PayloadError> {
+            let mut chunks = ChunkReader::new(input, m, first);
+            while let Ok(mut buf) = empty_rx.recv() {
+                match chunks.next_into(&mut buf)? {
+                    Some((i, start, _)) => {
+                        if full_tx.send((i, start, buf)).is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            Ok(())
+        });
+        let mut written = Ok(());
+        for (i, start, buf) in full_rx.iter() {
+            if let Err(e) = sinks.write(start, &buf) {
+                written = Err(ApplyError::Io(e));
+                break;
+            }
+            let done = start + buf.len() as u64;
+            obs.progress(
+                done,
+                total,
+                &ResumePoint {
+                    manifest_sha256: manifest_sha256.to_string(),
+                    slot: slot.letter(),
+                    chunks_done: i + 1,
+                },
+            );
+            let _ = empty_tx.send(buf);
+        }
+        drop(full_rx);
+        drop(empty_tx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(PayloadError::Header("reader thread panicked".into())));
+        written?;
+        read?;
+        Ok(())
+    })
+}
+
+/// Hashes what passes through, for the feed's whole-payload sha256.
+struct HashingReader<'h, R> {
+    inner: R,
+    hasher: &'h mut Sha256,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

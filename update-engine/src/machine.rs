@@ -1,0 +1,251 @@
+//! The running machine: which slot booted, what it runs, where the passive
+//! slot's partitions and the ESP are. Everything is read from the kernel
+//! command line the boot entry gave (`slipway.slot=`, `slipway.root=`),
+//! `/etc/os-release`, the GPT of the disk the root came from, and sysfs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use slipway_image::gpt_table;
+use slipway_image::layout::{Role, Slot};
+use uuid::Uuid;
+
+use crate::apply::{Running, SlotTarget};
+
+/// The booted slot and its root partition UUID, from the command line.
+pub fn booted(cmdline: &str) -> Result<(Slot, Uuid)> {
+    let mut slot = None;
+    let mut root = None;
+    for arg in cmdline.split_whitespace() {
+        if let Some(s) = arg.strip_prefix("slipway.slot=") {
+            slot = Some(match s {
+                "a" => Slot::A,
+                "b" => Slot::B,
+                other => bail!("kernel command line: slipway.slot={other} is neither a nor b"),
+            });
+        } else if let Some(u) = arg.strip_prefix("slipway.root=PARTUUID=") {
+            root = Some(
+                Uuid::parse_str(u)
+                    .with_context(|| format!("kernel command line: slipway.root=PARTUUID={u}"))?,
+            );
+        }
+    }
+    match (slot, root) {
+        (Some(s), Some(r)) => Ok((s, r)),
+        _ => bail!(
+            "the kernel command line has no slipway.slot= and slipway.root=PARTUUID=: \
+             this system was not booted from a Slipway slot"
+        ),
+    }
+}
+
+/// `KEY=value` from os-release text (quotes removed).
+pub fn os_release_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// One partition of the boot disk.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub label: String,
+    pub number: u32,
+    pub uuid: Uuid,
+    pub type_guid: Uuid,
+    pub size: u64,
+    pub dev: PathBuf,
+}
+
+/// The boot disk and what runs from it.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub running: Running,
+    pub root_partuuid: Uuid,
+    pub disk: PathBuf,
+    /// `major:minor` of the whole disk, for `io.max`.
+    pub disk_devno: String,
+    pub partitions: Vec<Partition>,
+}
+
+impl Machine {
+    /// Reads `/proc/cmdline`, `/etc/os-release`, sysfs and the GPT.
+    pub fn discover() -> Result<Machine> {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+        let os = std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+        Machine::discover_in(
+            &cmdline,
+            &os,
+            Path::new("/sys/class/block"),
+            Path::new("/dev"),
+        )
+    }
+
+    pub fn discover_in(cmdline: &str, os_release: &str, sys: &Path, dev: &Path) -> Result<Machine> {
+        let (slot, root_partuuid) = booted(cmdline)?;
+        let version = os_release_field(os_release, "IMAGE_VERSION")
+            .or_else(|| os_release_field(os_release, "VERSION_ID"))
+            .ok_or_else(|| anyhow!("/etc/os-release has no IMAGE_VERSION or VERSION_ID"))?;
+        let board = os_release_field(os_release, "SLIPWAY_BOARD")
+            .ok_or_else(|| anyhow!("/etc/os-release has no SLIPWAY_BOARD"))?;
+        // Whole disks are the sysfs block entries without a `partition` file.
+        let mut disks: Vec<String> = std::fs::read_dir(sys)
+            .with_context(|| format!("listing {}", sys.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !sys.join(n).join("partition").exists())
+            .filter(|n| !n.starts_with("loop") && !n.starts_with("dm-") && !n.starts_with("ram"))
+            .collect();
+        disks.sort();
+        for name in disks {
+            let path = dev.join(&name);
+            let Ok((_, parts)) = gpt_table::read(&path) else {
+                continue;
+            };
+            if !parts.iter().any(|p| p.uuid == root_partuuid) {
+                continue;
+            }
+            let disk_devno = std::fs::read_to_string(sys.join(&name).join("dev"))
+                .with_context(|| format!("reading {}/{name}/dev", sys.display()))?
+                .trim()
+                .to_string();
+            let partitions = parts
+                .into_iter()
+                .map(|p| {
+                    let devname = partition_dev(sys, &name, p.number)
+                        .ok_or_else(|| anyhow!("{name}: no device for partition {}", p.number))?;
+                    Ok(Partition {
+                        label: p.label,
+                        number: p.number,
+                        uuid: p.uuid,
+                        type_guid: p.type_guid,
+                        size: p.size,
+                        dev: dev.join(devname),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Machine {
+                running: Running {
+                    slot,
+                    version,
+                    board,
+                },
+                root_partuuid,
+                disk: path,
+                disk_devno,
+                partitions,
+            });
+        }
+        bail!("no disk holds the root partition PARTUUID={root_partuuid} named on the kernel command line")
+    }
+
+    pub fn partition(&self, label: &str) -> Result<&Partition> {
+        self.partitions
+            .iter()
+            .find(|p| p.label == label)
+            .ok_or_else(|| anyhow!("{}: no partition labelled {label}", self.disk.display()))
+    }
+
+    /// The passive slot's partitions. Refuses a partition that something
+    /// holds open through device-mapper (the active root's verity device):
+    /// a second guard, after the slot comparison, that we never write the
+    /// running system.
+    pub fn target(&self, slot: Slot, sys: &Path) -> Result<SlotTarget> {
+        if slot == self.running.slot {
+            bail!(
+                "refusing to write slot {}: it is the slot this system booted from (the active slot)",
+                slot.letter()
+            );
+        }
+        let root = self.partition(&Role::Root(slot).label())?;
+        let verity = self.partition(&Role::Verity(slot).label())?;
+        if root.type_guid != Role::Root(slot).type_guid()
+            || verity.type_guid != Role::Verity(slot).type_guid()
+        {
+            bail!(
+                "{}: partitions {} and {} do not have the root and root-verity type GUIDs",
+                self.disk.display(),
+                root.label,
+                verity.label
+            );
+        }
+        for p in [root, verity] {
+            if p.uuid == self.root_partuuid {
+                bail!(
+                    "refusing to write {}: it is the booted root",
+                    p.dev.display()
+                );
+            }
+            let name = p.dev.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let Some(name) = name {
+                let holders = sys.join(&name).join("holders");
+                let busy = std::fs::read_dir(&holders)
+                    .map(|d| d.count() > 0)
+                    .unwrap_or(false);
+                if busy {
+                    bail!(
+                        "refusing to write {}: it is in use (see {})",
+                        p.dev.display(),
+                        holders.display()
+                    );
+                }
+            }
+        }
+        Ok(SlotTarget {
+            slot,
+            root: root.dev.clone(),
+            root_capacity: root.size,
+            root_partuuid: root.uuid,
+            verity: verity.dev.clone(),
+            verity_capacity: verity.size,
+            verity_partuuid: verity.uuid,
+        })
+    }
+
+    pub fn esp(&self) -> Result<&Partition> {
+        self.partitions
+            .iter()
+            .find(|p| p.type_guid == Role::Esp.type_guid())
+            .ok_or_else(|| anyhow!("{}: no EFI system partition", self.disk.display()))
+    }
+}
+
+/// The device name of partition `number` of `disk` (`vda` 2 → `vda2`,
+/// `nvme0n1` 2 → `nvme0n1p2`), found in sysfs rather than guessed.
+fn partition_dev(sys: &Path, disk: &str, number: u32) -> Option<String> {
+    let dir = std::fs::read_dir(sys.join(disk)).ok()?;
+    dir.filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|child| {
+            child.starts_with(disk)
+                && std::fs::read_to_string(sys.join(disk).join(child).join("partition"))
+                    .is_ok_and(|n| n.trim() == number.to_string())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booted_slot_from_the_command_line() {
+        let u = "0a0b0c0d-0000-4000-8000-000000000001";
+        let (s, r) = booted(&format!("quiet slipway.slot=b slipway.root=PARTUUID={u}")).unwrap();
+        assert_eq!(s, Slot::B);
+        assert_eq!(r.to_string(), u);
+        assert!(booted("quiet").is_err());
+        assert!(booted(&format!("slipway.slot=c slipway.root=PARTUUID={u}")).is_err());
+    }
+
+    #[test]
+    fn os_release_fields() {
+        let t = "NAME=\"Slipway\"\nIMAGE_VERSION=0.1.0\nSLIPWAY_BOARD=qemu-x86_64\n";
+        assert_eq!(
+            os_release_field(t, "IMAGE_VERSION").as_deref(),
+            Some("0.1.0")
+        );
+        assert_eq!(os_release_field(t, "NAME").as_deref(), Some("Slipway"));
+        assert_eq!(os_release_field(t, "VERSION"), None);
+    }
+}

@@ -1,0 +1,95 @@
+//! The engine on a running machine: the ESP mounted where we can write
+//! it, the trusted keys, the state file, and asking PID 1 to reboot.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::mount::MsFlags;
+
+use crate::esp::Esp;
+use crate::keys::{TrustedKeys, TRUSTED_KEYS_DIR};
+use crate::machine::Machine;
+
+/// Where the engine mounts the ESP (a private, root-only place: nothing
+/// else on the machine needs the boot files).
+pub const ESP_MOUNT: &str = "/run/slipway/esp";
+
+/// Everything a command needs about this machine.
+#[derive(Debug)]
+pub struct System {
+    pub machine: Machine,
+    pub esp: Esp,
+}
+
+impl System {
+    pub fn open() -> Result<System> {
+        let machine = Machine::discover()?;
+        let esp_part = machine.esp()?;
+        mount_esp(&esp_part.dev, Path::new(ESP_MOUNT))?;
+        Ok(System {
+            machine,
+            esp: Esp::new(ESP_MOUNT),
+        })
+    }
+
+    pub fn trusted_keys() -> Result<TrustedKeys> {
+        Ok(TrustedKeys::load_dir(Path::new(TRUSTED_KEYS_DIR))?)
+    }
+}
+
+/// Mounts the FAT ESP at `dir` unless something already is there.
+pub fn mount_esp(dev: &Path, dir: &Path) -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let target = dir.display().to_string();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(target.as_str()))
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    nix::mount::mount(
+        Some(dev),
+        dir,
+        Some("vfat"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        // Root only: the ESP holds every slot's command line.
+        Some("umask=0077"),
+    )
+    .map_err(|e| {
+        anyhow!(
+            "mounting the ESP {} on {}: {}",
+            dev.display(),
+            dir.display(),
+            e.desc()
+        )
+    })
+}
+
+/// Asks the service manager for a clean reboot.
+pub fn request_reboot() -> Result<()> {
+    let socket = slipway_control::socket_path();
+    let resp = slipway_control::call(
+        &socket,
+        &slipway_control::Request::Reboot,
+        Duration::from_secs(10),
+    )
+    .with_context(|| {
+        format!(
+            "asking the service manager ({}) to reboot",
+            socket.display()
+        )
+    })?;
+    if let Some(e) = resp.error {
+        bail!("the service manager refused to reboot: {e}");
+    }
+    Ok(())
+}
+
+/// The state file's path (overridable for tests).
+pub fn state_path() -> PathBuf {
+    std::env::var_os("SLIPWAY_UPDATE_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::state::STATE_FILE))
+}
