@@ -337,7 +337,11 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         None => 0,
     };
     let write_started = Instant::now();
-    if first > 0 {
+    if first == m.chunks.len() {
+        // Everything is already there (the interruption came after the
+        // data was written): nothing to fetch.
+        drop(input);
+    } else if first > 0 {
         // Continue the download where the intact data ends.
         drop(input);
         let (start, _) = m.chunk_range(first);

@@ -326,7 +326,8 @@ pub fn apply_cmd(
                 io_read_bps: l.io_read_bps,
                 cpu_weight: Some(l.cpu_weight),
                 cpu_max_percent: l.cpu_max_percent,
-                memory_max: Some(l.memory_max),
+                // `max` in update.conf: no memory limit.
+                memory_max: (l.memory_max != u64::MAX).then_some(l.memory_max),
             },
             Some(&sys.machine.disk_devno),
         )?;

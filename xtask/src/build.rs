@@ -21,7 +21,7 @@ use slipway_image::{bls, esp, gpt_table, rootfs, var_fs, verity};
 use crate::board::{Board, VerityArgs};
 use crate::inputs::{self, InputOptions, Inputs};
 use crate::util::{sha256_bytes, sha256_file};
-use crate::{elf_closure, guest, paths, static_root};
+use crate::{elf_closure, guest, paths, release, static_root};
 
 /// Which init the initramfs carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +52,12 @@ pub struct BuildOptions {
     /// the bench's comparison; the boot entry then says `slipway.verity=off`
     /// and the init warns loudly.
     pub verity: bool,
+    /// The key that signs `update.payload` (default: `$SLIPWAY_SIGNING_KEY`,
+    /// else the development key, see `release`).
+    pub signing_key: Option<PathBuf>,
+    /// More files for the root, `(path, mode, bytes)`: tests use it to make
+    /// a release that fails its health check.
+    pub extra_root_files: Vec<(String, u32, Vec<u8>)>,
 }
 
 impl BuildOptions {
@@ -65,6 +71,8 @@ impl BuildOptions {
             init: InitKind::Slipway,
             qcow2: true,
             verity: true,
+            signing_key: None,
+            extra_root_files: Vec::new(),
         })
     }
 }
@@ -219,7 +227,28 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
 
     let package_files = elf_closure::closure(&inputs.extras)
         .with_context(|| format!("board {}: packages.extra", board.name))?;
-    let common_root = static_root::read(&static_root::common_root_dir(&boards))?;
+    let mut common_root = static_root::read(&static_root::common_root_dir(&boards))?;
+    // The update engine's trusted keys, then the caller's extra files:
+    // both part of the build's identity through the digest.
+    let (signing_key, _) = release::signing_key(opts.signing_key.as_deref())?;
+    for key in release::trusted_keys(&signing_key)? {
+        common_root.insert(
+            format!("usr/lib/slipway/update-keys/{}.pub", key.id()),
+            Node::File {
+                mode: 0o644,
+                data: key.to_line("").into_bytes(),
+            },
+        );
+    }
+    for (path, mode, data) in &opts.extra_root_files {
+        common_root.insert(
+            path.trim_start_matches('/').to_string(),
+            Node::File {
+                mode: *mode,
+                data: data.clone(),
+            },
+        );
+    }
     let common_digest = static_root::digest(&common_root);
     let mut guest_parts: Vec<&[u8]> = vec![&init_bytes, &cloud_config_bytes];
     guest_parts.extend(root_programs.iter().skip(1).map(|(_, b)| b.as_slice()));
@@ -355,6 +384,29 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     .with_context(|| format!("making the ext4 filesystem of the {} partition", var.label))?;
     phases.end("disk");
 
+    // The same release as a signed update payload, for machines running an
+    // older one (`cargo xtask publish` puts it in a feed).
+    let payload_path = partial.join(release::PAYLOAD_FILE);
+    let payload_manifest = release::write_payload(
+        &payload_path,
+        &slipway_update::payload::Release {
+            os_name: board.os_name.clone(),
+            version: opts.version.clone(),
+            board: board.name.clone(),
+            build_id: build_id.clone(),
+            cmdline: board.base_cmdline(),
+            verity: slipway_update::manifest::VerityInfo {
+                root_hash: verity_tree.root_hash_hex(),
+                salt: verity_tree.salt_hex(),
+                data_blocks: verity_tree.data_blocks,
+            },
+            chunk_size: slipway_update::manifest::DEFAULT_CHUNK,
+        },
+        [&root_image, &verity_tree.hash_image, &kernel, &initrd],
+        &signing_key,
+    )?;
+    phases.end("payload");
+
     // Hash the raw disk while qemu-img converts it: both read 2.5 GB.
     let qcow2_path = partial.join("disk.qcow2");
     let (raw_sum, qcow2) = std::thread::scope(|s| {
@@ -383,6 +435,12 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
             sha256_bytes(&root_image),
         ),
     ];
+    artifacts.push(artifact(
+        release::PAYLOAD_FILE,
+        std::fs::metadata(&payload_path)?.len(),
+        sha256_file(&payload_path)?,
+    ));
+    drop(payload_manifest);
     if qcow2.is_some() {
         let len = std::fs::metadata(&qcow2_path)?.len();
         artifacts.push(artifact("disk.qcow2", len, sha256_file(&qcow2_path)?));

@@ -18,20 +18,26 @@ pub const TARGET: &str = "x86_64-unknown-linux-musl";
 pub struct GuestBinaries {
     pub init: PathBuf,
     pub cloud_config: PathBuf,
-    /// `(path in the root, binary)`: `usr/bin/slipctl`, the network daemon.
+    /// `(path in the root, binary)`: `usr/bin/slipctl`, the network daemon,
+    /// the update engine.
     pub root_programs: Vec<(&'static str, PathBuf)>,
 }
 
 /// `(package, binary)` of every guest program.
-const PROGRAMS: [(&str, &str); 4] = [
+const PROGRAMS: [(&str, &str); 5] = [
     ("slipway-init", "slipway-init"),
     ("slipway-cloud-config", "slipway-cloud-config"),
     ("slipway-control", "slipctl"),
     ("slipway-network", "slipway-networkd"),
+    ("slipway-update-engine", "update-engine"),
 ];
 
 /// Where the root-only programs go (`PROGRAMS[2..]`, in order).
-const ROOT_PATHS: [&str; 2] = ["usr/bin/slipctl", "usr/lib/slipway/slipway-networkd"];
+const ROOT_PATHS: [&str; 3] = [
+    "usr/bin/slipctl",
+    "usr/lib/slipway/slipway-networkd",
+    "usr/bin/update-engine",
+];
 
 /// Builds the guest programs and returns the paths of the static binaries.
 pub fn build() -> Result<GuestBinaries> {
@@ -52,8 +58,9 @@ pub fn build() -> Result<GuestBinaries> {
         );
     }
     let dir = paths::target_dir().join(TARGET).join("release");
-    let [init, cloud_config, slipctl, networkd] = PROGRAMS.map(|(_, bin)| dir.join(bin));
-    for bin in [&init, &cloud_config, &slipctl, &networkd] {
+    let [init, cloud_config, slipctl, networkd, update_engine] =
+        PROGRAMS.map(|(_, bin)| dir.join(bin));
+    for bin in [&init, &cloud_config, &slipctl, &networkd, &update_engine] {
         if !bin.is_file() {
             bail!(
                 "cargo built the guest programs but {} is missing",
@@ -61,10 +68,14 @@ pub fn build() -> Result<GuestBinaries> {
             );
         }
     }
-    let [ctl_path, netd_path] = ROOT_PATHS;
+    let [ctl_path, netd_path, engine_path] = ROOT_PATHS;
     Ok(GuestBinaries {
         init,
         cloud_config,
-        root_programs: vec![(ctl_path, slipctl), (netd_path, networkd)],
+        root_programs: vec![
+            (ctl_path, slipctl),
+            (netd_path, networkd),
+            (engine_path, update_engine),
+        ],
     })
 }

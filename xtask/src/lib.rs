@@ -11,6 +11,7 @@ pub mod guest;
 pub mod inputs;
 pub mod paths;
 pub mod qemu;
+pub mod release;
 pub mod seed;
 pub mod serve;
 pub mod static_root;

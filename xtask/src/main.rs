@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use xtask::build::{build_image, BuildOptions};
 use xtask::inputs::InputOptions;
-use xtask::{bench, paths, qemu, testing};
+use xtask::{bench, paths, qemu, release, testing};
 
 /// Build, boot and test Slipway images.
 #[derive(Debug, Parser)]
@@ -41,6 +41,65 @@ enum Cmd {
     /// Measure figures next to a reference measured in the same run
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Make an ed25519 key pair for signing updates: NAME.key (secret, mode
+    /// 0600) and NAME.pub. The default is the development key that
+    /// build-image uses when SLIPWAY_SIGNING_KEY is not set
+    Keygen(KeygenArgs),
+    /// Put the image's signed update payload into DIR and write the signed
+    /// release feed DIR/<channel>/<board>.json pointing at it; serve DIR
+    /// with any HTTP server (or `cargo xtask serve-updates DIR`)
+    Publish(PublishArgs),
+    /// Serve a published update directory over HTTP (GET, HEAD, Range) for
+    /// tests and demos
+    ServeUpdates(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Folder for the key pair [default: target/slipway/keys]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Base name of the files
+    #[arg(long, default_value = "dev")]
+    name: String,
+    /// Replace an existing key (machines that trust the old one can then
+    /// no longer be updated by releases signed with the new one)
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// The folder to publish into (made if missing)
+    dir: PathBuf,
+    /// Release channel, the `group` machines follow (coreos.update.group)
+    #[arg(long, default_value = "stable")]
+    channel: String,
+    /// Board whose latest image to publish
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Image folder to publish instead of the board's latest
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Days the feed stays valid; machines refuse an expired feed
+    #[arg(long, default_value_t = 30)]
+    valid_days: u64,
+    /// Secret key that signs the feed [default: $SLIPWAY_SIGNING_KEY, else
+    /// the development key]
+    #[arg(long)]
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The published folder
+    dir: PathBuf,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// No line per request
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +130,11 @@ struct BuildArgs {
     /// says slipway.verity=off and the init warns on every boot)
     #[arg(long)]
     insecure_no_verity: bool,
+    /// Secret key that signs update.payload; its public half is baked into
+    /// the image [default: $SLIPWAY_SIGNING_KEY, else the development key
+    /// target/slipway/keys/dev.key, made if missing]
+    #[arg(long)]
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +247,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             opts.version = a.os_version;
             opts.qcow2 = !a.no_qcow2;
             opts.verity = !a.insecure_no_verity;
+            opts.signing_key = a.key;
             opts.inputs = InputOptions {
                 update: a.update_inputs,
                 kernel_override: a.kernel.zip(a.modules),
@@ -229,6 +294,48 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench(BenchCmd::Services(a)) => {
             bench::services(&a.board, a.runs.max(1))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Keygen(a) => {
+            let dir = a.dir.unwrap_or_else(release::keys_dir);
+            let (path, public) = release::keygen(&dir, &a.name, a.force)?;
+            println!(
+                "wrote {} and {} (key ID {}); keep the .key secret, images built with it \
+                 trust the .pub",
+                path.display(),
+                path.with_extension("pub").display(),
+                public.id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Publish(a) => {
+            let published = release::publish(&release::PublishOptions {
+                image_dir: a.image.unwrap_or_else(|| paths::image_dir(&a.board)),
+                dir: a.dir,
+                channel: a.channel,
+                valid_for: a.valid_days.saturating_mul(86_400),
+                key: a.key,
+            })?;
+            let r = &published.release;
+            println!(
+                "published {} {} on channel {}: {} (payload {}, {} bytes); the feed expires \
+                 in {} days",
+                r.board,
+                r.version,
+                r.channel,
+                published.feed.display(),
+                published.payload.display(),
+                r.payload.size,
+                (r.expires - r.published) / 86_400
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ServeUpdates(a) => {
+            xtask::serve::run(xtask::serve::ServeOptions {
+                addr: a.addr,
+                log: !a.quiet,
+                ..xtask::serve::ServeOptions::new(a.dir)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

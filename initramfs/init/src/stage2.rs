@@ -8,6 +8,7 @@
 
 use crate::cmdline::Cmdline;
 use crate::console::{rescue_tty, say};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::control::Control;
@@ -77,6 +78,9 @@ pub fn start_services(
     {
         cfg.health_grace = Duration::from_secs(secs);
     }
+    if sys.exists(UPDATE_ENGINE) {
+        cfg.health_hook = Some(PathBuf::from(UPDATE_ENGINE));
+    }
     let commands = text(sys, service::UNIT_COMMANDS);
     let mut manager = Manager::new(cfg, ctx);
     manager.set_stage2_start(stage2_start);
@@ -93,6 +97,10 @@ pub fn start_services(
     };
     (Some(manager), control)
 }
+
+/// The update engine, which blesses healthy boots (see
+/// `service::Config::health_hook`).
+pub const UPDATE_ENGINE: &str = "/usr/bin/update-engine";
 
 /// `slipway.health_grace=SECONDS`: how long the boot's services must stay
 /// up before the boot is healthy.

@@ -69,6 +69,12 @@ pub struct Config {
     pub health_file: Option<PathBuf>,
     pub health_grace: Duration,
     pub target: String,
+    /// Run as `HOOK on-health healthy|unhealthy` once the boot's health
+    /// settles: the update engine blesses a healthy boot and reboots an
+    /// unhealthy trial boot. PID 1 runs it itself, not through a unit,
+    /// because rollback must never depend on a service the user can
+    /// disable.
+    pub health_hook: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -81,6 +87,7 @@ impl Default for Config {
             health_file: Some(PathBuf::from(HEALTH_FILE)),
             health_grace: DEFAULT_HEALTH_GRACE,
             target: DEFAULT_TARGET.to_string(),
+            health_hook: None,
         }
     }
 }
@@ -237,6 +244,8 @@ pub struct Manager {
     boot_units: BTreeSet<String>,
     health: Health,
     health_detail: Option<String>,
+    /// Health states the hook already ran for in this boot.
+    health_hooks_run: std::collections::BTreeSet<&'static str>,
     /// Lines for the console.
     outbox: Vec<String>,
     /// Set once the boot's start jobs have all finished.
@@ -278,6 +287,7 @@ impl Manager {
             boot_units: BTreeSet::new(),
             health: Health::Starting,
             health_detail: None,
+            health_hooks_run: Default::default(),
             outbox,
             boot_done: false,
             console_units: BTreeSet::new(),
@@ -1494,6 +1504,31 @@ impl Manager {
         Some(latest + self.cfg.health_grace)
     }
 
+    /// Once per boot for each settled state. The hook is not waited for:
+    /// the supervise loop reaps it like any orphan, and it may itself ask
+    /// PID 1 to reboot through the control socket.
+    fn run_health_hook(&mut self, health: Health) {
+        let state = match health {
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+            Health::Starting => return,
+        };
+        let Some(hook) = &self.cfg.health_hook else {
+            return;
+        };
+        if !self.health_hooks_run.insert(state) {
+            return;
+        }
+        if let Err(e) = std::process::Command::new(hook)
+            .args(["on-health", state])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            self.outbox
+                .push(format!("slipway: health hook {}: {e}", hook.display()));
+        }
+    }
+
     fn update_health(&mut self) {
         if self.health == Health::Healthy || !self.boot_done {
             return;
@@ -1529,6 +1564,7 @@ impl Manager {
                 None => health.as_str().to_string(),
             };
             self.outbox.push(format!("slipway: health: {text}"));
+            self.run_health_hook(health);
             if let Some(path) = &self.cfg.health_file {
                 if let Some(dir) = path.parent() {
                     let _ = std::fs::create_dir_all(dir);

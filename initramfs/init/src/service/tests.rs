@@ -12,6 +12,10 @@ struct Fixture {
 }
 
 fn fixture(units: &[(&str, &str)]) -> Fixture {
+    fixture_with(units, |_| {})
+}
+
+fn fixture_with(units: &[(&str, &str)], adjust: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let sys = root.join("etc/systemd/system");
@@ -53,7 +57,10 @@ fn fixture(units: &[(&str, &str)]) -> Fixture {
         health_file: Some(root.join("run/slipway/health")),
         health_grace: Duration::from_millis(300),
         target: DEFAULT_TARGET.into(),
+        health_hook: None,
     };
+    let mut cfg = cfg;
+    adjust(&mut cfg);
     let m = Manager::new(cfg, Context::default());
     Fixture { dir, m }
 }
@@ -135,6 +142,36 @@ fn state(m: &Manager, name: &str) -> (ActiveState, String) {
 }
 
 const SECS: Duration = Duration::from_secs(10);
+
+/// The update engine's hook runs once per settled state, with the state.
+#[test]
+fn health_hook_runs_once_for_unhealthy() {
+    let hook_dir = tempfile::tempdir().unwrap();
+    let hook = hook_dir.path().join("hook");
+    let calls = hook_dir.path().join("calls");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut f = fixture_with(
+        &[("bad.service", "[Service]\nExecStart=/bin/sh -c 'exit 3'\n")],
+        |c| c.health_hook = Some(hook.clone()),
+    );
+    f.m.boot("");
+    f.until("unhealthy", SECS, |m| m.health().0 == Health::Unhealthy);
+    f.until("hook ran", SECS, |_| {
+        std::fs::read_to_string(&calls).is_ok_and(|t| t.ends_with('\n'))
+    });
+    // More turns of the loop must not run it again.
+    let until = Instant::now() + Duration::from_millis(500);
+    f.until("a while", SECS, |_| Instant::now() > until);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "on-health unhealthy\n"
+    );
+}
 
 #[test]
 fn starts_in_order_logs_output_and_turns_healthy() {

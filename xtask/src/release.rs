@@ -1,0 +1,227 @@
+//! Signing keys on the builder side, the payload `build-image` emits, and
+//! `publish`: a static release feed any HTTP server or object store can
+//! host.
+//!
+//! Keys: `SLIPWAY_SIGNING_KEY` (or `--key`) names a production secret key
+//! file; without it the development key `target/slipway/keys/dev.key` is
+//! used, made on first use (never committed: `target/` is ignored). The
+//! image trusts the signing key's public half plus every file listed in
+//! `SLIPWAY_TRUSTED_KEYS` (colon-separated `.pub` files), so a new key can
+//! be baked in before releases are signed with it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use slipway_update::feed::{PayloadRef, Release};
+use slipway_update::keys::{PublicKey, SecretKey};
+use slipway_update::payload;
+
+use crate::paths;
+
+pub const SIGNING_KEY_ENV: &str = "SLIPWAY_SIGNING_KEY";
+pub const TRUSTED_KEYS_ENV: &str = "SLIPWAY_TRUSTED_KEYS";
+/// The payload `build-image` writes next to the disk.
+pub const PAYLOAD_FILE: &str = "update.payload";
+
+pub fn keys_dir() -> PathBuf {
+    paths::slipway_dir().join("keys")
+}
+
+pub fn dev_key_path() -> PathBuf {
+    keys_dir().join("dev.key")
+}
+
+/// Writes a new key pair `<dir>/<name>.key` (mode 0600) and `.pub`.
+/// Refuses to overwrite a key unless `force`: losing a key that machines
+/// trust means they can never be updated again.
+pub fn keygen(dir: &Path, name: &str, force: bool) -> Result<(PathBuf, PublicKey)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret_path = dir.join(format!("{name}.key"));
+    let public_path = dir.join(format!("{name}.pub"));
+    if secret_path.exists() && !force {
+        bail!(
+            "{} exists; machines built with it trust it. Pass --force to replace it",
+            secret_path.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = SecretKey::generate().context("reading random bytes for a new key")?;
+    let tmp = dir.join(format!(".{name}.key.new"));
+    let _ = std::fs::remove_file(&tmp);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(key.to_line().as_bytes())?;
+        f.sync_all()?;
+    }
+    let public = key.public();
+    std::fs::write(&public_path, public.to_line(&format!("{name} key")))
+        .with_context(|| format!("writing {}", public_path.display()))?;
+    std::fs::rename(&tmp, &secret_path)
+        .with_context(|| format!("writing {}", secret_path.display()))?;
+    Ok((secret_path, public))
+}
+
+/// The key that signs: `explicit`, else `$SLIPWAY_SIGNING_KEY`, else the
+/// development key (made if missing).
+pub fn signing_key(explicit: Option<&Path>) -> Result<(SecretKey, PathBuf)> {
+    let from_env = std::env::var_os(SIGNING_KEY_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let path = match explicit.map(Path::to_path_buf).or(from_env) {
+        Some(p) => p,
+        None => {
+            let dev = dev_key_path();
+            if !dev.exists() {
+                let (_, public) = keygen(&keys_dir(), "dev", false)?;
+                eprintln!(
+                    "made a development signing key {} (key ID {}); set {SIGNING_KEY_ENV} \
+                     for releases",
+                    dev.display(),
+                    public.id()
+                );
+            }
+            dev
+        }
+    };
+    let key = SecretKey::load(&path)
+        .with_context(|| format!("loading the signing key (set {SIGNING_KEY_ENV} or --key)"))?;
+    Ok((key, path))
+}
+
+/// Public keys the image trusts: the signing key's and `$SLIPWAY_TRUSTED_KEYS`.
+pub fn trusted_keys(signing: &SecretKey) -> Result<Vec<PublicKey>> {
+    let mut keys = vec![signing.public()];
+    if let Some(list) = std::env::var_os(TRUSTED_KEYS_ENV) {
+        for p in std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()) {
+            let k = PublicKey::load(&p)
+                .with_context(|| format!("{TRUSTED_KEYS_ENV}: {}", p.display()))?;
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Writes the signed payload of an image's parts to `path`.
+pub fn write_payload(
+    path: &Path,
+    release: &payload::Release,
+    parts: [&[u8]; 4],
+    key: &SecretKey,
+) -> Result<slipway_update::manifest::Manifest> {
+    let manifest = payload::manifest_for(release, parts)
+        .context("the image's parts do not make a valid payload manifest")?;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    payload::write(&mut out, &manifest, parts, &[key])
+        .with_context(|| format!("writing {}", path.display()))?;
+    use std::io::Write;
+    out.flush()?;
+    Ok(manifest)
+}
+
+pub struct PublishOptions {
+    pub image_dir: PathBuf,
+    pub dir: PathBuf,
+    pub channel: String,
+    /// Seconds the feed stays valid.
+    pub valid_for: u64,
+    pub key: Option<PathBuf>,
+}
+
+/// What `publish` wrote.
+#[derive(Debug)]
+pub struct Published {
+    pub feed: PathBuf,
+    pub payload: PathBuf,
+    pub release: Release,
+}
+
+/// Copies the image's payload to `DIR/payloads/<board>/<version>.payload`
+/// and writes the signed feed `DIR/<channel>/<board>.json` pointing at it
+/// (relative URL, so the folder can be served from anywhere).
+pub fn publish(opts: &PublishOptions) -> Result<Published> {
+    let payload_src = opts.image_dir.join(PAYLOAD_FILE);
+    let mut f = std::fs::File::open(&payload_src).with_context(|| {
+        format!(
+            "opening {} (build the image first: cargo xtask build-image)",
+            payload_src.display()
+        )
+    })?;
+    let header = payload::read_header(&mut f)
+        .with_context(|| format!("reading {}", payload_src.display()))?;
+    let m = &header.manifest;
+    let (key, key_path) = signing_key(opts.key.as_deref())?;
+    header
+        .verify(&slipway_update::keys::TrustedKeys::new(vec![key.public()]))
+        .with_context(|| {
+            format!(
+                "{} is not signed by {} (the feed and the payload must be signed by a key the \
+                 machines trust)",
+                payload_src.display(),
+                key_path.display()
+            )
+        })?;
+    let name_ok = !opts.channel.is_empty()
+        && opts
+            .channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !opts.channel.starts_with('.');
+    if !name_ok {
+        bail!(
+            "channel {:?}: use letters, digits, '.', '_' and '-'",
+            opts.channel
+        );
+    }
+    let rel_payload = format!("payloads/{}/{}.payload", m.board, m.version);
+    let payload_dst = opts.dir.join(&rel_payload);
+    std::fs::create_dir_all(payload_dst.parent().unwrap_or(&opts.dir))?;
+    let tmp = payload_dst.with_extension("payload.partial");
+    std::fs::copy(&payload_src, &tmp).with_context(|| format!("copying to {}", tmp.display()))?;
+    std::fs::rename(&tmp, &payload_dst)?;
+    let (size, sha256) = {
+        let f = std::fs::File::open(&payload_dst)?;
+        slipway_update::hashing::sha256_reader(f, u64::MAX)?
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let release = Release {
+        format: slipway_update::feed::FORMAT,
+        board: m.board.clone(),
+        channel: opts.channel.clone(),
+        version: m.version.clone(),
+        payload: PayloadRef {
+            url: format!("../{rel_payload}"),
+            size,
+            sha256,
+        },
+        published: now,
+        expires: now + opts.valid_for,
+    };
+    // The feed goes last: until it is renamed into place, machines see the
+    // previous release and never a feed naming a payload not yet copied.
+    let feed = opts
+        .dir
+        .join(&opts.channel)
+        .join(format!("{}.json", m.board));
+    std::fs::create_dir_all(feed.parent().unwrap_or(&opts.dir))?;
+    let tmp = feed.with_extension("json.partial");
+    std::fs::write(&tmp, release.sign(&[&key]))?;
+    std::fs::rename(&tmp, &feed)?;
+    Ok(Published {
+        feed,
+        payload: payload_dst,
+        release,
+    })
+}
