@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -97,6 +98,29 @@ enum Command {
     /// Called by the init when the boot's health is settled
     #[command(hide = true)]
     OnHealth { state: String },
+    /// Apply a local payload to slot files and an ESP folder, without the
+    /// machine (benchmarks, debugging): no cgroup, no state file
+    #[command(hide = true)]
+    ApplyFiles(ApplyFiles),
+}
+
+#[derive(Debug, clap::Args)]
+struct ApplyFiles {
+    #[arg(long)]
+    payload: PathBuf,
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(long)]
+    verity: PathBuf,
+    #[arg(long)]
+    esp: PathBuf,
+    /// Folder of trusted `*.pub` keys
+    #[arg(long)]
+    keys: PathBuf,
+    #[arg(long)]
+    board: String,
+    #[arg(long, default_value = "0")]
+    running_version: String,
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -175,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Daemon { once } => crate::daemon::run(once),
         Command::OnHealth { state } => on_health(&state),
+        Command::ApplyFiles(a) => apply_files(&a),
     }
 }
 
@@ -399,6 +424,53 @@ pub fn apply_cmd(
             )))
         }
     }
+}
+
+fn apply_files(a: &ApplyFiles) -> Result<()> {
+    let size = |p: &Path| -> Result<u64> {
+        Ok(std::fs::metadata(p)
+            .with_context(|| p.display().to_string())?
+            .len())
+    };
+    let target = apply::SlotTarget {
+        slot: Slot::B,
+        root: a.root.clone(),
+        root_capacity: size(&a.root)?,
+        root_partuuid: uuid::Uuid::nil(),
+        verity: a.verity.clone(),
+        verity_capacity: size(&a.verity)?,
+        verity_partuuid: uuid::Uuid::nil(),
+    };
+    let running = apply::Running {
+        slot: Slot::A,
+        version: a.running_version.clone(),
+        board: a.board.clone(),
+    };
+    let keys = TrustedKeys::load_dir(&a.keys)?;
+    let source = Source::File(a.payload.clone());
+    let esp = crate::esp::Esp::new(&a.esp);
+    let req = Request {
+        source: &source,
+        expect: None,
+        running: &running,
+        target: &target,
+        esp: &esp,
+        keys: &keys,
+        allow_downgrade: false,
+        fetch: FetchOptions::default(),
+        resume: None,
+    };
+    let tracker = Tracker::new(None, State::default(), &source.describe(), 'b');
+    let mut progress = Progress::new(tracker, Mode::None);
+    let out = apply::apply(&req, &mut progress)?;
+    println!(
+        "installed {} ({} bytes): write {:.3} s, total {:.3} s",
+        out.version,
+        out.data_bytes,
+        out.write_time.as_secs_f64(),
+        out.total_time.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn mark_good(sys: &System) -> Result<()> {
