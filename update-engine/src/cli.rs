@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -330,6 +329,9 @@ pub fn apply_cmd(
     if allow_downgrade && !matches!(source, Source::File(_)) {
         bail!("--allow-downgrade is accepted only for a local payload file");
     }
+    // One apply at a time (the daemon's and a person's): held until this
+    // function returns.
+    let _lock = system::lock_apply()?;
     let keys: TrustedKeys = System::trusted_keys()?;
     let running = &sys.machine.running;
     let slot = running.slot.other();

@@ -93,3 +93,39 @@ pub fn state_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(crate::state::STATE_FILE))
 }
+
+/// The lock that serialises applies (`/run/slipway/update.lock`).
+pub const LOCK_FILE: &str = "/run/slipway/update.lock";
+
+/// Takes the apply lock or says who holds it.
+pub fn lock_apply() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    let path = Path::new(LOCK_FILE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut locked) => {
+            // Record the holder for the next one's message.
+            let _ = locked.set_len(0);
+            let _ = locked.rewind();
+            let _ = write!(locked, "{}", std::process::id());
+            Ok(locked)
+        }
+        Err((mut file, _)) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "another update is being applied (pid {}); try again when it is done",
+                holder.trim()
+            )
+        }
+    }
+}
