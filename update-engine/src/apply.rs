@@ -113,6 +113,9 @@ pub struct Request<'a> {
     pub allow_downgrade: bool,
     pub fetch: FetchOptions,
     pub resume: Option<ResumePoint>,
+    /// Where the kernel and initramfs wait until step 5 (on the machine
+    /// `/var/lib/slipway/update/staging`).
+    pub staging: &'a std::path::Path,
 }
 
 /// Sees the apply's progress; returning an error from `step` aborts the
@@ -206,8 +209,19 @@ impl Sinks {
                         .map_err(|e| with_path(e, path))?;
                     (f, path.display().to_string())
                 }
+                // Kernel and initramfs wait in the staging folder (on /var,
+                // journaled) until step 5: the ESP's FAT is written only in
+                // that short step, not during the long download.
                 Part::Kernel | Part::Initrd => {
-                    let (f, path) = req.esp.staged(&esp_path(part, t.slot), !resume)?;
+                    std::fs::create_dir_all(req.staging).map_err(|e| with_path(e, req.staging))?;
+                    let path = req.staging.join(part.name());
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(!resume)
+                        .open(&path)
+                        .map_err(|e| with_path(e, &path))?;
                     (f, path.display().to_string())
                 }
             };
@@ -397,7 +411,7 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
     // 5. Kernel and initramfs, then the entry.
     step(obs, Step::InstallBootFiles, "")?;
     for part in [Part::Kernel, Part::Initrd] {
-        req.esp.commit(&esp_path(part, t.slot))?;
+        install_boot_file(req, m, part)?;
     }
     step(obs, Step::InstallEntry, "")?;
     let entry = bls::Entry {
@@ -426,6 +440,33 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         write_time,
         total_time: started.elapsed(),
     })
+}
+
+/// Copies a staged kernel or initramfs to the ESP under a temporary name,
+/// fsyncs it, checks the copy as the medium has it, and renames it into
+/// place.
+fn install_boot_file(req: &Request<'_>, m: &Manifest, part: Part) -> Result<(), ApplyError> {
+    let esp_file = esp_path(part, req.target.slot);
+    let from = req.staging.join(part.name());
+    let (mut out, staged) = req.esp.staged(&esp_file, true)?;
+    let mut src = File::open(&from).map_err(|e| with_path(e, &from))?;
+    io::copy(&mut src, &mut out).map_err(|e| with_path(e, &staged))?;
+    out.sync_all().map_err(|e| with_path(e, &staged))?;
+    let size = m.artifact(part).size;
+    let got = hashing::sha256_range_uncached(&out, 0, size).map_err(|e| ApplyError::ReadBack {
+        what: staged.display().to_string(),
+        why: e.to_string(),
+    })?;
+    if got != m.artifact(part).sha256 {
+        return Err(ApplyError::ReadBack {
+            what: staged.display().to_string(),
+            why: format!("the copy on the ESP has sha256 {got}"),
+        });
+    }
+    drop(out);
+    req.esp.commit(&esp_file)?;
+    let _ = std::fs::remove_file(&from);
+    Ok(())
 }
 
 /// Everything that can be refused from the manifest alone.

@@ -202,6 +202,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Where the kernel and initramfs wait until they go to the ESP.
+pub const STAGING_DIR: &str = "/var/lib/slipway/update/staging";
+
 pub fn load_config(
     server: Option<String>,
     channel: Option<String>,
@@ -383,6 +386,7 @@ pub fn apply_cmd(
         allow_downgrade,
         fetch: fetch_options(cfg),
         resume,
+        staging: Path::new(STAGING_DIR),
     };
     match apply::apply(&req, &mut progress) {
         Ok(out) => {
@@ -461,6 +465,7 @@ fn apply_files(a: &ApplyFiles) -> Result<()> {
         allow_downgrade: false,
         fetch: FetchOptions::default(),
         resume: None,
+        staging: &a.esp.with_extension("staging"),
     };
     let tracker = Tracker::new(None, State::default(), &source.describe(), 'b');
     let mut progress = Progress::new(tracker, Mode::None);

@@ -14,6 +14,8 @@ use crate::machine::Machine;
 /// Where the engine mounts the ESP (a private, root-only place: nothing
 /// else on the machine needs the boot files).
 pub const ESP_MOUNT: &str = "/run/slipway/esp";
+/// Held while checking for and making that mount.
+pub const ESP_LOCK: &str = "/run/slipway/esp.lock";
 
 /// Everything a command needs about this machine.
 #[derive(Debug)]
@@ -38,8 +40,25 @@ impl System {
     }
 }
 
-/// Mounts the FAT ESP at `dir` unless something already is there.
+/// Mounts the FAT ESP at `dir` unless it already is there. Several
+/// engine processes may start at once (PID 1's health hook, the daemon, a
+/// person's `status`): a lock makes the check and the mount one step, since
+/// two FAT mounts of one device (stacked on the same folder) would each
+/// cache their own view of the directories and corrupt them.
 pub fn mount_esp(dev: &Path, dir: &Path) -> Result<()> {
+    let lock_path = Path::new(ESP_LOCK);
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let lock_file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow!("locking {}: {}", lock_path.display(), e.desc()))?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let target = dir.display().to_string();
     if mounts

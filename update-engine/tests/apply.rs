@@ -156,9 +156,24 @@ fn bootable_snapshot(dir: &Path) -> Vec<(String, String)> {
     snapshot(dir)
         .into_iter()
         .filter(|(p, _)| {
-            !p.starts_with("root-b") && !p.ends_with(".new") && !p.contains("slipway/b/")
+            !p.starts_with("root-b")
+                && !p.starts_with("staging/")
+                && !p.ends_with(".new")
+                && !p.contains("slipway/b/")
         })
         .collect()
+}
+
+/// The paths that differ between two snapshots.
+fn diff(a: &[(String, String)], b: &[(String, String)]) -> String {
+    let mut out: Vec<&str> = a
+        .iter()
+        .filter(|x| !b.contains(x))
+        .chain(b.iter().filter(|x| !a.contains(x)))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    out.dedup();
+    out.join(", ")
 }
 
 struct Quiet {
@@ -206,6 +221,7 @@ fn run(
         allow_downgrade,
         fetch: FetchOptions::default(),
         resume,
+        staging: &f.dir.join("staging"),
     };
     apply::apply(&req, obs)
 }
@@ -394,7 +410,11 @@ fn corrupt_or_truncated_data_is_refused_in_any_chunk() {
         now.retain(|(p, _)| p != "esp/loader/entries/slipway-b.conf");
         let mut want = before.clone();
         want.retain(|(p, _)| p != "esp/loader/entries/slipway-b.conf");
-        assert!(now == want, "{what}: something bootable changed");
+        assert!(
+            now == want,
+            "{what}: something bootable changed: {}",
+            diff(&want, &now)
+        );
     }
 }
 

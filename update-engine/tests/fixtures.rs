@@ -61,7 +61,13 @@ fn build() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("payload.bin", bytes),
         ("feed.json", feed),
-        ("test-key.pub", key().public().to_line("fixture key, seed [42; 32]").into_bytes()),
+        (
+            "test-key.pub",
+            key()
+                .public()
+                .to_line("fixture key, seed [42; 32]")
+                .into_bytes(),
+        ),
     ]
 }
 
@@ -73,8 +79,12 @@ fn fixtures_are_current_and_verify() {
         if bless {
             std::fs::write(&path, &bytes).unwrap();
         }
-        let stored = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (SLIPWAY_BLESS_FIXTURES=1 writes it)", path.display()));
+        let stored = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (SLIPWAY_BLESS_FIXTURES=1 writes it)",
+                path.display()
+            )
+        });
         assert!(
             stored == bytes,
             "{name}: the format changed; if that is meant, rewrite the fixtures with \

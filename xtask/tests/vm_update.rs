@@ -26,7 +26,7 @@ const CMD: Duration = Duration::from_secs(60);
 const APPLY: Duration = Duration::from_secs(300);
 /// The write limit for the power-cut applies: slow enough that random cut
 /// moments fall inside the write, and the figure the io.max check uses.
-const IO_LIMIT: u64 = 4 << 20;
+const IO_LIMIT: u64 = 1 << 20;
 
 fn manifest(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
@@ -181,7 +181,7 @@ fn update_power_cuts_rollback_and_daemon() {
         &mut vm,
         &format!(
             "mkdir -p /etc/slipway && printf 'SERVER={guest_url}\\nGROUP=stable\\n\
-             IO_WRITE_MAX={IO_LIMIT}\\nINTERVAL=10s\\nJITTER=0s\\nREBOOT_STRATEGY=reboot\\n' \
+             IO_WRITE_MAX={IO_LIMIT}\\nINTERVAL=1m\\nJITTER=0s\\nREBOOT_STRATEGY=reboot\\n' \
              > /etc/slipway/update.conf"
         ),
         CMD,
