@@ -52,7 +52,9 @@ impl Rng {
     }
 }
 
-const EXTREME_BYTES: [u8; 10] = [0x00, 0x01, 0x7f, 0x80, 0xff, b'"', b'\\', b'\n', b'=', b'.'];
+const EXTREME_BYTES: [u8; 11] = [
+    0x00, 0x01, 0x7f, 0x80, 0xff, b'"', b'\\', b'\n', b'\r', b'=', b'.',
+];
 
 const HUGE_NUMBERS: [&str; 20] = [
     "0",
@@ -576,7 +578,7 @@ const CONF_KEYS: [&str; 20] = [
     " SPACED KEY ",
 ];
 
-const CONF_VALUES: [&str; 48] = [
+const CONF_VALUES: [&str; 50] = [
     "",
     " ",
     "max",
@@ -622,6 +624,8 @@ const CONF_VALUES: [&str; 48] = [
     "50 %",
     "/sys/fs/cgroup/a/",
     "/sys/fs/cgroup/..",
+    "/sys/fs/cgroup/a /",
+    "v\r",
     "http://",
     "https://host/path x",
     "best-effort",
