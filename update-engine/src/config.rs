@@ -218,6 +218,10 @@ impl Config {
 
         for (n, raw) in text.lines().enumerate() {
             let line = n + 1;
+            // `lines` drops a `\r` only before a `\n`: drop the one of a
+            // CRLF file's last line too, so a value never depends on
+            // whether the file ends with a newline.
+            let raw = raw.strip_suffix('\r').unwrap_or(raw);
             let trimmed = raw.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
@@ -596,7 +600,13 @@ fn parse_cgroup(v: &str) -> Result<PathBuf, String> {
         .and_then(|rest| rest.strip_prefix('/'))
         .map(|rest| rest.strip_suffix('/').unwrap_or(rest));
     match name {
-        Some(n) if !n.is_empty() && n != "." && n != ".." && !n.contains('/') => {
+        Some(n)
+            if !n.is_empty()
+                && n != "."
+                && n != ".."
+                && !n.contains('/')
+                && !n.contains(char::is_whitespace) =>
+        {
             Ok(Path::new(CGROUP_ROOT).join(n))
         }
         _ => Err(format!(
