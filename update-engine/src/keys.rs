@@ -341,7 +341,7 @@ mod tests {
         let msg = b"release 2";
         let sig = new.sign(b"ctx", msg);
         assert_eq!(
-            trusted.verify(b"ctx", msg, &[sig.clone()]).unwrap(),
+            trusted.verify(b"ctx", msg, std::slice::from_ref(&sig)).unwrap(),
             new.public().id()
         );
         // Rotation: signed by a stranger and a trusted key: fine.
@@ -349,11 +349,11 @@ mod tests {
         assert!(trusted.verify(b"ctx", msg, &both).is_ok());
         // Altered message, other context, unknown key, nothing.
         assert!(matches!(
-            trusted.verify(b"ctx", b"release 3", &[sig.clone()]),
+            trusted.verify(b"ctx", b"release 3", std::slice::from_ref(&sig)),
             Err(SignatureError::Bad(_))
         ));
         assert!(matches!(
-            trusted.verify(b"other", msg, &[sig.clone()]),
+            trusted.verify(b"other", msg, std::slice::from_ref(&sig)),
             Err(SignatureError::Bad(_))
         ));
         assert!(matches!(

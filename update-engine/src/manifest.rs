@@ -174,7 +174,7 @@ impl Manifest {
             }
         }
         let root = &self.artifacts[0];
-        if root.size % BLOCK != 0 || root.size / BLOCK != self.verity.data_blocks {
+        if !root.size.is_multiple_of(BLOCK) || root.size / BLOCK != self.verity.data_blocks {
             return Err(field(
                 "verity.data_blocks",
                 format!(
@@ -260,7 +260,7 @@ fn check_hex(
     v: &str,
     bytes: std::ops::RangeInclusive<usize>,
 ) -> Result<(), ManifestError> {
-    let ok = v.len() % 2 == 0
+    let ok = v.len().is_multiple_of(2)
         && bytes.contains(&(v.len() / 2))
         && v.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));

@@ -280,7 +280,8 @@ fn refusals_before_writing_change_nothing() {
     // keeps it parseable, so the signature is what refuses it.
     let at = find(&bad_sig, b"\"version\": \"2.0\"").unwrap() + 14;
     bad_sig[at] = b'1';
-    let cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&ApplyError) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&ApplyError) -> bool>;
+    let cases: Vec<(&str, Vec<u8>, Check)> = vec![
         (
             "bad signature",
             bad_sig,
