@@ -534,9 +534,10 @@ fn on_health(state: &str) -> Result<()> {
         ("healthy", _) => mark_good(&sys),
         ("unhealthy", Some(EntryState::Trying { left, .. })) => {
             println!(
-                "slot {} ({version}) is unhealthy on a trial boot ({left} tries left): rebooting \
+                "slot {} ({version}) is unhealthy on a trial boot ({left} {} left): rebooting \
                  so the boot loader counts it",
-                slot.letter()
+                slot.letter(),
+                if left == 1 { "try" } else { "tries" }
             );
             system::request_reboot()
         }

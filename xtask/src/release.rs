@@ -46,7 +46,7 @@ pub fn keygen(dir: &Path, name: &str, force: bool) -> Result<(PathBuf, PublicKey
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let key = SecretKey::generate().context("reading random bytes for a new key")?;
-    let tmp = dir.join(format!(".{name}.key.new"));
+    let tmp = dir.join(format!(".{name}.key.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     {
         use std::io::Write;
@@ -60,10 +60,19 @@ pub fn keygen(dir: &Path, name: &str, force: bool) -> Result<(PathBuf, PublicKey
         f.sync_all()?;
     }
     let public = key.public();
+    if force {
+        std::fs::rename(&tmp, &secret_path)
+            .with_context(|| format!("writing {}", secret_path.display()))?;
+    } else {
+        // A link cannot replace a file: two builds making the development
+        // key at once end up with one key, never an image trusting a key
+        // that was overwritten.
+        let linked = std::fs::hard_link(&tmp, &secret_path);
+        let _ = std::fs::remove_file(&tmp);
+        linked.with_context(|| format!("writing {}", secret_path.display()))?;
+    }
     std::fs::write(&public_path, public.to_line(&format!("{name} key")))
         .with_context(|| format!("writing {}", public_path.display()))?;
-    std::fs::rename(&tmp, &secret_path)
-        .with_context(|| format!("writing {}", secret_path.display()))?;
     Ok((secret_path, public))
 }
 
@@ -78,7 +87,12 @@ pub fn signing_key(explicit: Option<&Path>) -> Result<(SecretKey, PathBuf)> {
         None => {
             let dev = dev_key_path();
             if !dev.exists() {
-                let (_, public) = keygen(&keys_dir(), "dev", false)?;
+                let (_, public) = match keygen(&keys_dir(), "dev", false) {
+                    Ok(made) => made,
+                    // Another build made it meanwhile: use that one.
+                    Err(_) if dev.exists() => return load_signing(&dev),
+                    Err(e) => return Err(e),
+                };
                 eprintln!(
                     "made a development signing key {} (key ID {}); set {SIGNING_KEY_ENV} \
                      for releases",
@@ -89,9 +103,13 @@ pub fn signing_key(explicit: Option<&Path>) -> Result<(SecretKey, PathBuf)> {
             dev
         }
     };
-    let key = SecretKey::load(&path)
+    load_signing(&path)
+}
+
+fn load_signing(path: &Path) -> Result<(SecretKey, PathBuf)> {
+    let key = SecretKey::load(path)
         .with_context(|| format!("loading the signing key (set {SIGNING_KEY_ENV} or --key)"))?;
-    Ok((key, path))
+    Ok((key, path.to_path_buf()))
 }
 
 /// Public keys the image trusts: the signing key's and `$SLIPWAY_TRUSTED_KEYS`.
@@ -224,4 +242,32 @@ pub fn publish(opts: &PublishOptions) -> Result<Published> {
         payload: payload_dst,
         release,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keygen_never_replaces_a_key_by_accident() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, public) = keygen(dir.path(), "k", false).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(SecretKey::load(&path).unwrap().public(), public);
+        assert_eq!(PublicKey::load(&dir.path().join("k.pub")).unwrap(), public);
+        let err = keygen(dir.path(), "k", false).unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(SecretKey::load(&path).unwrap().public(), public);
+        let (_, other) = keygen(dir.path(), "k", true).unwrap();
+        assert_ne!(other, public);
+        // No temporary files left.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }
