@@ -78,6 +78,12 @@ pub fn start_services(
     {
         cfg.health_grace = Duration::from_secs(secs);
     }
+    if let Some(secs) = cmdline
+        .get(SETTLE_TIMEOUT_ARG)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        cfg.settle_timeout = Duration::from_secs(secs);
+    }
     if sys.exists(UPDATE_ENGINE) {
         cfg.health_hook = Some(PathBuf::from(UPDATE_ENGINE));
     }
@@ -101,6 +107,10 @@ pub fn start_services(
 /// The update engine, which blesses healthy boots (see
 /// `service::Config::health_hook`).
 pub const UPDATE_ENGINE: &str = "/usr/bin/update-engine";
+
+/// `slipway.settle_timeout=SECONDS`: a boot still starting this long after
+/// stage 2 began is reported unhealthy to the update engine.
+pub const SETTLE_TIMEOUT_ARG: &str = "slipway.settle_timeout";
 
 /// `slipway.health_grace=SECONDS`: how long the boot's services must stay
 /// up before the boot is healthy.

@@ -48,6 +48,9 @@ pub const HEALTH_FILE: &str = "/run/slipway/health";
 /// How long the boot's units must have stayed up before the boot counts
 /// as healthy.
 pub const DEFAULT_HEALTH_GRACE: Duration = Duration::from_secs(10);
+/// See [`Config::settle_timeout`]. Ten minutes: far above a normal boot
+/// under emulation, short enough that a hung trial boot rolls back.
+pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long PID 1 waits after SIGKILL for a group to empty before giving
 /// up on it (a process stuck in the kernel cannot be helped).
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -75,6 +78,10 @@ pub struct Config {
     /// because rollback must never depend on a service the user can
     /// disable.
     pub health_hook: Option<PathBuf>,
+    /// A boot still `starting` this long after the manager started is
+    /// reported to the hook as unhealthy (health itself stays `starting`):
+    /// a trial boot whose units hang must still roll back.
+    pub settle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -88,6 +95,7 @@ impl Default for Config {
             health_grace: DEFAULT_HEALTH_GRACE,
             target: DEFAULT_TARGET.to_string(),
             health_hook: None,
+            settle_timeout: DEFAULT_SETTLE_TIMEOUT,
         }
     }
 }
@@ -556,6 +564,10 @@ impl Manager {
             if let Some(at) = self.health_check_at().filter(|at| *at > now) {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
+            let settle = self.cfg.settle_timeout;
+            if settle > now && self.cfg.health_hook.is_some() {
+                next = Some(next.map_or(settle, |n| n.min(settle)));
+            }
         }
         next.map(|at| at.saturating_sub(now))
     }
@@ -825,6 +837,7 @@ impl Manager {
         }
         self.check_boot_done();
         self.update_health();
+        self.check_settle_timeout();
     }
 
     /// Runs one job if it can run now; true if it did.
@@ -1502,6 +1515,21 @@ impl Manager {
             .max()
             .unwrap_or_default();
         Some(latest + self.cfg.health_grace)
+    }
+
+    /// The hook hears `unhealthy` for a boot that has not settled in time.
+    fn check_settle_timeout(&mut self) {
+        if self.health != Health::Starting || self.now() < self.cfg.settle_timeout {
+            return;
+        }
+        if self.cfg.health_hook.is_some() && !self.health_hooks_run.contains("unhealthy") {
+            self.outbox.push(format!(
+                "slipway: health: still starting after {} s: reporting the boot as unhealthy \
+                 to the update engine",
+                self.cfg.settle_timeout.as_secs()
+            ));
+            self.run_health_hook(Health::Unhealthy);
+        }
     }
 
     /// Once per boot for each settled state. The hook is not waited for:

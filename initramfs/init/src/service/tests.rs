@@ -58,6 +58,7 @@ fn fixture_with(units: &[(&str, &str)], adjust: impl FnOnce(&mut Config)) -> Fix
         health_grace: Duration::from_millis(300),
         target: DEFAULT_TARGET.into(),
         health_hook: None,
+        settle_timeout: DEFAULT_SETTLE_TIMEOUT,
     };
     let mut cfg = cfg;
     adjust(&mut cfg);
@@ -167,6 +168,39 @@ fn health_hook_runs_once_for_unhealthy() {
     // More turns of the loop must not run it again.
     let until = Instant::now() + Duration::from_millis(500);
     f.until("a while", SECS, |_| Instant::now() > until);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "on-health unhealthy\n"
+    );
+}
+
+/// A boot that never settles is reported unhealthy to the hook in time.
+#[test]
+fn health_hook_hears_of_a_boot_that_never_settles() {
+    let hook_dir = tempfile::tempdir().unwrap();
+    let hook = hook_dir.path().join("hook");
+    let calls = hook_dir.path().join("calls");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut f = fixture_with(
+        &[(
+            "hangs.service",
+            "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'exec sleep 100'\nTimeoutStartSec=infinity\n",
+        )],
+        |c| {
+            c.health_hook = Some(hook.clone());
+            c.settle_timeout = Duration::from_millis(500);
+        },
+    );
+    f.m.boot("");
+    f.until("hook ran", SECS, |_| {
+        std::fs::read_to_string(&calls).is_ok_and(|t| t.ends_with('\n'))
+    });
+    assert_eq!(f.m.health().0, Health::Starting);
     assert_eq!(
         std::fs::read_to_string(&calls).unwrap(),
         "on-health unhealthy\n"
