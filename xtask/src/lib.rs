@@ -4,6 +4,7 @@
 //! benchmarks. Image-format logic lives in the library crates, not here.
 
 pub mod bench;
+pub mod bench_update;
 pub mod board;
 pub mod build;
 pub mod elf_closure;

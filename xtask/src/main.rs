@@ -216,6 +216,21 @@ enum BenchCmd {
     /// services and the time from stage 2's start to all of them started,
     /// next to busybox references measured in the same VM
     Services(BenchBuildArgs),
+    /// The update engine applying a signed payload (512 MiB of root data by
+    /// default) to file-backed slot partitions, next to `dd bs=1M
+    /// conv=fsync` of the same payload file, and the engine's peak
+    /// resident memory
+    Update(BenchUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchUpdateArgs {
+    /// Runs per measurement (medians are printed)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Size of the payload's root image in MiB
+    #[arg(long, default_value_t = 512)]
+    size_mib: u64,
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +309,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench(BenchCmd::Services(a)) => {
             bench::services(&a.board, a.runs.max(1))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Update(a)) => {
+            xtask::bench_update::run(&xtask::bench_update::Options {
+                size_mib: a.size_mib,
+                runs: a.runs.max(1),
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Keygen(a) => {
