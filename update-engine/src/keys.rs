@@ -341,7 +341,9 @@ mod tests {
         let msg = b"release 2";
         let sig = new.sign(b"ctx", msg);
         assert_eq!(
-            trusted.verify(b"ctx", msg, std::slice::from_ref(&sig)).unwrap(),
+            trusted
+                .verify(b"ctx", msg, std::slice::from_ref(&sig))
+                .unwrap(),
             new.public().id()
         );
         // Rotation: signed by a stranger and a trusted key: fine.

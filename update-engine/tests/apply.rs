@@ -566,3 +566,36 @@ fn tracker_records_steps_and_failure() {
     assert_eq!(a.done, a.total);
     assert!(a.resume.is_some());
 }
+
+/// A medium that does not keep what was written: the re-read of step 4
+/// catches it and no entry is written.
+#[test]
+fn read_back_catches_a_medium_that_lost_a_write() {
+    struct Corrupt(PathBuf);
+    impl Observer for Corrupt {
+        fn step(&mut self, step: Step, _: &str) -> Result<(), String> {
+            if step == Step::ReadBack {
+                let mut b = std::fs::read(&self.0).unwrap();
+                b[3 * MIN_CHUNK as usize + 1] ^= 0x10;
+                std::fs::write(&self.0, b).unwrap();
+            }
+            Ok(())
+        }
+        fn progress(&mut self, _: u64, _: u64, _: &ResumePoint) {}
+    }
+    let f = fixture();
+    let src = write_payload(&f, "p", &payload_bytes("2.0", "qemu-x86_64", &f.key, 1));
+    let err = run(
+        &f,
+        &src,
+        &trusted(&f),
+        None,
+        false,
+        None,
+        &mut Corrupt(f.target.root.clone()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ApplyError::ReadBack { .. }), "{err}");
+    assert!(err.to_string().contains("chunk 3 "), "{err}");
+    assert!(f.esp.entry(Slot::B).unwrap().is_none());
+}
