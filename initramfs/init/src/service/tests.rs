@@ -205,6 +205,8 @@ fn health_hook_hears_of_a_boot_that_never_settles() {
         std::fs::read_to_string(&calls).unwrap(),
         "on-health unhealthy\n"
     );
+    f.m.stop_all();
+    f.until("all stopped", SECS, |m| m.all_stopped());
 }
 
 #[test]
@@ -372,19 +374,28 @@ fn drop_in_resets_exec_start_and_restart_by_hand_rereads_files() {
     let mut f = fixture(&[
         (
             "app.service",
-            "[Service]\nExecStart=/bin/sh -c 'echo original; sleep 100'\n",
+            "[Service]\nExecStart=/bin/sh -c 'echo original; exec sleep 100'\n",
         ),
         (
             "!app.service.d/override.conf",
-            "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo from drop-in; sleep 100'\n",
+            "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo from drop-in; exec sleep 100'\n",
         ),
     ]);
     f.m.boot("");
     f.until("running", SECS, |m| state(m, "app.service").1 == "running");
+    // `exec`, and waiting for the first output: a restart must not race
+    // the shell before it printed, or before it forked a child that a
+    // SIGTERM sent just earlier would miss.
+    let first_log = f.path("var/log/services/app.service.log");
+    f.until("first output", SECS, |_| {
+        std::fs::read_to_string(&first_log)
+            .unwrap_or_default()
+            .contains(" from drop-in\n")
+    });
     let unit = f.path("etc/systemd/system/app.service.d/override.conf");
     std::fs::write(
         &unit,
-        "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo edited; sleep 100'\n",
+        "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo edited; exec sleep 100'\n",
     )
     .unwrap();
     f.m.request("app.service", Job::Restart).unwrap();
