@@ -197,7 +197,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Daemon { once } => crate::daemon::run(once),
-        Command::OnHealth { state } => on_health(&state),
+        Command::OnHealth { state } => {
+            if let Err(e) = on_health(&state) {
+                say_on_console(&format!("error: {e:#}"));
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::ApplyFiles(a) => apply_files(&a),
     }
 }
@@ -481,16 +487,21 @@ fn apply_files(a: &ApplyFiles) -> Result<()> {
 }
 
 fn mark_good(sys: &System) -> Result<()> {
+    println!("{}", bless(sys)?);
+    Ok(())
+}
+
+/// Marks the booted slot good; says what it did.
+fn bless(sys: &System) -> Result<String> {
     let slot = sys.machine.running.slot;
-    match sys.esp.set_state(slot, EntryState::Good)? {
-        Some((from, to)) => println!(
+    Ok(match sys.esp.set_state(slot, EntryState::Good)? {
+        Some((from, to)) => format!(
             "slot {} ({}) marked good: {from} → {to}",
             slot.letter(),
             sys.machine.running.version
         ),
-        None => println!("slot {} is already marked good", slot.letter()),
-    }
-    Ok(())
+        None => format!("slot {} is already marked good", slot.letter()),
+    })
 }
 
 fn rollback(sys: &System) -> Result<()> {
@@ -531,34 +542,44 @@ fn on_health(state: &str) -> Result<()> {
     let entry = sys.esp.entry(slot)?;
     let version = &sys.machine.running.version;
     match (state, entry.map(|e| e.state)) {
-        ("healthy", _) => mark_good(&sys),
+        ("healthy", _) => {
+            say_on_console(&bless(&sys)?);
+            Ok(())
+        }
         ("unhealthy", Some(EntryState::Trying { left, .. })) => {
-            println!(
+            say_on_console(&format!(
                 "slot {} ({version}) is unhealthy on a trial boot ({left} {} left): rebooting \
                  so the boot loader counts it",
                 slot.letter(),
                 if left == 1 { "try" } else { "tries" }
-            );
+            ));
             system::request_reboot()
         }
         ("unhealthy", Some(EntryState::Bad { .. })) => {
-            println!(
+            say_on_console(&format!(
                 "slot {} ({version}) is unhealthy on its last try: rebooting into slot {}",
                 slot.letter(),
                 slot.other().letter()
-            );
+            ));
             system::request_reboot()
         }
         ("unhealthy", _) => {
-            println!(
+            say_on_console(&format!(
                 "slot {} ({version}) is unhealthy but already marked good: not rolling back by \
                  itself (`update-engine rollback` does)",
                 slot.letter()
-            );
+            ));
             Ok(())
         }
         (other, _) => bail!("unknown health {other:?} (expected healthy or unhealthy)"),
     }
+}
+
+/// PID 1 runs `on-health` with its console as output: lines start with
+/// `slipway: ` like PID 1's own, so tools reading the console (and people)
+/// know them from a command's output.
+fn say_on_console(text: &str) {
+    println!("slipway: update-engine: {text}");
 }
 
 #[derive(Debug, Serialize)]
