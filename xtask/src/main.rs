@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build a board's bootable UEFI disk image (disk.raw, disk.qcow2,
-    /// manifest.json, SHA256SUMS) into target/slipway/images/<board>/
+    /// manifest.json, SHA256SUMS, the signed update.payload) into
+    /// target/slipway/images/<board>/
     BuildImage(BuildArgs),
     /// Boot the latest image in QEMU with its serial console on this
     /// terminal (Ctrl-C ends QEMU)
