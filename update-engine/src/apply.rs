@@ -325,7 +325,7 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
     let header = {
         let mut tee = HashingReader {
             inner: &mut input,
-            hasher: &mut whole,
+            hasher: Some(&mut whole),
         };
         payload::read_header(&mut tee)?
     };
@@ -360,22 +360,29 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         None => 0,
     };
     let write_started = Instant::now();
-    if first == m.chunks.len() {
-        // Everything is already there (the interruption came after the
-        // data was written): nothing to fetch.
-        drop(input);
-    } else if first > 0 {
-        // Continue the download where the intact data ends.
-        drop(input);
-        let (start, _) = m.chunk_range(first);
-        let input = fetch::open(
-            req.source,
-            header.data_offset + start,
-            req.expect.map(|e| e.size),
-            &req.fetch,
-        )?;
+    // From a feed, the whole payload must also be the one announced: its
+    // sha256 is taken on the way (only when read from the start).
+    let check_whole = req.expect.filter(|_| first == 0);
+    if first < m.chunks.len() {
+        let input = if first == 0 {
+            input
+        } else {
+            // Continue the download where the intact data ends.
+            drop(input);
+            let (start, _) = m.chunk_range(first);
+            fetch::open(
+                req.source,
+                header.data_offset + start,
+                req.expect.map(|e| e.size),
+                &req.fetch,
+            )?
+        };
+        let tee = HashingReader {
+            inner: input,
+            hasher: check_whole.map(|_| &mut whole),
+        };
         stream(
-            input,
+            tee,
             m,
             first,
             &sinks,
@@ -384,13 +391,8 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
             t.slot,
             obs,
         )?;
-    } else if let Some(e) = req.expect {
-        // From a feed: the whole payload must also be the one announced.
-        let tee = HashingReader {
-            inner: input,
-            hasher: &mut whole,
-        };
-        stream(tee, m, 0, &sinks, &mut crcs, &manifest_sha256, t.slot, obs)?;
+    }
+    if let Some(e) = check_whole {
         let got = hex::encode(whole.finalize());
         if got != e.sha256 {
             return Err(ApplyError::FeedMismatch {
@@ -399,17 +401,6 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
                 found: got,
             });
         }
-    } else {
-        stream(
-            input,
-            m,
-            0,
-            &sinks,
-            &mut crcs,
-            &manifest_sha256,
-            t.slot,
-            obs,
-        )?;
     }
     sinks.sync()?;
     let write_time = write_started.elapsed();
@@ -660,13 +651,16 @@ fn stream(
 /// Hashes what passes through, for the feed's whole-payload sha256.
 struct HashingReader<'h, R> {
     inner: R,
-    hasher: &'h mut Sha256,
+    /// `None`: pass the bytes through only.
+    hasher: Option<&'h mut Sha256>,
 }
 
 impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 }

@@ -15,7 +15,7 @@ use crate::fetch::{self, FetchOptions, Source};
 use crate::keys::TrustedKeys;
 use crate::limits;
 use crate::progress::{mib, Mode, Progress};
-use crate::state::{now_unix, Check, State, Tracker};
+use crate::state::{now_unix, Check, State, Tracker, STATE_FILE};
 use crate::system::{self, System};
 
 #[derive(Debug, Parser)]
@@ -234,7 +234,7 @@ pub struct Found {
 /// Fetches and verifies the feed, records the check in the state file.
 pub fn check(sys: &System, cfg: &Config) -> Result<Found> {
     let result = check_feed(sys, cfg);
-    let state_path = system::state_path();
+    let state_path = PathBuf::from(STATE_FILE);
     let (mut state, _) = State::load(&state_path);
     let found = match result {
         Ok(f) => f,
@@ -345,7 +345,7 @@ pub fn apply_cmd(
     let running = &sys.machine.running;
     let slot = running.slot.other();
     let target = sys.machine.target(slot, Path::new("/sys/class/block"))?;
-    let state_path = system::state_path();
+    let state_path = PathBuf::from(STATE_FILE);
     let (state, warning) = State::load(&state_path);
     if let Some(w) = warning {
         eprintln!("update-engine: warning: {w}");
@@ -353,18 +353,10 @@ pub fn apply_cmd(
     let tracker = Tracker::new(Some(state_path), state, &source.describe(), slot.letter());
     let mut progress = Progress::new(tracker, mode);
     if limit {
-        let l = &cfg.limits;
         let applied = limits::enter(
             Path::new("/sys/fs/cgroup"),
             &cfg.cgroup,
-            &limits::Limits {
-                io_write_bps: l.io_write_bps,
-                io_read_bps: l.io_read_bps,
-                cpu_weight: Some(l.cpu_weight),
-                cpu_max_percent: l.cpu_max_percent,
-                // `max` in update.conf: no memory limit.
-                memory_max: (l.memory_max != u64::MAX).then_some(l.memory_max),
-            },
+            &cfg.limits,
             Some(&sys.machine.disk_devno),
         )?;
         let text: Vec<String> = applied
@@ -628,11 +620,12 @@ fn status(json: bool) -> Result<()> {
     let sys = System::open()?;
     let m = &sys.machine;
     let booted = m.running.slot;
+    let entries = sys.esp.entries()?;
     let slots: Vec<SlotReport> = [Slot::A, Slot::B]
         .into_iter()
-        .map(|s| Ok(slot_report(s, booted, sys.esp.entry(s)?)))
-        .collect::<Result<_>>()?;
-    let (state, _) = State::load(&system::state_path());
+        .map(|s| slot_report(s, booted, entries.iter().find(|e| e.slot == s).cloned()))
+        .collect();
+    let (state, _) = State::load(&PathBuf::from(STATE_FILE));
     let config = load_config(None, None)
         .map(|(c, _)| c.describe())
         .unwrap_or_else(|e| vec![("error".into(), e.to_string())]);

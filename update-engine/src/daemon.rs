@@ -30,7 +30,7 @@ pub fn run(once: bool) -> Result<()> {
     let exe = cli::current_exe();
     let mut said_no_server = false;
     if !once {
-        std::thread::sleep(first_delay());
+        std::thread::sleep(FIRST_CHECK_DELAY);
     }
     loop {
         let wait = match cli::load_config(None, None) {
@@ -139,14 +139,6 @@ fn random_below(max: Duration) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_millis(u64::from_le_bytes(b) % max.as_millis().max(1) as u64)
-}
-
-fn first_delay() -> Duration {
-    FIRST_CHECK_DELAY.min(
-        cli::load_config(None, None)
-            .map(|(c, _)| c.interval)
-            .unwrap_or(FIRST_CHECK_DELAY),
-    )
 }
 
 /// The interval, plus or minus up to the jitter: a fleet does not hit the

@@ -15,15 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// What to apply. `None` leaves a limit off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    pub io_write_bps: Option<u64>,
-    pub io_read_bps: Option<u64>,
-    pub cpu_weight: Option<u32>,
-    pub cpu_max_percent: Option<u32>,
-    pub memory_max: Option<u64>,
-}
+use crate::config::Limits;
 
 /// The lines written, for the log and `status`.
 #[derive(Debug, Clone, Default)]
@@ -39,12 +31,14 @@ pub struct Applied {
 /// The `(file, value)` pairs for `limits`; pure, for tests.
 pub fn settings(limits: &Limits, disk_devno: Option<&str>) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if let Some(m) = limits.memory_max {
-        out.push(("memory.max".to_string(), m.to_string()));
+    // `u64::MAX` is update.conf's `max`: no limit.
+    if limits.memory_max != u64::MAX {
+        out.push(("memory.max".to_string(), limits.memory_max.to_string()));
     }
-    if let Some(w) = limits.cpu_weight {
-        out.push(("cpu.weight".to_string(), w.clamp(1, 10000).to_string()));
-    }
+    out.push((
+        "cpu.weight".to_string(),
+        limits.cpu_weight.clamp(1, 10000).to_string(),
+    ));
     if let Some(p) = limits.cpu_max_percent {
         // Quota per 100 ms period; 100% is one whole CPU.
         let quota = u64::from(p.max(1)) * 1000;
@@ -124,9 +118,10 @@ mod tests {
         let l = Limits {
             io_write_bps: Some(5 << 20),
             io_read_bps: None,
-            cpu_weight: Some(20),
+            cpu_weight: 20,
             cpu_max_percent: Some(50),
-            memory_max: Some(64 << 20),
+            memory_max: 64 << 20,
+            download_bps: None,
         };
         let s = settings(&l, Some("254:0"));
         assert_eq!(
@@ -149,9 +144,9 @@ mod tests {
         let l = Limits {
             io_write_bps: Some(1000),
             io_read_bps: Some(2000),
-            cpu_weight: None,
             cpu_max_percent: None,
-            memory_max: None,
+            memory_max: u64::MAX,
+            ..Limits::default()
         };
         let a = enter(root.path(), &group, &l, Some("8:0")).unwrap();
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The engine on a running machine: the ESP mounted where we can write
 //! it, the trusted keys, the state file, and asking PID 1 to reboot.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -104,13 +104,6 @@ pub fn request_reboot() -> Result<()> {
         bail!("the service manager refused to reboot: {e}");
     }
     Ok(())
-}
-
-/// The state file's path (overridable for tests).
-pub fn state_path() -> PathBuf {
-    std::env::var_os("SLIPWAY_UPDATE_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(crate::state::STATE_FILE))
 }
 
 /// The lock that serialises applies (`/run/slipway/update.lock`).

@@ -144,18 +144,25 @@ fn state(m: &Manager, name: &str) -> (ActiveState, String) {
 
 const SECS: Duration = Duration::from_secs(10);
 
-/// The update engine's hook runs once per settled state, with the state.
-#[test]
-fn health_hook_runs_once_for_unhealthy() {
-    let hook_dir = tempfile::tempdir().unwrap();
-    let hook = hook_dir.path().join("hook");
-    let calls = hook_dir.path().join("calls");
+/// A health hook that appends its arguments to `calls`: (its folder, the
+/// hook, calls).
+fn recording_hook() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("hook");
+    let calls = dir.path().join("calls");
     std::fs::write(
         &hook,
         format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (dir, hook, calls)
+}
+
+/// The update engine's hook runs once per settled state, with the state.
+#[test]
+fn health_hook_runs_once_for_unhealthy() {
+    let (_hook_dir, hook, calls) = recording_hook();
     let mut f = fixture_with(
         &[("bad.service", "[Service]\nExecStart=/bin/sh -c 'exit 3'\n")],
         |c| c.health_hook = Some(hook.clone()),
@@ -177,15 +184,7 @@ fn health_hook_runs_once_for_unhealthy() {
 /// A boot that never settles is reported unhealthy to the hook in time.
 #[test]
 fn health_hook_hears_of_a_boot_that_never_settles() {
-    let hook_dir = tempfile::tempdir().unwrap();
-    let hook = hook_dir.path().join("hook");
-    let calls = hook_dir.path().join("calls");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_hook_dir, hook, calls) = recording_hook();
     let mut f = fixture_with(
         &[(
             "hangs.service",
