@@ -1,5 +1,14 @@
 //! Validation: detection, substitution, parsing, then checks of values
 //! that the applier would otherwise trip over on the machine.
+//!
+//! - `write_files` paths must be under a writable place of the machine,
+//!   [`WRITABLE_ROOTS`]: `/etc`, `/var`, `/home`, `/root`, `/opt`, `/run`,
+//!   `/tmp` (an error otherwise: the rest is the read-only root).
+//! - Whole-file `.json` content under `/etc/docker/` (`daemon.json`) must
+//!   be a JSON object, as dockerd reads it; otherwise a warning names the
+//!   user-data position, serde_json's line and column in the content, and,
+//!   for a `|` block, the user-data line of that content line. A warning,
+//!   not an error: the file is the user's, and the rest still applies.
 
 use base64::Engine;
 
@@ -29,11 +38,13 @@ pub fn validate_with(bytes: &[u8], subs: &Substitutions) -> Report {
     };
     // A byte order mark is not YAML content; dropping it keeps line 1 sane.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let parsed = parse::parse(&substitute(text, subs));
+    let source = substitute(text, subs);
+    let parsed = parse::parse(&source);
     let mut findings = parsed.findings;
     if let Some(config) = &parsed.config {
         let mut checker = Checker {
             positions: &parsed.positions,
+            source: &source,
             findings: &mut findings,
         };
         checker.config(config);
@@ -46,14 +57,24 @@ pub fn validate_with(bytes: &[u8], subs: &Substitutions) -> Report {
 }
 
 /// Places a Slipway machine can write to; everything else is the
-/// read-only squashfs root.
-pub const WRITABLE_ROOTS: [&str; 6] = ["/etc", "/var", "/home", "/root", "/run", "/tmp"];
+/// read-only squashfs root. `/etc` is an overlay with its upper directory
+/// on `/var`; `/home`, `/root` and `/opt` are bind mounts of `/var/home`,
+/// `/var/roothome` and `/var/opt` (`/opt/bin` is where Container Linux
+/// users put their own tools, and it is on the login shells' `PATH`);
+/// `/run` and `/tmp` are tmpfs.
+pub const WRITABLE_ROOTS: [&str; 7] = ["/etc", "/var", "/home", "/root", "/opt", "/run", "/tmp"];
+
+/// `write_files` paths under here ending in `.json` are dockerd's
+/// configuration (`daemon.json`) and are checked as JSON.
+pub const DOCKER_CONFIG_DIR: &str = "/etc/docker/";
 
 const REBOOT_STRATEGIES: [&str; 3] = ["reboot", "etcd-lock", "off"];
 const POWER_MODES: [&str; 3] = ["poweroff", "reboot", "halt"];
 
 struct Checker<'a> {
     positions: &'a Positions,
+    /// The text the positions point into (after substitution).
+    source: &'a str,
     findings: &'a mut Vec<Finding>,
 }
 
@@ -187,12 +208,70 @@ impl Checker<'_> {
             None => true,
         };
         if encoding_ok {
-            if let Err(why) = f.decoded_content() {
-                let enc = f.encoding.as_deref().unwrap_or("");
-                let msg = format!("content of {path:?} cannot be decoded as {enc:?}: {why}");
-                self.error(&format!("{path}.content"), msg);
+            match f.decoded_content() {
+                Ok(content) => self.docker_json(path, f, &content),
+                Err(why) => {
+                    let enc = f.encoding.as_deref().unwrap_or("");
+                    let msg = format!("content of {path:?} cannot be decoded as {enc:?}: {why}");
+                    self.error(&format!("{path}.content"), msg);
+                }
             }
         }
+    }
+
+    /// dockerd refuses to start on a `daemon.json` it cannot parse, and
+    /// says so only in its own log, after boot. A warning (not an error:
+    /// the file is the user's, and the rest of the config is fine) names
+    /// the place in the user-data and serde_json's line and column in the
+    /// content. Appended content is a fragment and is not judged.
+    fn docker_json(&mut self, item: &str, f: &WriteFile, content: &[u8]) {
+        if f.append || !f.path.starts_with(DOCKER_CONFIG_DIR) || !f.path.ends_with(".json") {
+            return;
+        }
+        let Some(problem) = json_problem(content) else {
+            return;
+        };
+        let at = format!("{item}.content");
+        let (line, column) = self.position(&at);
+        let place = match problem.line {
+            Some((l, c)) => match self.source_line_of(line, column, content, l) {
+                Some(at) => format!(" at line {l} column {c} of the content (user-data line {at})"),
+                None => format!(" at line {l} column {c} of the content"),
+            },
+            None => String::new(),
+        };
+        let msg = format!(
+            "{:?} is not a JSON object dockerd can read: {}{place}; dockerd will not start with it",
+            f.path, problem.message
+        );
+        self.warning(&at, msg);
+    }
+
+    /// The user-data line of line `n` of `content`, when the content's
+    /// first `n` lines stand in the user-data as they are, below each other
+    /// from the scalar's position (a `|` block, where saphyr marks the first
+    /// content line); `None` when quoting, folding or an encoding moved them.
+    fn source_line_of(
+        &self,
+        line: usize,
+        column: usize,
+        content: &[u8],
+        n: usize,
+    ) -> Option<usize> {
+        let content = std::str::from_utf8(content).ok()?;
+        let indent = column.checked_sub(1)?;
+        let mut source = self.source.lines().skip(line.checked_sub(1)?);
+        for wanted in content.lines().take(n) {
+            let src = source.next()?;
+            let same = match src.get(indent..) {
+                Some(body) => src.get(..indent)?.bytes().all(|b| b == b' ') && body == wanted,
+                None => wanted.is_empty() && src.trim().is_empty(),
+            };
+            if !same {
+                return None;
+            }
+        }
+        Some(line + n.checked_sub(1)?)
     }
 
     /// Always false: reports the encoding as invalid.
@@ -363,6 +442,48 @@ pub fn path_problem(path: &str) -> Option<String> {
     ))
 }
 
+/// Why dockerd could not read `content` as its configuration.
+struct JsonProblem {
+    message: String,
+    /// serde_json's 1-based line and column in the content, if it has one.
+    line: Option<(usize, usize)>,
+}
+
+/// dockerd (moby's `getConflictFreeConfiguration`) takes a file that is
+/// empty or all whitespace as no configuration, and otherwise unmarshals
+/// it into a map: anything but a JSON object fails.
+fn json_problem(content: &[u8]) -> Option<JsonProblem> {
+    if content.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    match serde_json::from_slice::<serde_json::Value>(content) {
+        Ok(serde_json::Value::Object(_)) => None,
+        Ok(other) => Some(JsonProblem {
+            message: format!(
+                "the top level is {}, not an object",
+                match other {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    _ => "null",
+                }
+            ),
+            line: None,
+        }),
+        Err(e) => {
+            // serde_json's Display appends " at line L column C"; the
+            // position is given separately, mapped to the user-data.
+            let text = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            Some(JsonProblem {
+                message: text.strip_suffix(&suffix).unwrap_or(&text).to_string(),
+                line: Some((e.line(), e.column())),
+            })
+        }
+    }
+}
+
 /// `ssh-…`, `ecdsa-…` or `sk-…` followed by base64, perhaps after
 /// authorized_keys options (`command="…" ssh-ed25519 …`).
 fn looks_like_ssh_key(key: &str) -> bool {
@@ -484,13 +605,82 @@ mod tests {
     fn paths() {
         assert_eq!(path_problem("/etc/motd"), None);
         assert_eq!(path_problem("/var/lib/x/y"), None);
+        assert_eq!(path_problem("/opt/bin/tool"), None);
+        assert!(path_problem("/opt").is_some());
         assert!(path_problem("etc/motd").unwrap().contains("not absolute"));
         assert!(path_problem("/etc/../usr/x").unwrap().contains(".."));
         let ro = path_problem("/usr/local/bin/x").unwrap();
-        assert!(ro.contains("read-only") && ro.contains("/etc, /var, /home, /root, /run, /tmp"));
+        assert!(
+            ro.contains("read-only") && ro.contains("/etc, /var, /home, /root, /opt, /run, /tmp")
+        );
         assert!(path_problem("/etc").is_some());
         assert!(path_problem("/srv/x").is_some());
         assert!(path_problem("/tmp/").is_some());
+    }
+
+    #[test]
+    fn a_malformed_daemon_json_is_a_warning_with_both_positions() {
+        // Line 7 of the user-data is line 3 of the content, where the comma
+        // after the mirror is missing.
+        let text = r#"#cloud-config
+write_files:
+  - path: /etc/docker/daemon.json
+    content: |
+      {
+        "registry-mirrors": ["http://10.0.2.2:5000"]
+        "insecure-registries": ["10.0.2.2:5000"]
+      }
+"#;
+        let report = validate(text.as_bytes());
+        assert!(!report.has_errors());
+        assert_eq!(
+            report.render_text("u").lines().collect::<Vec<_>>(),
+            ["u:5:7: warning: \"/etc/docker/daemon.json\" is not a JSON object dockerd can read: \
+              expected `,` or `}` at line 3 column 3 of the content (user-data line 7); \
+              dockerd will not start with it"]
+        );
+    }
+
+    #[test]
+    fn daemon_json_checks_follow_dockerd() {
+        let check = |path: &str, content: &str, extra: &str| {
+            let text = format!(
+                "#cloud-config\nwrite_files:\n  - path: {path}\n    content: {content:?}\n{extra}"
+            );
+            validate(text.as_bytes()).render_text("u")
+        };
+        // Fine: an object, an empty file (dockerd's "no configuration").
+        assert_eq!(
+            check("/etc/docker/daemon.json", "{\"debug\": true}", ""),
+            ""
+        );
+        assert_eq!(check("/etc/docker/daemon.json", "  \n", ""), "");
+        // Not judged: other places and other names, appended fragments.
+        assert_eq!(check("/etc/app/config.json", "{", ""), "");
+        assert_eq!(check("/etc/docker/daemon.conf", "{", ""), "");
+        assert_eq!(
+            check("/etc/docker/daemon.json", "\"x\": 1}", "    append: true\n"),
+            ""
+        );
+        // A double-quoted scalar: no user-data line, the content's only.
+        let out = check("/etc/docker/daemon.json", "{\"debug\": tru}", "");
+        assert!(
+            out.starts_with("u:4:14: warning: \"/etc/docker/daemon.json\" is not a JSON object")
+                && out.contains("expected ident at line 1 column 14 of the content;"),
+            "{out}"
+        );
+        let out = check("/etc/docker/certs.json", "[1]", "");
+        assert!(
+            out.contains("the top level is an array, not an object"),
+            "{out}"
+        );
+        // Encoded content is judged after decoding.
+        let out = check(
+            "/etc/docker/daemon.json",
+            "eyJkZWJ1ZyI6fQ==",
+            "    encoding: b64\n",
+        );
+        assert!(out.contains("expected value at line 1 column 10"), "{out}");
     }
 
     #[test]

@@ -545,7 +545,7 @@ fn runtime_failures_are_isolated() {
     );
     assert_eq!(
         outcome.log_text().lines().next(),
-        Some("write_files[0] /usr/x: FAILED: /usr/x is on the read-only root filesystem; files can only be written under /etc, /var, /home, /root, /run, /tmp")
+        Some("write_files[0] /usr/x: FAILED: /usr/x is on the read-only root filesystem; files can only be written under /etc, /var, /home, /root, /opt, /run, /tmp")
     );
 }
 
@@ -988,4 +988,134 @@ fn mode_and_owner_are_not_set_through_a_swapped_symlink() {
     assert!(meta(root, "/home/alice/notes").is_file());
     assert_eq!(mode(root, "/etc/shadow"), 0o600);
     assert_owner(root, "/etc/shadow", (0, 0));
+}
+
+// ---- Container Linux habits: `core` in `docker`, `/opt`, daemon.json.
+
+/// A root whose `docker` group has a gid no code could guess, with a
+/// member already, next to `wheel` and `sudo`.
+fn seed_docker_group(group: &str) -> tempfile::TempDir {
+    let dir = seed_root();
+    fs::write(dir.path().join("etc/group"), group).unwrap();
+    dir
+}
+
+fn group_line<'a>(group: &'a str, name: &str) -> Option<&'a str> {
+    group.lines().find(|l| l.split(':').next() == Some(name))
+}
+
+#[test]
+fn core_joins_the_images_docker_group_once_by_name() {
+    let dir = seed_docker_group("root:x:0:\nwheel:x:10:\nsudo:x:27:\ndocker:x:4711:alice\n");
+    let root = dir.path();
+    let text = format!("#cloud-config\nssh_authorized_keys:\n  - {KEY_CORE}\n");
+    let first = apply_text(root, &text, &[]);
+    assert!(!first.failed(), "{}", first.log_text());
+    let group = read(root, "/etc/group");
+    assert_eq!(
+        group_line(&group, "docker"),
+        Some("docker:x:4711:alice,core")
+    );
+    // Container Linux's other groups stay as they were.
+    assert_eq!(group_line(&group, "wheel"), Some("wheel:x:10:core"));
+    assert_eq!(group_line(&group, "sudo"), Some("sudo:x:27:core"));
+
+    // Applying again (a new instance, which also names core as a member
+    // of docker) changes nothing: membership is never duplicated.
+    let again = format!("{text}groups:\n  - docker: [core]\n");
+    let second =
+        apply_report(&validate(again.as_bytes()), &ApplyOptions::new(root, "i-2")).unwrap();
+    assert_eq!(
+        notes(&second, "groups[0] docker"),
+        ["group already existed"],
+        "{}",
+        second.log_text()
+    );
+    assert!(!second.failed(), "{}", second.log_text());
+    assert_eq!(read(root, "/etc/group"), group);
+    let docker = group_line(&group, "docker").unwrap();
+    assert_eq!(docker.matches("core").count(), 1, "{docker}");
+}
+
+#[test]
+fn without_a_docker_group_core_is_still_created() {
+    let dir = seed_docker_group("root:x:0:\nwheel:x:10:\n");
+    let root = dir.path();
+    let text = format!("#cloud-config\nssh_authorized_keys:\n  - {KEY_CORE}\n");
+    let outcome = apply_text(root, &text, &[]);
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(*result(&outcome, "default user core"), StepResult::Done);
+    assert!(read(root, "/etc/passwd").contains("\ncore:x:1000:1000::/home/core:/bin/sh\n"));
+    assert_eq!(
+        read(root, "/etc/group"),
+        "root:x:0:\nwheel:x:10:core\ncore:x:1000:\n"
+    );
+}
+
+#[test]
+fn write_files_under_opt_validate_clean_and_apply() {
+    let dir = seed_root();
+    let root = dir.path();
+    let text = "#cloud-config\nwrite_files:\n  - path: /opt/bin/hello\n    permissions: \"0755\"\n    content: |\n      #!/bin/sh\n      echo hello\n";
+    let report = validate(text.as_bytes());
+    assert!(report.findings.is_empty(), "{}", report.render_text("u"));
+    let outcome = apply_text(root, text, &[]);
+    assert_eq!(
+        *result(&outcome, "write_files[0] /opt/bin/hello"),
+        StepResult::Done
+    );
+    assert_eq!(read(root, "/opt/bin/hello"), "#!/bin/sh\necho hello\n");
+    assert_eq!(mode(root, "/opt/bin/hello"), 0o755);
+    assert_eq!(mode(root, "/opt/bin"), 0o755);
+}
+
+#[test]
+fn docker_daemon_json_validates_clean_and_applies_with_its_folder() {
+    let dir = seed_root();
+    let root = dir.path();
+    assert!(!root.join("etc/docker").exists());
+    let text = r#"#cloud-config
+write_files:
+  - path: /etc/docker/daemon.json
+    content: |
+      {
+        "insecure-registries": ["10.0.2.2:5000"],
+        "registry-mirrors": ["http://10.0.2.2:5000"]
+      }
+"#;
+    let report = validate(text.as_bytes());
+    assert!(report.findings.is_empty(), "{}", report.render_text("u"));
+    let outcome = apply_text(root, text, &[]);
+    assert_eq!(
+        *result(&outcome, "write_files[0] /etc/docker/daemon.json"),
+        StepResult::Done
+    );
+    assert_eq!(mode(root, "/etc/docker"), 0o755);
+    assert_eq!(mode(root, "/etc/docker/daemon.json"), 0o644);
+    let json: serde_json::Value =
+        serde_json::from_str(&read(root, "/etc/docker/daemon.json")).unwrap();
+    assert_eq!(json["insecure-registries"][0], "10.0.2.2:5000");
+}
+
+#[test]
+fn a_malformed_daemon_json_is_written_anyway_after_a_warning() {
+    // The file is the user's: the warning tells them, apply still writes it
+    // (dockerd then fails with the cause in its log and `slipctl status`).
+    let dir = seed_root();
+    let root = dir.path();
+    let text = "#cloud-config\nwrite_files:\n  - path: /etc/docker/daemon.json\n    content: |\n      {\"debug\": true,}\n";
+    let report = validate(text.as_bytes());
+    assert!(!report.has_errors());
+    assert_eq!(
+        report.render_text("user-data"),
+        "user-data:5:7: warning: \"/etc/docker/daemon.json\" is not a JSON object dockerd can \
+         read: trailing comma at line 1 column 16 of the content (user-data line 5); dockerd \
+         will not start with it\n"
+    );
+    let outcome = apply_report(&report, &ApplyOptions::new(root, "i-1")).unwrap();
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(
+        read(root, "/etc/docker/daemon.json"),
+        "{\"debug\": true,}\n"
+    );
 }

@@ -63,7 +63,7 @@ fn full_coreos_config_without_metadata_is_clean_too() {
 
 #[test]
 fn broken_values() {
-    let ro = "is on the read-only root filesystem; files can only be written under /etc, /var, /home, /root, /run, /tmp";
+    let ro = "is on the read-only root filesystem; files can only be written under /etc, /var, /home, /root, /opt, /run, /tmp";
     assert_eq!(
         rendered("broken-values.yaml"),
         [

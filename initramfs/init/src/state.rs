@@ -1,5 +1,5 @@
 //! The machine's own state on `/var`, set up by stage 2: a writable `/etc`,
-//! `/home` and `/root`, and the machine ID.
+//! `/home`, `/root` and `/opt`, and the machine ID.
 //!
 //! - `/etc` is an overlay: the image's `/etc` below (read-only, replaced by
 //!   every update), an upper directory on `/var` above. Edits land in the
@@ -8,6 +8,10 @@
 //!   of `/etc`. A file edited here shadows the image's newer version after
 //!   an update (as on any overlay-`/etc` system).
 //! - `/home` and `/root` are bind mounts of `/var/home` and `/var/roothome`.
+//! - `/opt` is a bind mount of `/var/opt` ([`setup_opt`]): Container Linux
+//!   users install their own tools to `/opt/bin` (on the login shells'
+//!   `PATH`), so it must be writable and outlive reboots and updates like
+//!   `/home`. `/opt/bin` is created with it.
 //! - `/etc/machine-id` is generated once, from the kernel's random source,
 //!   and lives in the overlay. If `/etc` cannot be made writable, a
 //!   transient ID is bind-mounted over it for this boot instead, and the
@@ -33,7 +37,13 @@ const BINDS: [(&str, &str, u32); 2] = [
     ("/var/roothome", "/root", 0o700),
 ];
 
-/// Sets up everything above; returns the machine ID, if there is one.
+/// `/opt`: `(source on /var, mount point, mode of the source)`, and the
+/// directory made under the source so that `/opt/bin` always exists.
+const OPT: (&str, &str, u32) = ("/var/opt", "/opt", 0o755);
+const OPT_BIN: &str = "/var/opt/bin";
+
+/// Sets up everything above but `/opt`; returns the machine ID, if there
+/// is one.
 pub fn setup(sys: &mut dyn Sys) -> Option<String> {
     let mounted = mount_points(sys);
     let etc_writable = if mounted.iter().any(|m| m == "/etc") {
@@ -59,6 +69,23 @@ pub fn setup(sys: &mut dyn Sys) -> Option<String> {
         }
     }
     machine_id(sys, etc_writable)
+}
+
+/// Binds `/var/opt` on `/opt` (created on first boot, with `bin/`), unless
+/// something is mounted there already. With `/var` a tmpfs (stage 1's
+/// fallback) this works the same and lasts one boot, as `/home` does.
+/// Failures are reported, not fatal: the image's `/opt` (empty,
+/// read-only) stays.
+pub fn setup_opt(sys: &mut dyn Sys) {
+    let (source, target, mode) = OPT;
+    if mount_points(sys).iter().any(|m| m == target) {
+        return;
+    }
+    // OPT_BIN's parent is the source: both get `mode`.
+    let bound = create_dirs(sys, OPT_BIN, mode).and_then(|()| bind(sys, source, target, mode));
+    if let Err(e) = bound {
+        say(sys, &format!("slipway: {target}: {}", chain(&e)));
+    }
 }
 
 fn mount_points(sys: &mut dyn Sys) -> Vec<String> {
@@ -297,6 +324,89 @@ mod tests {
         sys.add_file(MACHINE_ID, "4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c");
         setup(&mut sys);
         assert_eq!(sys.calls, Vec::<String>::new());
+    }
+
+    const OPT_FIRST_BOOT: [&str; 3] = [
+        "mkdir /var/opt 0755",
+        "mkdir /var/opt/bin 0755",
+        "mount /var/opt /opt none bind",
+    ];
+
+    #[test]
+    fn opt_is_bound_from_var_opt_with_a_bin_directory_made_on_first_boot() {
+        let mut sys = root();
+        sys.add_dir("/opt");
+        setup_opt(&mut sys);
+        assert_eq!(sys.calls, OPT_FIRST_BOOT);
+        assert!(sys.exists("/var/opt/bin"));
+        assert!(sys.written_to("/dev/console").is_empty());
+    }
+
+    #[test]
+    fn opt_on_a_tmpfs_var_is_set_up_the_same_way() {
+        let mut sys = root();
+        sys.add_file(
+            "/proc/self/mountinfo",
+            "22 1 254:3 / / ro - squashfs /dev/dm-0 ro\n\
+             31 22 0:40 / /var rw,nosuid,nodev - tmpfs tmpfs rw,mode=755\n",
+        );
+        setup_opt(&mut sys);
+        assert_eq!(sys.calls, OPT_FIRST_BOOT);
+    }
+
+    #[test]
+    fn later_boots_only_bind_opt_and_a_deleted_bin_comes_back() {
+        let mut sys = root();
+        sys.add_dir("/var/opt/bin");
+        setup_opt(&mut sys);
+        assert_eq!(sys.calls, ["mount /var/opt /opt none bind"]);
+
+        let mut sys = root();
+        sys.add_dir("/var/opt");
+        setup_opt(&mut sys);
+        assert_eq!(
+            sys.calls,
+            ["mkdir /var/opt/bin 0755", "mount /var/opt /opt none bind"]
+        );
+    }
+
+    #[test]
+    fn an_already_mounted_opt_is_left_alone() {
+        let mut sys = root();
+        sys.add_file(
+            "/proc/self/mountinfo",
+            "31 22 254:6 / /var rw - ext4 /dev/vda6 rw\n\
+             40 22 254:6 /opt /opt rw - ext4 /dev/vda6 rw\n",
+        );
+        setup_opt(&mut sys);
+        assert_eq!(sys.calls, Vec::<String>::new());
+    }
+
+    #[test]
+    fn opt_failures_are_reported_not_fatal() {
+        let mut sys = root();
+        sys.fail("mkdir /var/opt 0755", Errno::EROFS);
+        setup_opt(&mut sys);
+        assert_eq!(
+            sys.written_to("/dev/console"),
+            vec!["slipway: /opt: creating /var/opt: Read-only file system"]
+        );
+        assert!(!sys.calls.iter().any(|c| c.starts_with("mount ")));
+
+        let mut sys = root();
+        sys.fail(OPT_FIRST_BOOT[2], Errno::ENOENT);
+        setup_opt(&mut sys);
+        assert_eq!(
+            sys.written_to("/dev/console"),
+            vec!["slipway: /opt: bind-mounting /var/opt on /opt: No such file or directory"]
+        );
+    }
+
+    #[test]
+    fn setup_leaves_opt_to_setup_opt() {
+        let mut sys = root();
+        setup(&mut sys);
+        assert!(!sys.calls.iter().any(|c| c.contains("/opt")));
     }
 
     #[test]
