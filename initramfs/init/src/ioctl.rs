@@ -3,7 +3,7 @@
 //! each wrapped in a safe function.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -204,14 +204,37 @@ pub fn spawn_in_new_session_on_stdin_tty(command: &mut Command) {
     }
 }
 
+/// What a service's process sets up between fork and exec, beyond what
+/// `std::process::Command` does itself.
+#[derive(Debug, Default)]
+pub struct ServiceSetup {
+    /// The unit's `cgroup.procs`, opened by the parent.
+    pub cgroup_procs: Option<RawFd>,
+    /// `OOMScoreAdjust=`, as the text written to `/proc/self/oom_score_adj`.
+    pub oom_score_adj: Option<Vec<u8>>,
+    /// `(RLIMIT_*, soft, hard)`; `RLIM_INFINITY` for no limit.
+    pub rlimits: Vec<(i32, u64, u64)>,
+    /// `(uid, gid)` to switch to, after the limits and the OOM score are
+    /// set (a user could not raise them itself).
+    pub ids: Option<(u32, u32)>,
+}
+
 /// Prepares a service's process: unblocks every signal, makes it the
 /// leader of a new session (so its process group can be signalled as one
-/// where there are no cgroups), and moves it into its cgroup by writing
-/// `0` (itself) to the group's `cgroup.procs`, before it can fork.
-pub fn spawn_as_service(command: &mut Command, cgroup_procs: Option<std::os::fd::RawFd>) {
+/// where there are no cgroups), moves it into its cgroup by writing `0`
+/// (itself) to the group's `cgroup.procs` before it can fork, sets its
+/// OOM score and resource limits, then its user and group.
+pub fn spawn_as_service(command: &mut Command, setup: ServiceSetup) {
+    let ServiceSetup {
+        cgroup_procs,
+        oom_score_adj,
+        rlimits,
+        ids,
+    } = setup;
     // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: sigprocmask, setsid and
-    // write(2) on a descriptor opened by the parent; nothing allocates.
+    // only async-signal-safe calls are allowed: sigprocmask, setsid,
+    // open/write/close, setrlimit, setgroups/setgid/setuid, on data
+    // prepared by the parent; nothing allocates.
     unsafe {
         command.pre_exec(move || {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -222,9 +245,318 @@ pub fn spawn_as_service(command: &mut Command, cgroup_procs: Option<std::os::fd:
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            if let Some(text) = &oom_score_adj {
+                let fd = libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                );
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = libc::write(fd, text.as_ptr().cast(), text.len());
+                libc::close(fd);
+                if usize::try_from(n).ok() != Some(text.len()) {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (resource, soft, hard) in &rlimits {
+                let limit = libc::rlimit {
+                    rlim_cur: *soft as libc::rlim_t,
+                    rlim_max: *hard as libc::rlim_t,
+                };
+                if libc::setrlimit(*resource as _, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some((uid, gid)) = ids {
+                // As std does for `Command::uid` as root: no supplementary
+                // groups.
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
+}
+
+/// A program run with listening sockets as fds 3, 4, … (socket
+/// activation, `sd_listen_fds(3)`).
+///
+/// `LISTEN_PID` must be the service's own pid, which only exists after
+/// `fork`, and go-systemd's activation (dockerd's `-H fd://`) ignores the
+/// fds unless `LISTEN_PID == getpid()`. Setting an environment variable
+/// in the child would allocate (not allowed between fork and exec of a
+/// multi-threaded-capable process), so the parent prepares the complete
+/// `argv` and `envp` arrays with room for the digits in a
+/// `LISTEN_PID=` entry; the child writes its pid there and calls
+/// `execve(2)` itself. Moving the fds to 3… with `dup2` may replace the
+/// pipe std uses to report exec errors, so from then on an error goes to
+/// a pipe of our own ([`ListenExec::wait_exec`]) and the child exits.
+#[derive(Debug)]
+pub struct ListenExec {
+    image: ExecImage,
+    /// Read end of the error pipe (the parent's).
+    err_read: std::os::fd::OwnedFd,
+    /// Write end, closed in the parent once the child is forked.
+    err_write: Option<std::os::fd::OwnedFd>,
+}
+
+/// The prepared `execve` arguments; see [`ListenExec`].
+#[derive(Debug)]
+struct ExecImage {
+    path: std::ffi::CString,
+    /// Owners of the strings the pointer arrays point into.
+    _strings: Vec<std::ffi::CString>,
+    _listen_pid: Vec<u8>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    /// Where the pid's digits go: just after `LISTEN_PID=`.
+    pid_digits: *mut u8,
+    fds: Vec<RawFd>,
+    /// Scratch space for the fds' temporary copies.
+    moved: Vec<RawFd>,
+    err_write: RawFd,
+}
+
+// SAFETY: the raw pointers point into heap buffers the image owns
+// (`_strings`, `_listen_pid`), which are never touched otherwise; the
+// image is only used by the one child process after fork (`pre_exec`
+// requires Send + Sync of what the closure captures).
+unsafe impl Send for ExecImage {}
+// SAFETY: as above; nothing is shared with another thread.
+unsafe impl Sync for ExecImage {}
+
+/// Room for the digits of any pid (at most 2^22 on Linux; 20 for u64).
+const PID_DIGITS: usize = 20;
+
+impl ListenExec {
+    /// Prepares the exec of `path` with `argv` and `env` (which should
+    /// hold `LISTEN_FDS` and `LISTEN_FDNAMES`; `LISTEN_PID` is added), the
+    /// `fds` becoming 3, 4, …
+    pub fn new(
+        path: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        fds: Vec<RawFd>,
+    ) -> Result<ListenExec, String> {
+        use std::ffi::CString;
+        let cstring = |s: String| {
+            CString::new(s).map_err(|_| format!("{path}: a NUL byte in an argument or variable"))
+        };
+        let mut strings = Vec::new();
+        for a in argv {
+            strings.push(cstring(a.clone())?);
+        }
+        let argc = strings.len();
+        for (k, v) in env.iter().filter(|(k, _)| k != "LISTEN_PID") {
+            strings.push(cstring(format!("{k}={v}"))?);
+        }
+        let mut listen_pid = b"LISTEN_PID=".to_vec();
+        listen_pid.resize(listen_pid.len() + PID_DIGITS + 1, 0);
+        let pid_digits = listen_pid.as_mut_ptr().wrapping_add(b"LISTEN_PID=".len());
+        let ptrs = |s: &[CString]| -> Vec<*const libc::c_char> {
+            s.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        let argv_ptrs = ptrs(strings.get(..argc).unwrap_or_default());
+        let mut envp = ptrs(strings.get(argc..).unwrap_or_default());
+        envp.insert(0, listen_pid.as_ptr().cast());
+        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("creating a pipe: {e}"))?;
+        let moved = vec![-1; fds.len()];
+        Ok(ListenExec {
+            image: ExecImage {
+                path: cstring(path.to_string())?,
+                _strings: strings,
+                _listen_pid: listen_pid,
+                argv: argv_ptrs,
+                envp,
+                pid_digits,
+                fds,
+                moved,
+                err_write: err_write.as_raw_fd(),
+            },
+            err_read,
+            err_write: Some(err_write),
+        })
+    }
+
+    /// Adds the exec to `command` (after [`spawn_as_service`]'s hook).
+    /// The image moves into the hook; `self` keeps the error pipe.
+    pub fn install(&mut self, command: &mut Command) {
+        let mut image = std::mem::replace(
+            &mut self.image,
+            ExecImage {
+                path: std::ffi::CString::default(),
+                _strings: Vec::new(),
+                _listen_pid: Vec::new(),
+                argv: Vec::new(),
+                envp: Vec::new(),
+                pid_digits: std::ptr::null_mut(),
+                fds: Vec::new(),
+                moved: Vec::new(),
+                err_write: -1,
+            },
+        );
+        // SAFETY: runs in the child between fork and exec: fcntl, dup2,
+        // getpid, write, execve and _exit are async-signal-safe, and the
+        // closure only writes into memory the image owns (its copy in
+        // the child), through pointers made by the parent.
+        unsafe {
+            command.pre_exec(move || image.exec());
+        }
+    }
+
+    /// In the parent, after `Command::spawn` returned: `Err` with the
+    /// child's errno if its `execve` (or fd setup) failed.
+    pub fn wait_exec(&mut self) -> Result<(), Errno> {
+        self.err_write = None;
+        let mut buf = [0u8; 4];
+        loop {
+            match nix::unistd::read(&self.err_read, &mut buf) {
+                Ok(4) => return Err(Errno::from_raw(i32::from_ne_bytes(buf))),
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl ExecImage {
+    /// The child's side of [`ListenExec`]; returns only on an error that
+    /// std can still report (nothing replaced yet).
+    ///
+    /// # Safety
+    /// Only in a forked child, before exec.
+    unsafe fn exec(&mut self) -> std::io::Result<()> {
+        let n = self.fds.len();
+        let first_free = libc::c_int::try_from(3 + n).unwrap_or(libc::c_int::MAX);
+        // Copies above 2 + n first, so no target replaces a source.
+        for (fd, slot) in self.fds.iter().zip(self.moved.iter_mut()) {
+            let copy = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+            if copy < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *slot = copy;
+        }
+        let err = libc::fcntl(self.err_write, libc::F_DUPFD_CLOEXEC, first_free);
+        if err < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fail = |err: libc::c_int| -> ! {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            let bytes = errno.to_ne_bytes();
+            libc::write(err, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        };
+        for (target, copy) in (3..).zip(&self.moved) {
+            if libc::dup2(*copy, target) < 0 {
+                fail(err);
+            }
+        }
+        // The pid's digits, without allocating.
+        let mut digits = [0u8; PID_DIGITS];
+        let mut pid = u64::try_from(libc::getpid()).unwrap_or(0);
+        let mut len = 0;
+        loop {
+            if let Some(d) = digits.get_mut(len) {
+                *d = b'0' + (pid % 10) as u8;
+            }
+            len += 1;
+            pid /= 10;
+            if pid == 0 || len == PID_DIGITS {
+                break;
+            }
+        }
+        for i in 0..len {
+            let d = digits.get(len - 1 - i).copied().unwrap_or(b'0');
+            *self.pid_digits.add(i) = d;
+        }
+        *self.pid_digits.add(len) = 0;
+        libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+        fail(err)
+    }
+}
+
+/// Turns on `SO_PASSCRED`: each datagram then carries the sender's
+/// credentials, which name the unit a notification is from.
+pub fn pass_credentials(socket: &impl AsFd) -> Result<(), Errno> {
+    let one: libc::c_int = 1;
+    // SAFETY: the fd is open for the duration of the call; the kernel
+    // reads one int through the pointer, whose size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            std::ptr::addr_of!(one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Receives one datagram without blocking: its length (bytes beyond
+/// `buf` are dropped) and the sender's pid from `SCM_CREDENTIALS`. File
+/// descriptors sent along (`FDSTORE=1`) are closed: there is no fd store.
+pub fn recv_with_pid(socket: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<i32>), Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // u64s for the alignment of `cmsghdr`; room for the credentials and
+    // a few fds.
+    let mut control = [0u64; 32];
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points to `iov` (which points to `buf`) and to
+    // `control`, all alive for the call, with their true lengths.
+    let n = unsafe {
+        libc::recvmsg(
+            socket.as_fd().as_raw_fd(),
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| Errno::last())?;
+    let mut pid = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel just
+    // filled, within `msg_controllen`; data is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            let len = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_CREDENTIALS)
+                    if len >= std::mem::size_of::<libc::ucred>() =>
+                {
+                    let cred = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                    pid = Some(cred.pid);
+                }
+                (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                    for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                        let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                        libc::close(fd);
+                    }
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n.min(buf.len()), pid))
 }
 
 #[cfg(test)]

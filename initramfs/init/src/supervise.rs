@@ -18,7 +18,7 @@ use crate::control::Control;
 use crate::error::{chain, Context, Error};
 use crate::ioctl::input_device_name;
 use crate::power::{action_for_signal, power_key_pressed, PowerAction, INPUT_EVENT_SIZE};
-use crate::service::Manager;
+use crate::service::{Manager, Watch};
 use crate::shell::{spawn_rescue_shell, RespawnPolicy};
 use crate::sys::{Reaped, Sys};
 
@@ -146,7 +146,8 @@ impl Supervisor {
             };
 
             let outputs: Vec<String>;
-            let (signal_ready, buttons_ready, control_ready, outputs_ready) = {
+            let watches: Vec<Watch>;
+            let (signal_ready, buttons_ready, control_ready, outputs_ready, watches_ready) = {
                 let mut fds = Vec::with_capacity(2 + buttons.len());
                 fds.push(PollFd::new(signalfd.as_fd(), PollFlags::POLLIN));
                 for (_, file) in &buttons {
@@ -166,6 +167,17 @@ impl Supervisor {
                 for (_, fd) in &out_fds {
                     fds.push(PollFd::new(*fd, PollFlags::POLLIN));
                 }
+                // The notification socket and the listening socket units.
+                let watches_index = fds.len();
+                let watch_fds = self
+                    .manager
+                    .as_ref()
+                    .map(Manager::watch_fds)
+                    .unwrap_or_default();
+                watches = watch_fds.iter().map(|(w, _)| w.clone()).collect();
+                for (_, fd) in &watch_fds {
+                    fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+                }
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
@@ -180,14 +192,34 @@ impl Supervisor {
                     ready.iter().skip(1).take(buttons.len()).copied().collect();
                 let control_ready =
                     self.control.is_some() && ready.get(control_index).copied().unwrap_or(false);
-                let outputs_ready: Vec<bool> = ready.iter().skip(outputs_index).copied().collect();
-                (signal_ready, buttons_ready, control_ready, outputs_ready)
+                let outputs_ready: Vec<bool> = ready
+                    .iter()
+                    .skip(outputs_index)
+                    .take(watches_index.saturating_sub(outputs_index))
+                    .copied()
+                    .collect();
+                let watches_ready: Vec<bool> = ready.iter().skip(watches_index).copied().collect();
+                (
+                    signal_ready,
+                    buttons_ready,
+                    control_ready,
+                    outputs_ready,
+                    watches_ready,
+                )
             };
 
             for (name, ready) in outputs.iter().zip(outputs_ready) {
                 if ready {
                     if let Some(m) = &mut self.manager {
                         m.on_output(name);
+                    }
+                }
+            }
+
+            for (w, ready) in watches.iter().zip(watches_ready) {
+                if ready {
+                    if let Some(m) = &mut self.manager {
+                        m.on_watch(w);
                     }
                 }
             }

@@ -17,16 +17,19 @@
 mod cgroup;
 mod install;
 mod logs;
+mod notify;
+mod socket;
 mod spawn;
 mod status;
 
 pub use cgroup::{Cgroups, SERVICES_CGROUP};
 pub use logs::{rfc3339_utc, UnitLog, DEFAULT_MAX_BYTES, LOG_DIR};
+pub use notify::NOTIFY_SOCKET;
 pub use spawn::{lookup_account, Account};
 pub use status::{millis, ActiveState, Health, UnitStatus};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,8 +37,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::units::{
-    self, start_order, Context, ExecCommand, ExitOutcome, LoadState, Privilege, ServiceType, Unit,
-    UnitSet, EXEC_SEARCH_PATH,
+    self, start_order, Context, ExecCommand, ExitOutcome, KillMode, LoadState, Max, Privilege,
+    ServiceType, Unit, UnitSet, EXEC_SEARCH_PATH,
 };
 
 /// The target the boot starts.
@@ -82,6 +85,9 @@ pub struct Config {
     /// reported to the hook as unhealthy (health itself stays `starting`):
     /// a trial boot whose units hang must still roll back.
     pub settle_timeout: Duration,
+    /// The `Type=notify` socket ([`NOTIFY_SOCKET`]); `None`: none (notify
+    /// services then time out).
+    pub notify_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -96,8 +102,18 @@ impl Default for Config {
             target: DEFAULT_TARGET.to_string(),
             health_hook: None,
             settle_timeout: DEFAULT_SETTLE_TIMEOUT,
+            notify_socket: Some(PathBuf::from(NOTIFY_SOCKET)),
         }
     }
+}
+
+/// An fd the PID 1 loop polls for the manager, besides output pipes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    /// The notification socket.
+    Notify,
+    /// A listening socket unit's fd.
+    Socket(String),
 }
 
 /// Where a unit is in its life.
@@ -209,6 +225,10 @@ struct Runtime {
     /// cgroups.
     pgid: Option<i32>,
     main_started: Duration,
+    /// A socket unit's bound fds while it is started.
+    listening: Option<socket::Listening>,
+    /// The last `STATUS=` a notify service sent.
+    status_text: Option<String>,
 }
 
 impl Runtime {
@@ -235,6 +255,8 @@ impl Runtime {
             job: None,
             pgid: None,
             main_started: Duration::ZERO,
+            listening: None,
+            status_text: None,
         }
     }
 }
@@ -265,6 +287,7 @@ pub struct Manager {
     boot_epoch: Duration,
     /// Boot clock when stage 2 started, for the summary line.
     stage2_start: Option<Duration>,
+    notify: Option<notify::NotifySocket>,
 }
 
 impl Manager {
@@ -285,7 +308,20 @@ impl Manager {
                     None
                 }
             });
+        let notify =
+            cfg.notify_socket
+                .as_deref()
+                .and_then(|p| match notify::NotifySocket::bind(p) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        outbox.push(format!(
+                        "slipway: no notification socket ({e}); Type=notify services will time out"
+                    ));
+                        None
+                    }
+                });
         Manager {
+            notify,
             cfg,
             ctx,
             units: UnitSet::default(),
@@ -329,7 +365,12 @@ impl Manager {
     pub fn boot(&mut self, unit_commands: &str) {
         let target = self.cfg.target.clone();
         self.load(std::slice::from_ref(&target));
-        let names: Vec<String> = self.units.iter().map(|u| u.name.clone()).collect();
+        let names: Vec<String> = self
+            .units
+            .iter()
+            .filter(|u| u.load != LoadState::NotFound || u.name == target)
+            .map(|u| u.name.clone())
+            .collect();
         self.boot_units = names.iter().cloned().collect();
         self.report_order_problems();
         for name in names {
@@ -362,6 +403,7 @@ impl Manager {
                 self.boot_units.insert(unit.to_string());
             }
             self.queue_job(unit, job);
+            self.propagate(unit, job);
         }
         self.step();
     }
@@ -385,7 +427,10 @@ impl Manager {
             if self.units.contains(&unit.name) {
                 continue;
             }
-            if let Some(reason) = load_failure(unit) {
+            // A unit pulled in (Wants=/Requires=) without a file is
+            // harmless, as in systemd; the loader warned about it.
+            let harmless = unit.load == LoadState::NotFound && !names.contains(&unit.name);
+            if let Some(reason) = load_failure(unit).filter(|_| !harmless) {
                 let rt = self
                     .rt
                     .entry(unit.name.clone())
@@ -466,17 +511,7 @@ impl Manager {
                     rt.starts.clear();
                     rt.failures_in_row = 0;
                 }
-                let deps: Vec<String> = self
-                    .units
-                    .get(name)
-                    .map(|u| u.requires.iter().chain(&u.wants).cloned().collect())
-                    .unwrap_or_default();
-                self.load(&deps);
-                for d in deps {
-                    if !self.is_active(&d) {
-                        self.queue_job(&d, Job::Start);
-                    }
-                }
+                self.queue_deps(name);
             }
             if let Some(u) = self.units.get(name) {
                 if let Some(reason) = load_failure(u) {
@@ -487,8 +522,114 @@ impl Manager {
             return Err("unit not loaded".to_string());
         }
         self.queue_job(name, job);
+        self.propagate(name, job);
         self.step();
         Ok(())
+    }
+
+    /// Queues starts of what `name` pulls in (`Requires=`, `BindsTo=`,
+    /// `Wants=`), transitively, loading them; units without a file are
+    /// skipped (harmless, as in systemd).
+    fn queue_deps(&mut self, name: &str) {
+        let mut todo = vec![name.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            let deps: Vec<String> = self
+                .units
+                .get(&n)
+                .map(|u| u.pulls().cloned().collect())
+                .unwrap_or_default();
+            self.load(&deps);
+            for d in deps {
+                let found = self
+                    .units
+                    .get(&d)
+                    .is_some_and(|u| u.load != LoadState::NotFound);
+                let idle = self
+                    .rt
+                    .get(&d)
+                    .is_none_or(|r| r.job.is_none() && !r.phase.starting() && !self.is_active(&d));
+                if found && idle {
+                    self.queue_job(&d, Job::Start);
+                    todo.push(d);
+                }
+            }
+        }
+    }
+
+    /// An explicit stop or restart of `name` reaches the units that
+    /// `Requires=`, `BindsTo=` or are `PartOf=` it (transitively), as in
+    /// systemd; a restart only restarts those that are up.
+    fn propagate(&mut self, name: &str, job: Job) {
+        if job == Job::Start {
+            return;
+        }
+        let mut todo = vec![name.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            let dependents: Vec<String> = self
+                .units
+                .iter()
+                .filter(|u| u.needs().chain(&u.part_of).any(|d| *d == n))
+                .map(|u| u.name.clone())
+                .collect();
+            for d in dependents {
+                let up = self.rt.get(&d).is_some_and(|r| {
+                    matches!(
+                        r.phase.active(),
+                        ActiveState::Active | ActiveState::Activating
+                    ) || r.job.is_some()
+                });
+                if up {
+                    self.note(
+                        &d,
+                        &format!(
+                            "{} with {n}",
+                            match job {
+                                Job::Stop => "stopping",
+                                _ => "restarting",
+                            }
+                        ),
+                    );
+                    self.queue_job(&d, job);
+                    todo.push(d);
+                }
+            }
+        }
+    }
+
+    /// `BindsTo=`: the units bound to `name`, which just became inactive,
+    /// are stopped.
+    fn stop_bound(&mut self, name: &str) {
+        let bound: Vec<String> = self
+            .units
+            .iter()
+            .filter(|u| u.binds_to.iter().any(|d| d == name))
+            .map(|u| u.name.clone())
+            .collect();
+        for b in bound {
+            let up = self.rt.get(&b).is_some_and(|r| {
+                r.job != Some(Job::Stop)
+                    && matches!(
+                        r.phase.active(),
+                        ActiveState::Active | ActiveState::Activating
+                    )
+                    && !r.phase.stopping()
+            });
+            if up {
+                self.note(
+                    &b,
+                    &format!("stopping: it is bound to {name}, which stopped"),
+                );
+                self.queue_job(&b, Job::Stop);
+            }
+        }
     }
 
     /// Queues a stop of every unit that is not already stopped.
@@ -533,6 +674,145 @@ impl Manager {
             .iter()
             .filter_map(|(n, r)| r.pipe_r.as_ref().map(|p| (n.clone(), p.as_fd())))
             .collect()
+    }
+
+    /// The notification socket and the socket units' fds to watch now.
+    pub fn watch_fds(&self) -> Vec<(Watch, BorrowedFd<'_>)> {
+        let mut out = Vec::new();
+        if let Some(n) = &self.notify {
+            out.push((Watch::Notify, n.fd()));
+        }
+        for (name, rt) in &self.rt {
+            let Some(l) = &rt.listening else {
+                continue;
+            };
+            if !self.socket_watched(name) {
+                continue;
+            }
+            out.extend(l.borrowed().map(|fd| (Watch::Socket(name.clone()), fd)));
+        }
+        out
+    }
+
+    /// A watched fd is readable.
+    pub fn on_watch(&mut self, w: &Watch) {
+        match w {
+            Watch::Notify => self.on_notify(),
+            Watch::Socket(name) => self.on_socket(name),
+        }
+        self.step();
+    }
+
+    /// Whether a started socket unit waits for traffic (its service is
+    /// down).
+    fn socket_watched(&self, socket_unit: &str) -> bool {
+        let Some(sock) = self.units.get(socket_unit).and_then(|u| u.socket.as_ref()) else {
+            return false;
+        };
+        let service = sock.service_name(socket_unit);
+        let rt = self.rt.get(&service);
+        socket::watch(
+            rt.map_or(Phase::Dead, |r| r.phase),
+            rt.is_some_and(|r| r.job.is_some()),
+            rt.and_then(|r| r.result.as_deref()),
+        )
+    }
+
+    /// Traffic on a socket unit: start its service (and what it pulls in).
+    fn on_socket(&mut self, socket_unit: &str) {
+        if !self.socket_watched(socket_unit) {
+            return;
+        }
+        let Some(service) = self
+            .units
+            .get(socket_unit)
+            .and_then(|u| u.socket.as_ref())
+            .map(|s| s.service_name(socket_unit))
+        else {
+            return;
+        };
+        self.load(std::slice::from_ref(&service));
+        if let Some(reason) = self.units.get(&service).and_then(load_failure) {
+            // Stop watching: the socket cannot be served.
+            self.outbox.push(format!(
+                "slipway: {socket_unit}: cannot start {service} ({reason}); closing the socket"
+            ));
+            self.failed_final(socket_unit, format!("service {service}: {reason}"));
+            return;
+        }
+        self.note(socket_unit, &format!("traffic: starting {service}"));
+        if let Some(rt) = self.rt.get_mut(&service) {
+            if rt.phase == Phase::Failed {
+                rt.phase = Phase::Dead;
+            }
+        }
+        self.queue_deps(&service);
+        self.queue_job(&service, Job::Start);
+    }
+
+    /// Reads the notifications waiting and applies them to their units.
+    fn on_notify(&mut self) {
+        let Some(n) = &self.notify else {
+            return;
+        };
+        for (pid, msg) in n.receive() {
+            let Some(pid) = pid else {
+                continue;
+            };
+            let by_pid = self
+                .rt
+                .iter()
+                .find(|(_, r)| r.main_pid == Some(pid) || r.control_pid == Some(pid))
+                .map(|(n, _)| n.clone());
+            let Some(name) = by_pid.or_else(|| self.cgroups.as_ref().and_then(|c| c.unit_of(pid)))
+            else {
+                continue;
+            };
+            let kind = self.service_kind(&name);
+            let Some(rt) = self.rt.get_mut(&name) else {
+                continue;
+            };
+            if let Some(text) = &msg.status {
+                rt.status_text = (!text.is_empty()).then(|| text.clone());
+            }
+            if let Some(main) = msg.main_pid {
+                rt.main_pid = Some(main);
+            }
+            if notify::ends_start(kind, rt.phase, &msg) {
+                self.note(&name, "ready");
+                if let Some(service) = self.units.get(&name).and_then(|u| u.service.clone()) {
+                    self.enter_start_post(&name, &service);
+                }
+            }
+        }
+    }
+
+    /// The listening fds (and their names) of the socket units that
+    /// name `service` (`Service=`, the same name, or its `Sockets=`).
+    fn socket_fds_for(&self, service: &str) -> (Vec<std::os::fd::RawFd>, Vec<String>) {
+        let extra: Vec<String> = self
+            .units
+            .get(service)
+            .and_then(|u| u.service.as_ref())
+            .map(|s| s.sockets.clone())
+            .unwrap_or_default();
+        let mut fds = Vec::new();
+        let mut names = Vec::new();
+        for u in self.units.iter() {
+            let Some(sock) = &u.socket else {
+                continue;
+            };
+            if sock.service_name(&u.name) != service && !extra.contains(&u.name) {
+                continue;
+            }
+            if let Some(l) = self.rt.get(&u.name).and_then(|r| r.listening.as_ref()) {
+                for fd in &l.fds {
+                    fds.push(fd.as_raw_fd());
+                    names.push(sock.fd_name(&u.name));
+                }
+            }
+        }
+        (fds, names)
     }
 
     /// Reads what a unit's pipe has and logs it.
@@ -794,10 +1074,14 @@ impl Manager {
             }
             rt.pipe_r = None;
             rt.pipe_w = None;
+            // Closes a socket unit's fds (and removes its files with
+            // RemoveOnStop=).
+            rt.listening = None;
         }
         if let Some(cg) = &self.cgroups {
             cg.remove(name);
         }
+        self.stop_bound(name);
     }
 
     fn set_phase(&mut self, name: &str, phase: Phase) {
@@ -945,17 +1229,18 @@ impl Manager {
         })
     }
 
-    /// A `Requires=` unit that failed or will not start.
+    /// A `Requires=`/`BindsTo=` unit this one is ordered after that
+    /// failed or cannot start (systemd fails the start only with the
+    /// ordering; a unit without a file is harmless).
     fn failed_requirement(&self, name: &str) -> Option<String> {
         let unit = self.units.get(name)?;
-        unit.requires
-            .iter()
+        unit.needs()
             .find(|dep| {
-                self.rt.get(*dep).is_some_and(|r| r.phase == Phase::Failed)
-                    || self
-                        .units
-                        .get(dep)
-                        .is_some_and(|u| load_failure(u).is_some())
+                self.ordered_before(dep, name)
+                    && (self.rt.get(*dep).is_some_and(|r| r.phase == Phase::Failed)
+                        || self.units.get(dep).is_some_and(|u| {
+                            u.load != LoadState::NotFound && load_failure(u).is_some()
+                        }))
             })
             .cloned()
     }
@@ -974,6 +1259,19 @@ impl Manager {
         if !unit.conditions_met(&self.cfg.root) {
             self.note(name, "conditions not met, skipped");
             self.become_inactive(name, Phase::Condition);
+            return;
+        }
+        if let Some(sock) = &unit.socket {
+            match socket::open(sock, &self.cfg.root) {
+                Ok(l) => {
+                    if let Some(rt) = self.rt.get_mut(name) {
+                        rt.listening = Some(l);
+                    }
+                    self.note(name, "listening");
+                    self.set_phase(name, Phase::Running);
+                }
+                Err(e) => self.failed(name, e, ExitOutcome::ExitCode(1)),
+            }
             return;
         }
         let Some(service) = unit.service.clone() else {
@@ -1058,6 +1356,9 @@ impl Manager {
         };
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), EXEC_SEARCH_PATH.into());
+        if let (ServiceType::Notify, Some(n)) = (service.kind, &self.notify) {
+            env.insert("NOTIFY_SOCKET".into(), n.path().display().to_string());
+        }
         env.insert("LANG".into(), "C.UTF-8".into());
         if let Some(a) = &account {
             env.insert("HOME".into(), a.home.clone());
@@ -1109,6 +1410,7 @@ impl Manager {
         rt.pipe_r = Some(r);
         rt.pipe_w = Some(w);
         rt.pgid = None;
+        rt.status_text = None;
         if rt.log.is_none() {
             rt.log = Some(UnitLog::new(&log_dir, name, max));
         }
@@ -1170,6 +1472,8 @@ impl Manager {
                     if matches!(service.kind, ServiceType::Simple | ServiceType::Exec) {
                         self.enter_start_post(name, &service);
                     }
+                    // Type=notify waits for READY=1 (on_notify), under
+                    // TimeoutStartSec=.
                     return;
                 }
                 Phase::Start => {
@@ -1233,9 +1537,27 @@ impl Manager {
         cmd: &ExecCommand,
         as_main: bool,
     ) -> Result<(), String> {
+        let service = self.units.get(name).and_then(|u| u.service.clone());
+        let group_opts = cgroup::GroupOptions {
+            pids_max: service.as_ref().and_then(|s| s.tasks_max).map(|m| match m {
+                Max::Infinity => "max".to_string(),
+                Max::Value(n) => n.to_string(),
+            }),
+            delegate_to: match (&service, self.rt.get(name).and_then(|r| r.account.as_ref())) {
+                (Some(s), Some(a)) if s.delegate && a.uid != 0 => Some((a.uid, a.gid)),
+                _ => None,
+            },
+        };
         let procs = match &self.cgroups {
-            Some(cg) => Some(cg.prepare(name)?),
+            Some(cg) => Some(cg.prepare(name, &group_opts)?),
             None => None,
+        };
+        // The main process gets the fds of the socket units naming the
+        // service, whether traffic or a dependency started it.
+        let (listen_fds, fd_names) = if as_main {
+            self.socket_fds_for(name)
+        } else {
+            (Vec::new(), Vec::new())
         };
         let now = self.now();
         let Some(rt) = self.rt.get_mut(name) else {
@@ -1247,6 +1569,11 @@ impl Manager {
         let mut env = rt.env.clone();
         if let Some(main) = rt.main_pid {
             env.push(("MAINPID".into(), main.to_string()));
+        }
+        if !listen_fds.is_empty() {
+            env.retain(|(k, _)| !k.starts_with("LISTEN_"));
+            env.push(("LISTEN_FDS".into(), listen_fds.len().to_string()));
+            env.push(("LISTEN_FDNAMES".into(), fd_names.join(":")));
         }
         let env_map: BTreeMap<String, String> = env.iter().cloned().collect();
         let argv = cmd.expanded_argv(&env_map);
@@ -1262,6 +1589,9 @@ impl Manager {
             account,
             output: pipe,
             cgroup_procs: procs.as_ref(),
+            oom_score_adjust: service.as_ref().and_then(|s| s.oom_score_adjust),
+            limits: service.as_ref().map_or(&[], |s| s.limits.as_slice()),
+            listen_fds,
         })?;
         rt.running_ignores_failure = cmd.ignore_failure;
         if rt.pgid.is_none() {
@@ -1397,13 +1727,26 @@ impl Manager {
         }
     }
 
-    /// Whether any process of the unit is left.
+    fn kill_mode(&self, name: &str) -> KillMode {
+        self.units
+            .get(name)
+            .and_then(|u| u.service.as_ref())
+            .map(|s| s.kill_mode)
+            .unwrap_or_default()
+    }
+
+    /// Whether any process of the unit is left (that a stop waits for:
+    /// with `KillMode=process` or `none`, only the main and control
+    /// processes).
     fn group_alive(&self, name: &str) -> bool {
         let Some(rt) = self.rt.get(name) else {
             return false;
         };
         if rt.main_pid.is_some() || rt.control_pid.is_some() {
             return true;
+        }
+        if matches!(self.kill_mode(name), KillMode::Process | KillMode::None) {
+            return false;
         }
         match &self.cgroups {
             Some(cg) => !cg.pids(name).is_empty(),
@@ -1417,6 +1760,16 @@ impl Manager {
         let Some(rt) = self.rt.get(name) else {
             return;
         };
+        match kill_targets(self.kill_mode(name), signal) {
+            Targets::Nothing => return,
+            Targets::Main => {
+                for pid in rt.main_pid.iter().chain(&rt.control_pid) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
+                }
+                return;
+            }
+            Targets::Group => {}
+        }
         match &self.cgroups {
             Some(cg) => {
                 for pid in cg.pids(name) {
@@ -1435,6 +1788,10 @@ impl Manager {
     }
 
     fn kill_group(&self, name: &str) {
+        if kill_targets(self.kill_mode(name), Signal::SIGKILL) != Targets::Group {
+            self.signal_group(name, Signal::SIGKILL);
+            return;
+        }
         match &self.cgroups {
             Some(cg) => cg.kill_all(name),
             None => self.signal_group(name, Signal::SIGKILL),
@@ -1645,6 +2002,28 @@ pub fn describe(outcome: ExitOutcome) -> String {
         },
         ExitOutcome::Timeout => "timeout".into(),
         ExitOutcome::Watchdog => "watchdog".into(),
+    }
+}
+
+/// Which processes of a unit a signal goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Targets {
+    /// The main and control processes only.
+    Main,
+    /// Every process of the group.
+    Group,
+    Nothing,
+}
+
+/// systemd's `KillMode=`: `mixed` sends `SIGTERM` to the main process
+/// and `SIGKILL` to all; `process` only ever signals the main process;
+/// `none` signals nothing.
+pub fn kill_targets(mode: KillMode, signal: Signal) -> Targets {
+    match mode {
+        KillMode::ControlGroup => Targets::Group,
+        KillMode::Mixed if signal == Signal::SIGKILL => Targets::Group,
+        KillMode::Mixed | KillMode::Process => Targets::Main,
+        KillMode::None => Targets::Nothing,
     }
 }
 

@@ -7,7 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::ioctl::spawn_as_service;
+use crate::ioctl::{spawn_as_service, ListenExec, ServiceSetup};
+use crate::units::{Max, Resource, ResourceLimit};
 
 /// A user from `/etc/passwd` (and the group from `Group=` or its primary
 /// one).
@@ -75,6 +76,42 @@ pub struct Spawn<'a> {
     pub output: &'a OwnedFd,
     /// The unit's `cgroup.procs`, opened by the parent.
     pub cgroup_procs: Option<&'a File>,
+    /// `OOMScoreAdjust=`.
+    pub oom_score_adjust: Option<i32>,
+    /// `Limit…=`.
+    pub limits: &'a [ResourceLimit],
+    /// Listening sockets passed as fds 3, 4, … (`LISTEN_FDS` and
+    /// `LISTEN_FDNAMES` are expected in `env`; `LISTEN_PID` is set).
+    pub listen_fds: Vec<std::os::fd::RawFd>,
+}
+
+/// The kernel's ceiling for open files (`fs.nr_open`): what
+/// `LimitNOFILE=infinity` means, as in systemd, since `RLIM_INFINITY`
+/// is refused for it.
+fn nr_open() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+/// `Limit…=` as `(RLIMIT_*, soft, hard)` for `setrlimit(2)`.
+pub fn rlimits(limits: &[ResourceLimit]) -> Vec<(i32, u64, u64)> {
+    limits
+        .iter()
+        .map(|l| {
+            let (resource, infinity) = match l.resource {
+                Resource::Nofile => (libc::RLIMIT_NOFILE as i32, nr_open()),
+                Resource::Nproc => (libc::RLIMIT_NPROC as i32, libc::RLIM_INFINITY),
+                Resource::Core => (libc::RLIMIT_CORE as i32, libc::RLIM_INFINITY),
+            };
+            let value = |m: Max| match m {
+                Max::Infinity => infinity,
+                Max::Value(v) => v,
+            };
+            (resource, value(l.soft), value(l.hard))
+        })
+        .collect()
 }
 
 /// Forks and execs; returns the pid. An exec failure (missing binary, no
@@ -100,15 +137,31 @@ pub fn spawn(s: &Spawn<'_>) -> Result<i32, String> {
         .map_err(|e| format!("output pipe: {e}"))?;
     cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
     cmd.current_dir(s.cwd.as_deref().unwrap_or(Path::new("/")));
-    if let Some(a) = s.account {
-        // std drops supplementary groups (setgroups(0)) when it changes
-        // the uid as root.
-        cmd.uid(a.uid).gid(a.gid);
-    }
-    spawn_as_service(&mut cmd, s.cgroup_procs.map(|f| f.as_raw_fd()));
+    // The user is switched in the hook, after the limits and the OOM
+    // score (std's `Command::uid` would switch before the hooks run).
+    spawn_as_service(
+        &mut cmd,
+        ServiceSetup {
+            cgroup_procs: s.cgroup_procs.map(|f| f.as_raw_fd()),
+            oom_score_adj: s.oom_score_adjust.map(|n| n.to_string().into_bytes()),
+            rlimits: rlimits(s.limits),
+            ids: s.account.map(|a| (a.uid, a.gid)),
+        },
+    );
+    let mut listen = if s.listen_fds.is_empty() {
+        None
+    } else {
+        let mut l = ListenExec::new(s.path, s.argv, s.env, s.listen_fds.clone())?;
+        l.install(&mut cmd);
+        Some(l)
+    };
     let child = cmd
         .spawn()
         .map_err(|e| format!("exec {}: {}", s.path, describe_io(&e)))?;
+    if let Some(l) = &mut listen {
+        l.wait_exec()
+            .map_err(|e| format!("exec {}: {}", s.path, crate::error::errno_text(e)))?;
+    }
     // PID 1 reaps with waitpid(-1); the handle is not needed.
     i32::try_from(child.id()).map_err(|_| "pid out of range".to_string())
 }
@@ -175,6 +228,9 @@ mod tests {
             account: None,
             output: &w,
             cgroup_procs: None,
+            oom_score_adjust: None,
+            limits: &[],
+            listen_fds: Vec::new(),
         })
         .unwrap_err();
         assert_eq!(e, "exec /nonexistent/prog: No such file or directory");

@@ -32,7 +32,17 @@ impl Manager {
                     load: unit.map_or("not-found".to_string(), |u| load_word(&u.load).to_string()),
                     enabled: !units::wanted_by_targets(&self.cfg.root, name).is_empty(),
                     active: phase.active(),
-                    sub: phase.sub().to_string(),
+                    sub: match unit.and_then(|u| u.socket.as_ref()) {
+                        // systemd's words for a socket unit that is up.
+                        Some(_) if phase == Phase::Running => {
+                            if self.socket_watched(name) {
+                                "listening".to_string()
+                            } else {
+                                "running".to_string()
+                            }
+                        }
+                        _ => phase.sub().to_string(),
+                    },
                     main_pid: rt.and_then(|r| r.main_pid),
                     since_ms: millis(self.boot_epoch + rt.map_or(Duration::ZERO, |r| r.since)),
                     restarts: rt.map_or(0, |r| r.restarts),
@@ -53,6 +63,13 @@ impl Manager {
                 }
             })
             .collect()
+    }
+}
+
+impl Manager {
+    /// The last `STATUS=` a notify service sent, while it runs.
+    pub fn status_text(&self, name: &str) -> Option<String> {
+        self.rt.get(name).and_then(|r| r.status_text.clone())
     }
 }
 

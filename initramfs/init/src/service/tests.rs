@@ -59,6 +59,7 @@ fn fixture_with(units: &[(&str, &str)], adjust: impl FnOnce(&mut Config)) -> Fix
         target: DEFAULT_TARGET.into(),
         health_hook: None,
         settle_timeout: DEFAULT_SETTLE_TIMEOUT,
+        notify_socket: Some(root.join("run/slipway/notify")),
     };
     let mut cfg = cfg;
     adjust(&mut cfg);
@@ -76,6 +77,26 @@ impl Fixture {
         let names: Vec<String> = self.m.output_fds().into_iter().map(|(n, _)| n).collect();
         for n in names {
             self.m.on_output(&n);
+        }
+        // The notification socket and listening sockets, as PID 1 polls
+        // them.
+        let ready: Vec<Watch> = {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let watches = self.m.watch_fds();
+            let mut fds: Vec<PollFd> = watches
+                .iter()
+                .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            poll(&mut fds, PollTimeout::ZERO).unwrap();
+            watches
+                .iter()
+                .zip(&fds)
+                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|((w, _), _)| w.clone())
+                .collect()
+        };
+        for w in ready {
+            self.m.on_watch(&w);
         }
         for pid in self.m.pids() {
             match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
@@ -490,4 +511,260 @@ fn restart_delays_double_and_are_capped() {
 fn exits_are_described_like_systemctl() {
     assert_eq!(describe(ExitOutcome::ExitCode(3)), "exit status 3");
     assert_eq!(describe(ExitOutcome::Signal(9)), "killed by SIGKILL");
+}
+
+/// A notify service in Python: READY=1 and a STATUS after a short delay,
+/// through `$NOTIFY_SOCKET`, as `sd_notify(3)` sends it.
+const NOTIFY_PY: &str = "import os,socket,time\ntime.sleep(0.3)\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])\ntime.sleep(60)\n";
+
+fn python() -> Option<String> {
+    ["/usr/bin/python3", "/bin/python3"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
+}
+
+#[test]
+fn notify_service_is_active_only_after_ready() {
+    let Some(py) = python() else {
+        panic!("python3 is needed for the notify test");
+    };
+    let mut f = fixture(&[(
+        "n.service",
+        "[Service]\nType=notify\nExecStart=@PY@ %OUT%/n.py\nTimeoutStartSec=0\n",
+    )]);
+    let out = f.out_dir(&["n.service"]);
+    std::fs::write(out.join("n.py"), NOTIFY_PY).unwrap();
+    let p = f.path("etc/systemd/system/n.service");
+    let t = std::fs::read_to_string(&p).unwrap().replace("@PY@", &py);
+    std::fs::write(p, t).unwrap();
+    f.m.boot("");
+    f.until("n activating", Duration::from_secs(5), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "n.service" && u.sub == "start")
+    });
+    assert_eq!(f.info("n.service").active, ActiveState::Activating);
+    f.until("n ready", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "n.service" && u.active == ActiveState::Active)
+    });
+    assert_eq!(f.m.status_text("n.service").as_deref(), Some("serving"));
+    f.m.stop_all();
+    f.until("n stopped", Duration::from_secs(10), |m| m.all_stopped());
+}
+
+#[test]
+fn notify_service_without_ready_times_out() {
+    let mut f = fixture(&[(
+        "n.service",
+        "[Service]\nType=notify\nExecStart=/bin/sh -c 'exec sleep 30'\nTimeoutStartSec=1\n",
+    )]);
+    f.m.boot("");
+    f.until("n failed", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "n.service" && u.active == ActiveState::Failed)
+    });
+    assert_eq!(f.info("n.service").result.as_deref(), Some("start timeout"));
+}
+
+/// A socket-activated service in Python that checks what
+/// `sd_listen_fds(3)` checks and answers on the passed fd.
+const LISTEN_PY: &str = "import os,socket,sys\nassert os.environ['LISTEN_PID']==str(os.getpid()), os.environ['LISTEN_PID']\nassert os.environ['LISTEN_FDS']=='1'\nprint('names', os.environ['LISTEN_FDNAMES'], flush=True)\ns=socket.socket(fileno=3)\nwhile True:\n    c,_=s.accept()\n    c.sendall(b'hello from %d\\n' % os.getpid())\n    c.close()\n";
+
+#[test]
+fn socket_unit_starts_its_service_on_traffic_with_the_fd() {
+    let Some(py) = python() else {
+        panic!("python3 is needed for the socket test");
+    };
+    let mut f = fixture(&[
+        (
+            "!echo.service",
+            "[Unit]\nRequires=echo.socket\nAfter=echo.socket\n[Service]\nExecStart=@PY@ %OUT%/echo.py\n",
+        ),
+        (
+            "echo.socket",
+            "[Socket]\nListenStream=%OUT%/run/echo.sock\nSocketMode=0600\nRemoveOnStop=yes\n",
+        ),
+    ]);
+    let out = f.out_dir(&["echo.service", "echo.socket"]);
+    std::fs::write(out.join("echo.py"), LISTEN_PY).unwrap();
+    let p = f.path("etc/systemd/system/echo.service");
+    let t = std::fs::read_to_string(&p).unwrap().replace("@PY@", &py);
+    std::fs::write(p, t).unwrap();
+    f.m.boot("");
+    f.until("socket listening", Duration::from_secs(5), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "echo.socket" && u.sub == "listening")
+    });
+    // Nothing started the service yet: boot does not wait for it.
+    assert!(f
+        .m
+        .unit_infos()
+        .iter()
+        .all(|u| u.name != "echo.service" || u.active == ActiveState::Inactive));
+    let sock = out.join("run/echo.sock");
+    let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    f.until("service running", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "echo.service" && u.active == ActiveState::Active)
+    });
+    assert_eq!(
+        f.m.unit_infos()
+            .iter()
+            .find(|u| u.name == "echo.socket")
+            .unwrap()
+            .sub,
+        "running"
+    );
+    conn.set_nonblocking(true).unwrap();
+    let mut text = String::new();
+    let start = Instant::now();
+    use std::io::Read;
+    while !text.ends_with('\n') {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no answer: {text:?}"
+        );
+        let mut buf = [0u8; 64];
+        match conn.read(&mut buf) {
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => f.turn(),
+        }
+    }
+    let pid = f.info("echo.service").main_pid.unwrap();
+    assert_eq!(text, format!("hello from {pid}\n"));
+    // The service exits: the socket listens again, and the next
+    // connection starts it again.
+    nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    f.until("listening again", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "echo.socket" && u.sub == "listening")
+    });
+    let _again = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    f.until("service again", Duration::from_secs(10), |m| {
+        m.unit_infos().iter().any(|u| {
+            u.name == "echo.service" && u.active == ActiveState::Active && u.main_pid != Some(pid)
+        })
+    });
+    let log =
+        std::fs::read_to_string(f.path("var/log/services/echo.service.log")).unwrap_or_default();
+    assert!(log.contains("names echo.socket"), "{log}");
+    // Stopping the socket stops the service that requires it, and
+    // RemoveOnStop= removes the file.
+    f.m.request("echo.socket", Job::Stop).unwrap();
+    f.until("both stopped", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .all(|u| !u.name.starts_with("echo.") || u.active == ActiveState::Inactive)
+    });
+    assert!(!sock.exists());
+}
+
+#[test]
+fn kill_mode_process_leaves_the_other_processes() {
+    let mut f = fixture(&[(
+        "k.service",
+        "[Service]\nKillMode=process\nExecStart=/bin/sh -c 'sleep 30 & echo $! > %OUT%/child; exec sleep 30'\n",
+    )]);
+    let out = f.out_dir(&["k.service"]);
+    f.m.boot("");
+    f.until("child pid", Duration::from_secs(5), |_| {
+        std::fs::read_to_string(out.join("child")).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let child: i32 = std::fs::read_to_string(out.join("child"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    f.m.request("k.service", Job::Stop).unwrap();
+    f.until("stopped", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "k.service" && u.active == ActiveState::Inactive)
+    });
+    // The main process is gone, the other one survived.
+    assert!(nix::sys::signal::kill(Pid::from_raw(child), None).is_ok());
+    let _ = nix::sys::signal::kill(Pid::from_raw(child), Signal::SIGKILL);
+    let _ = waitpid(Pid::from_raw(child), None);
+}
+
+#[test]
+fn kill_targets_follow_systemd() {
+    use crate::units::KillMode;
+    assert_eq!(
+        kill_targets(KillMode::ControlGroup, Signal::SIGTERM),
+        Targets::Group
+    );
+    assert_eq!(
+        kill_targets(KillMode::Mixed, Signal::SIGTERM),
+        Targets::Main
+    );
+    assert_eq!(
+        kill_targets(KillMode::Mixed, Signal::SIGKILL),
+        Targets::Group
+    );
+    assert_eq!(
+        kill_targets(KillMode::Process, Signal::SIGKILL),
+        Targets::Main
+    );
+    assert_eq!(
+        kill_targets(KillMode::None, Signal::SIGTERM),
+        Targets::Nothing
+    );
+}
+
+#[test]
+fn binds_to_stops_with_the_other_unit_and_missing_wants_are_harmless() {
+    let mut f = fixture(&[
+        ("b.service", "[Service]\nExecStart=/bin/sh -c 'exec sleep 30'\n"),
+        (
+            "a.service",
+            "[Unit]\nBindsTo=b.service\nAfter=b.service\nWants=nowhere.service\nRequires=gone.service\n[Service]\nExecStart=/bin/sh -c 'exec sleep 30'\n",
+        ),
+        (
+            "p.service",
+            "[Unit]\nPartOf=b.service\n[Service]\nExecStart=/bin/sh -c 'exec sleep 30'\n",
+        ),
+    ]);
+    f.m.boot("");
+    f.until("all up", Duration::from_secs(5), |m| {
+        ["a.service", "b.service", "p.service"].iter().all(|n| {
+            m.unit_infos()
+                .iter()
+                .any(|u| u.name == *n && u.active == ActiveState::Active)
+        })
+    });
+    // A restart of b restarts p (PartOf=) and a (BindsTo=).
+    let (a1, p1) = (f.info("a.service").main_pid, f.info("p.service").main_pid);
+    f.m.request("b.service", Job::Restart).unwrap();
+    f.until("restarted", Duration::from_secs(10), |m| {
+        let infos = m.unit_infos();
+        let get = |n: &str| infos.iter().find(|u| u.name == n).cloned().unwrap();
+        get("a.service").main_pid.is_some_and(|p| Some(p) != a1)
+            && get("p.service").main_pid.is_some_and(|p| Some(p) != p1)
+            && get("b.service").active == ActiveState::Active
+    });
+    // b crashes: a, bound to it, stops; p (only PartOf) keeps running.
+    let b = f.info("b.service").main_pid.unwrap();
+    nix::sys::signal::kill(Pid::from_raw(b), Signal::SIGKILL).unwrap();
+    f.until("a stopped", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "a.service" && u.active == ActiveState::Inactive)
+    });
+    assert_eq!(f.info("p.service").active, ActiveState::Active);
+    let (health, _) = f.m.health();
+    assert_ne!(
+        f.info("nowhere.service").active,
+        ActiveState::Failed,
+        "{health:?}"
+    );
+    f.m.stop_all();
+    f.until("all stopped", Duration::from_secs(10), |m| m.all_stopped());
 }

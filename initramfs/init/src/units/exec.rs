@@ -8,9 +8,11 @@ use super::fs::{resolve, Resolved};
 use super::words::split_words;
 use crate::units::env::valid_name;
 
-/// The fixed search path systemd (≥ 239) uses for programs given without
-/// a `/`.
-pub const EXEC_SEARCH_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The search path for programs given without a `/`, and the services'
+/// default `PATH`: systemd's fixed one (≥ 239) plus `/opt/bin`, where
+/// Container Linux users install their own tools (the root is read-only).
+pub const EXEC_SEARCH_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bin";
 
 /// Privileges a command runs with, from its `+`, `!` or `!!` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -104,7 +104,9 @@ pub fn load_unit(root: &Path, name: &str, ctx: &Context) -> (Unit, Vec<Diagnosti
             list.push(dep);
         }
     }
-    if !matches!(parsed.suffix.as_str(), "service" | "target") && unit.load == LoadState::Loaded {
+    if !matches!(parsed.suffix.as_str(), "service" | "target" | "socket")
+        && unit.load == LoadState::Loaded
+    {
         unit.load = LoadState::Unsupported;
         diags.push(Diagnostic {
             file: main_file,
@@ -150,7 +152,7 @@ pub(crate) fn load_set(root: &Path, names: &[String], ctx: &Context) -> (UnitSet
             });
         }
         if unit.load == LoadState::Loaded {
-            for dep in unit.requires.iter().chain(&unit.wants) {
+            for dep in unit.pulls() {
                 if !set.contains(dep) {
                     queue.push_back((dep.clone(), Some(name.clone())));
                 }

@@ -54,6 +54,7 @@ mod load;
 mod name;
 mod order;
 mod parse;
+mod socket;
 mod syntax;
 mod time;
 mod words;
@@ -69,6 +70,7 @@ pub use fs::{units_wanted_by, wanted_by_targets, UNIT_SEARCH_PATH};
 pub use load::load_unit;
 pub use name::UnitName;
 pub use order::{start_order, Cycle, Skipped, StartOrder};
+pub use socket::{Listen, ListenAddress, Socket};
 pub use time::parse_timespan;
 
 /// Values for specifiers that depend on the machine.
@@ -197,8 +199,8 @@ impl Condition {
     }
 }
 
-/// `Type=`. `notify`, `notify-reload`, `dbus` and `idle` load as
-/// [`ServiceType::Simple`] with a warning (`idle` without one).
+/// `Type=`. `notify-reload` loads as [`ServiceType::Notify`], `dbus` and
+/// `idle` as [`ServiceType::Simple`] with a warning (`idle` without one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceType {
     /// Started as soon as forked.
@@ -209,6 +211,50 @@ pub enum ServiceType {
     Oneshot,
     /// Started when the main process exited (it forked a daemon).
     Forking,
+    /// Started when the service sends `READY=1` to `$NOTIFY_SOCKET`.
+    Notify,
+}
+
+/// `KillMode=`: which processes a stop signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KillMode {
+    /// Every process of the unit's cgroup.
+    #[default]
+    ControlGroup,
+    /// `SIGTERM` to the main process, `SIGKILL` to the whole group.
+    Mixed,
+    /// Only the main process; the rest stays in the group, and the unit
+    /// is inactive once the main process is gone (containerd's shims
+    /// survive a restart of containerd).
+    Process,
+    /// No process is signalled; only `ExecStop=` runs.
+    None,
+}
+
+/// A limit that may be `infinity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Max {
+    Infinity,
+    Value(u64),
+}
+
+/// The resources of `Limit…=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// `LimitNOFILE=`: open files.
+    Nofile,
+    /// `LimitNPROC=`: processes of the user.
+    Nproc,
+    /// `LimitCORE=`: core file size in bytes.
+    Core,
+}
+
+/// One `Limit…=soft[:hard]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimit {
+    pub resource: Resource,
+    pub soft: Max,
+    pub hard: Max,
 }
 
 /// `Restart=`.
@@ -315,6 +361,18 @@ pub struct Service {
     /// `StandardOutput=`/`StandardError=` naming the console (`journal+console`,
     /// `tty`): output is copied to the console, prefixed with the unit name.
     pub console: bool,
+    pub kill_mode: KillMode,
+    /// `Delegate=yes`: the service manages sub-cgroups of its own group.
+    pub delegate: bool,
+    /// `OOMScoreAdjust=`, -1000…1000.
+    pub oom_score_adjust: Option<i32>,
+    /// `LimitNOFILE=`, `LimitNPROC=`, `LimitCORE=`, last one per resource.
+    pub limits: Vec<ResourceLimit>,
+    /// `TasksMax=`: the cgroup's `pids.max`.
+    pub tasks_max: Option<Max>,
+    /// `Sockets=`: socket units whose fds the service gets, besides the
+    /// ones naming it with `Service=` or by name.
+    pub sockets: Vec<String>,
 }
 
 impl Service {
@@ -330,6 +388,8 @@ impl Service {
 pub struct Install {
     pub wanted_by: Vec<String>,
     pub required_by: Vec<String>,
+    /// `Alias=`: other names, made links to the unit by `enable`.
+    pub alias: Vec<String>,
 }
 
 /// A loaded unit.
@@ -345,6 +405,11 @@ pub struct Unit {
     pub requires: Vec<String>,
     /// `Wants=` plus `<name>.wants/` entries.
     pub wants: Vec<String>,
+    /// `BindsTo=`: like `Requires=`, and this unit stops whenever one of
+    /// them becomes inactive.
+    pub binds_to: Vec<String>,
+    /// `PartOf=`: stops and restarts of those units reach this one.
+    pub part_of: Vec<String>,
     pub conditions: Vec<Condition>,
     /// `StartLimitIntervalSec=`, default 10 s; zero disables the limit.
     pub start_limit_interval: Duration,
@@ -352,6 +417,8 @@ pub struct Unit {
     pub start_limit_burst: u32,
     /// `Some` for `.service` units.
     pub service: Option<Service>,
+    /// `Some` for `.socket` units.
+    pub socket: Option<Socket>,
     pub install: Install,
     /// The unit file and the drop-ins read, in order, as paths on the
     /// target system.
@@ -369,13 +436,31 @@ impl Unit {
             before: Vec::new(),
             requires: Vec::new(),
             wants: Vec::new(),
+            binds_to: Vec::new(),
+            part_of: Vec::new(),
             conditions: Vec::new(),
             start_limit_interval: Duration::from_secs(10),
             start_limit_burst: 5,
             service: None,
+            socket: None,
             install: Install::default(),
             sources: Vec::new(),
         }
+    }
+
+    /// The units starting this one starts too: `Requires=`, `Wants=`,
+    /// `BindsTo=`.
+    pub fn pulls(&self) -> impl Iterator<Item = &String> {
+        self.requires
+            .iter()
+            .chain(&self.binds_to)
+            .chain(&self.wants)
+    }
+
+    /// The units whose failure to start fails this one's start (when it
+    /// is ordered after them): `Requires=` and `BindsTo=`.
+    pub fn needs(&self) -> impl Iterator<Item = &String> {
+        self.requires.iter().chain(&self.binds_to)
     }
 
     pub fn is_masked(&self) -> bool {

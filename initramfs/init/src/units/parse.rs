@@ -6,20 +6,19 @@ use std::time::Duration;
 use super::env::parse_environment;
 use super::exec::{parse_exec, ExecCommand};
 use super::name::{expand_specifiers, UnitName};
+use super::socket::{self, Applied, Socket};
 use super::syntax::{self, Item};
 use super::time::parse_timespan;
 use super::words::split_words;
 use super::{
-    Condition, ConditionKind, Context, Diagnostic, EnvironmentFile, Level, LoadState, Restart,
-    Service, ServiceType, Unit, WorkingDirectory,
+    Condition, ConditionKind, Context, Diagnostic, EnvironmentFile, KillMode, Level, LoadState,
+    Max, Resource, ResourceLimit, Restart, Service, ServiceType, Unit, WorkingDirectory,
 };
 
 /// Directives systemd knows that are not implemented here: named as
 /// unsupported rather than unknown.
 const UNSUPPORTED: &[&str] = &[
     "Conflicts",
-    "PartOf",
-    "BindsTo",
     "Requisite",
     "Upholds",
     "OnFailure",
@@ -36,7 +35,6 @@ const UNSUPPORTED: &[&str] = &[
     "ConditionHost",
     "ConditionFirstBoot",
     "ConditionPathExistsGlob",
-    "KillMode",
     "KillSignal",
     "SendSIGKILL",
     "PIDFile",
@@ -47,9 +45,6 @@ const UNSUPPORTED: &[&str] = &[
     "RestartPreventExitStatus",
     "StandardInput",
     "SyslogIdentifier",
-    "LimitNOFILE",
-    "LimitNPROC",
-    "LimitCORE",
     "LimitMEMLOCK",
     "Nice",
     "UMask",
@@ -65,13 +60,9 @@ const UNSUPPORTED: &[&str] = &[
     "CacheDirectory",
     "ConfigurationDirectory",
     "Slice",
-    "Delegate",
     "MemoryMax",
     "MemoryLimit",
     "CPUQuota",
-    "TasksMax",
-    "OOMScoreAdjust",
-    "Alias",
     "Also",
     "DefaultInstance",
 ];
@@ -85,6 +76,9 @@ pub(crate) struct Builder<'a> {
     pub diags: Vec<Diagnostic>,
     service_type: Option<ServiceType>,
     service: Service,
+    socket: Socket,
+    /// `Accept=yes` and the like: the unit cannot be started.
+    socket_error: Option<String>,
 }
 
 fn default_service() -> Service {
@@ -107,6 +101,12 @@ fn default_service() -> Service {
         timeout_stop: Some(Duration::from_secs(90)),
         remain_after_exit: false,
         console: false,
+        kill_mode: KillMode::ControlGroup,
+        delegate: false,
+        oom_score_adjust: None,
+        limits: Vec::new(),
+        tasks_max: None,
+        sockets: Vec::new(),
     }
 }
 
@@ -126,6 +126,8 @@ impl<'a> Builder<'a> {
             diags: Vec::new(),
             service_type: None,
             service: default_service(),
+            socket: Socket::default(),
+            socket_error: None,
         }
     }
 
@@ -198,8 +200,14 @@ impl<'a> Builder<'a> {
         }
     }
 
+    fn is_socket(&self) -> bool {
+        self.name.suffix == "socket"
+    }
+
     fn known_section(&self, s: &str) -> bool {
-        matches!(s, "Unit" | "Install") || (s == "Service" && self.is_service())
+        matches!(s, "Unit" | "Install")
+            || (s == "Service" && self.is_service())
+            || (s == "Socket" && self.is_socket())
     }
 
     /// The type-specific section of an unsupported unit type (`[Timer]`
@@ -224,6 +232,7 @@ impl<'a> Builder<'a> {
             "Unit" => self.assign_unit(at, key, value),
             "Service" => self.assign_service(at, key, value),
             "Install" => self.assign_install(at, key, value),
+            "Socket" => self.assign_socket(at, key, value),
             _ => true,
         };
         if !handled {
@@ -279,12 +288,14 @@ impl<'a> Builder<'a> {
                 self.unit.description = (!v.is_empty()).then_some(v);
             }
             "Documentation" => {}
-            "After" | "Before" | "Requires" | "Wants" => {
+            "After" | "Before" | "Requires" | "Wants" | "BindsTo" | "PartOf" => {
                 let names = self.names(at, key, value);
                 let list = match key {
                     "After" => &mut self.unit.after,
                     "Before" => &mut self.unit.before,
                     "Requires" => &mut self.unit.requires,
+                    "BindsTo" => &mut self.unit.binds_to,
+                    "PartOf" => &mut self.unit.part_of,
                     _ => &mut self.unit.wants,
                 };
                 for n in names {
@@ -480,7 +491,70 @@ impl<'a> Builder<'a> {
             "StartLimitInterval" | "StartLimitIntervalSec" | "StartLimitBurst" => {
                 self.start_limit(at, key, value)
             }
+            "KillMode" => match value {
+                "control-group" => self.service.kill_mode = KillMode::ControlGroup,
+                "mixed" => self.service.kill_mode = KillMode::Mixed,
+                "process" => self.service.kill_mode = KillMode::Process,
+                "none" => self.service.kill_mode = KillMode::None,
+                _ => self.warn(at, format!("KillMode={value}: unknown mode, ignoring")),
+            },
+            "Delegate" => match parse_bool(value) {
+                Some(b) => self.service.delegate = b,
+                // A list of controllers: delegation with those.
+                None => self.service.delegate = !value.is_empty(),
+            },
+            "OOMScoreAdjust" => match value.parse::<i32>() {
+                Ok(n) if (-1000..=1000).contains(&n) => self.service.oom_score_adjust = Some(n),
+                _ => self.warn(
+                    at,
+                    format!("OOMScoreAdjust={value}: not a number in -1000…1000, ignoring"),
+                ),
+            },
+            "LimitNOFILE" | "LimitNPROC" | "LimitCORE" => {
+                let resource = match key {
+                    "LimitNOFILE" => Resource::Nofile,
+                    "LimitNPROC" => Resource::Nproc,
+                    _ => Resource::Core,
+                };
+                match parse_rlimit(value, resource) {
+                    Ok((soft, hard)) => {
+                        self.service.limits.retain(|l| l.resource != resource);
+                        self.service.limits.push(ResourceLimit {
+                            resource,
+                            soft,
+                            hard,
+                        });
+                    }
+                    Err(e) => self.warn(at, format!("{key}={value}: {e}, ignoring")),
+                }
+            }
+            "TasksMax" => match parse_max(value, false) {
+                Ok(m) => self.service.tasks_max = Some(m),
+                Err(e) => self.warn(at, format!("{key}={value}: {e}, ignoring")),
+            },
+            "Sockets" => {
+                let names = self.names(at, key, value);
+                for n in names {
+                    if !self.service.sockets.contains(&n) {
+                        self.service.sockets.push(n);
+                    }
+                }
+            }
             _ => return false,
+        }
+        true
+    }
+
+    fn assign_socket(&mut self, at: &At<'_>, key: &str, value: &str) -> bool {
+        let value = self.spec(at, value);
+        match socket::assign(&mut self.socket, key, &value) {
+            Applied::Done => {}
+            Applied::Unknown => return false,
+            Applied::Warning(w) => self.warn(at, w),
+            Applied::Error(e) => {
+                self.diag(at.file, Some(at.line), Level::Error, e.clone());
+                self.socket_error = Some(format!("{}:{}: {e}", at.file.display(), at.line));
+            }
         }
         true
     }
@@ -492,7 +566,8 @@ impl<'a> Builder<'a> {
             "oneshot" => ServiceType::Oneshot,
             "forking" => ServiceType::Forking,
             "idle" => ServiceType::Simple,
-            "notify" | "notify-reload" | "dbus" => {
+            "notify" | "notify-reload" => ServiceType::Notify,
+            "dbus" => {
                 self.warn(
                     at,
                     format!("Type={value} is not supported, treated as Type=simple"),
@@ -550,6 +625,21 @@ impl<'a> Builder<'a> {
                     existing
                 }
             }
+            "Alias" => {
+                for n in self.names(at, key, value) {
+                    let same_type =
+                        n.rsplit_once('.').map(|(_, t)| t) == Some(self.name.suffix.as_str());
+                    if !same_type {
+                        self.warn(
+                            at,
+                            format!("Alias={n}: not a .{} name, ignoring", self.name.suffix),
+                        );
+                    } else if !self.unit.install.alias.contains(&n) {
+                        self.unit.install.alias.push(n);
+                    }
+                }
+                return true;
+            }
             _ => return false,
         };
         if key == "WantedBy" {
@@ -563,6 +653,17 @@ impl<'a> Builder<'a> {
     /// Checks the whole unit once every file is applied; `main_file`
     /// names the unit file in errors.
     pub fn finish(mut self, main_file: &Path) -> (Unit, Vec<Diagnostic>) {
+        if self.is_socket() {
+            if let Some(e) = self.socket_error.take() {
+                self.unit.load = LoadState::Error(e);
+            } else if self.socket.listen.is_empty() {
+                let e = "socket has no ListenStream= or ListenDatagram=; refusing";
+                self.diag(main_file, None, Level::Error, e.to_string());
+                self.unit.load = LoadState::Error(e.to_string());
+            }
+            self.unit.socket = Some(std::mem::take(&mut self.socket));
+            return (self.unit, self.diags);
+        }
         if !self.is_service() {
             return (self.unit, self.diags);
         }
@@ -595,6 +696,51 @@ impl<'a> Builder<'a> {
         self.unit.service = Some(svc);
         (self.unit, self.diags)
     }
+}
+
+/// `n`, `soft:hard`, `infinity`; `LimitNOFILE=infinity` is the kernel's
+/// `fs.nr_open` at start, as in systemd (the kernel refuses more).
+fn parse_rlimit(value: &str, resource: Resource) -> Result<(Max, Max), String> {
+    let bytes = resource == Resource::Core;
+    match value.split_once(':') {
+        Some((soft, hard)) => {
+            let (soft, hard) = (parse_max(soft, bytes)?, parse_max(hard, bytes)?);
+            let above = match (soft, hard) {
+                (Max::Infinity, Max::Value(_)) => true,
+                (Max::Value(s), Max::Value(h)) => s > h,
+                _ => false,
+            };
+            if above {
+                return Err("the soft limit is above the hard one".to_string());
+            }
+            Ok((soft, hard))
+        }
+        None => {
+            let m = parse_max(value, bytes)?;
+            Ok((m, m))
+        }
+    }
+}
+
+/// A number or `infinity`; with `bytes`, `K`/`M`/`G`/`T` suffixes (base
+/// 1024) are allowed.
+fn parse_max(value: &str, bytes: bool) -> Result<Max, String> {
+    if value == "infinity" {
+        return Ok(Max::Infinity);
+    }
+    let (digits, factor) = match value.char_indices().last() {
+        Some((i, c)) if bytes && "KMGT".contains(c) => {
+            let exp = "KMGT".find(c).map_or(1, |p| p + 1);
+            (value.get(..i).unwrap_or(""), 1u64 << (10 * exp))
+        }
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .map(Max::Value)
+        .ok_or_else(|| "not a number or infinity".to_string())
 }
 
 /// systemd's booleans.
@@ -719,14 +865,14 @@ RequiredBy=x.target
 
     #[test]
     fn unknown_things_warn_with_file_and_line() {
-        let text = "[Unit]\nDescription=x\nFrobnicate=yes\n[Service]\nExecStart=/bin/true\nKillMode=process\n[Weird]\nA=b\nexecstart=/bin/false\n";
+        let text = "[Unit]\nDescription=x\nFrobnicate=yes\n[Service]\nExecStart=/bin/true\nKillSignal=SIGINT\n[Weird]\nA=b\nexecstart=/bin/false\n";
         let (u, d) = parse_one("a.service", "/etc/systemd/system/a.service", text);
         assert_eq!(u.load, LoadState::Loaded);
         assert_eq!(
             msgs(&d),
             [
                 "/etc/systemd/system/a.service:3: warning: unknown directive Frobnicate= in [Unit], ignoring",
-                "/etc/systemd/system/a.service:6: warning: unsupported directive KillMode= in [Service], ignoring",
+                "/etc/systemd/system/a.service:6: warning: unsupported directive KillSignal= in [Service], ignoring",
                 "/etc/systemd/system/a.service:7: warning: unknown section [Weird], ignoring",
             ]
         );
@@ -800,13 +946,20 @@ RequiredBy=x.target
         let (u, d) = parse_one(
             "a.service",
             "/f",
-            "[Service]\nType=notify\nExecStart=/bin/a\nRestart=on-watchdog\n",
+            "[Service]\nType=dbus\nExecStart=/bin/a\nRestart=on-watchdog\n",
         );
         let s = u.service.unwrap();
         assert_eq!(s.kind, ServiceType::Simple);
         assert_eq!(s.restart, Restart::OnWatchdog);
         assert_eq!(d.len(), 2);
-        assert!(d[0].message.contains("Type=notify"));
+        assert!(d[0].message.contains("Type=dbus"));
+        let (u, d) = parse_one(
+            "a.service",
+            "/f",
+            "[Service]\nType=notify-reload\nExecStart=/bin/a\n",
+        );
+        assert!(d.is_empty());
+        assert_eq!(u.service.unwrap().kind, ServiceType::Notify);
         let (u, _) = parse_one(
             "a.service",
             "/f",
@@ -853,10 +1006,7 @@ RequiredBy=x.target
         assert_eq!(u.load, LoadState::Loaded);
         assert_eq!(
             msgs(&d),
-            [
-                "/f:3: warning: unknown section [Service], ignoring",
-                "/f:6: warning: unsupported directive Alias= in [Install], ignoring"
-            ]
+            ["/f:3: warning: unknown section [Service], ignoring",]
         );
         let (_, d) = parse_one("a.timer", "/f", "[Timer]\nOnCalendar=daily\n");
         assert!(d.is_empty());
@@ -876,5 +1026,138 @@ RequiredBy=x.target
             assert_eq!(parse_bool(f), Some(false), "{f}");
         }
         assert_eq!(parse_bool("2"), None);
+    }
+
+    /// Debian bookworm's docker.io 20.10.24 and containerd 1.6.20 units.
+    const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nDocumentation=https://docs.docker.com\nAfter=network-online.target docker.socket firewalld.service containerd.service time-set.target\nWants=network-online.target containerd.service\nRequires=docker.socket\n[Service]\nType=notify\nEnvironmentFile=-/etc/default/docker\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\nExecReload=/bin/kill -s HUP $MAINPID\nTimeoutStartSec=0\nRestartSec=2\nRestart=always\nStartLimitBurst=3\nStartLimitInterval=60s\nLimitNOFILE=infinity\nLimitNPROC=infinity\nLimitCORE=infinity\nTasksMax=infinity\nDelegate=yes\nKillMode=process\nOOMScoreAdjust=-500\n[Install]\nWantedBy=multi-user.target\n";
+    const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n[Install]\nWantedBy=sockets.target\n";
+    const CONTAINERD_SERVICE: &str = "[Unit]\nDescription=containerd container runtime\nDocumentation=https://containerd.io\nAfter=network.target local-fs.target\n[Service]\nExecStartPre=-/sbin/modprobe overlay\nExecStart=/usr/bin/containerd\nType=notify\nDelegate=yes\nKillMode=process\nRestart=always\nRestartSec=5\nLimitNPROC=infinity\nLimitCORE=infinity\nLimitNOFILE=infinity\nTasksMax=infinity\nOOMScoreAdjust=-999\n[Install]\nWantedBy=multi-user.target\n";
+
+    #[test]
+    fn debian_docker_units_load_without_warnings() {
+        let (u, d) = parse_one(
+            "docker.service",
+            "/lib/systemd/system/docker.service",
+            DOCKER_SERVICE,
+        );
+        assert!(d.is_empty(), "{:?}", msgs(&d));
+        assert_eq!(u.load, LoadState::Loaded);
+        assert_eq!(u.requires, ["docker.socket"]);
+        assert_eq!(u.wants, ["network-online.target", "containerd.service"]);
+        assert_eq!(
+            (u.start_limit_burst, u.start_limit_interval.as_secs()),
+            (3, 60)
+        );
+        let s = u.service.unwrap();
+        assert_eq!(s.kind, ServiceType::Notify);
+        assert_eq!(s.timeout_start, None);
+        assert_eq!(s.kill_mode, KillMode::Process);
+        assert!(s.delegate);
+        assert_eq!(s.oom_score_adjust, Some(-500));
+        assert_eq!(s.tasks_max, Some(Max::Infinity));
+        assert_eq!(s.limits.len(), 3);
+        assert!(s
+            .limits
+            .iter()
+            .all(|l| l.soft == Max::Infinity && l.hard == Max::Infinity));
+        assert_eq!(
+            s.exec_reload[0].argv,
+            ["/bin/kill", "-s", "HUP", "$MAINPID"]
+        );
+
+        let (u, d) = parse_one(
+            "docker.socket",
+            "/lib/systemd/system/docker.socket",
+            DOCKER_SOCKET,
+        );
+        assert!(d.is_empty(), "{:?}", msgs(&d));
+        assert_eq!(u.load, LoadState::Loaded);
+        assert!(u.service.is_none());
+        let sock = u.socket.unwrap();
+        assert_eq!(sock.mode, 0o660);
+        assert_eq!(sock.group.as_deref(), Some("docker"));
+        assert_eq!(sock.service_name("docker.socket"), "docker.service");
+        assert_eq!(u.install.wanted_by, ["sockets.target"]);
+
+        let (u, d) = parse_one(
+            "containerd.service",
+            "/lib/systemd/system/containerd.service",
+            CONTAINERD_SERVICE,
+        );
+        // ExecStartPre's /sbin/modprobe is absolute: no lookup needed.
+        assert!(d.is_empty(), "{:?}", msgs(&d));
+        let s = u.service.unwrap();
+        assert_eq!(s.kind, ServiceType::Notify);
+        assert_eq!(s.oom_score_adjust, Some(-999));
+        assert_eq!(s.kill_mode, KillMode::Process);
+    }
+
+    #[test]
+    fn dependency_kinds_alias_and_limits() {
+        let (u, d) = parse_one(
+            "etcd.service",
+            "/f",
+            "[Unit]\nBindsTo=a.service\nPartOf=b.service c.service\n\
+             [Service]\nExecStart=/bin/etcd\nLimitNOFILE=1024:4096\nLimitCORE=4K\n\
+             LimitNPROC=9:8\nTasksMax=512\nKillMode=mixed\nOOMScoreAdjust=5000\nDelegate=cpu memory\n\
+             [Install]\nAlias=etcd2.service\nAlias=etcd.socket\n",
+        );
+        assert_eq!(u.binds_to, ["a.service"]);
+        assert_eq!(u.part_of, ["b.service", "c.service"]);
+        assert_eq!(u.pulls().count(), 1);
+        assert_eq!(u.install.alias, ["etcd2.service"]);
+        let s = u.service.unwrap();
+        assert_eq!(
+            s.limits,
+            vec![
+                ResourceLimit {
+                    resource: Resource::Nofile,
+                    soft: Max::Value(1024),
+                    hard: Max::Value(4096)
+                },
+                ResourceLimit {
+                    resource: Resource::Core,
+                    soft: Max::Value(4096),
+                    hard: Max::Value(4096)
+                },
+            ]
+        );
+        assert_eq!(s.tasks_max, Some(Max::Value(512)));
+        assert_eq!(s.kill_mode, KillMode::Mixed);
+        assert_eq!(s.oom_score_adjust, None);
+        assert!(s.delegate);
+        assert_eq!(
+            msgs(&d),
+            [
+                "/f:8: warning: LimitNPROC=9:8: the soft limit is above the hard one, ignoring",
+                "/f:11: warning: OOMScoreAdjust=5000: not a number in -1000…1000, ignoring",
+                "/f:15: warning: Alias=etcd.socket: not a .service name, ignoring",
+            ]
+        );
+    }
+
+    #[test]
+    fn accept_yes_is_a_load_error_naming_file_and_line() {
+        let (u, d) = parse_one(
+            "x.socket",
+            "/etc/systemd/system/x.socket",
+            "[Socket]\nListenStream=/run/x.sock\nAccept=yes\nBacklog=5\n",
+        );
+        assert_eq!(
+            msgs(&d),
+            [
+                "/etc/systemd/system/x.socket:3: error: Accept=yes (one service instance per connection) is not supported; refusing",
+                "/etc/systemd/system/x.socket:4: warning: unsupported directive Backlog= in [Socket], ignoring",
+            ]
+        );
+        assert!(
+            matches!(&u.load, LoadState::Error(e) if e.starts_with("/etc/systemd/system/x.socket:3: "))
+        );
+        let (u, d) = parse_one("y.socket", "/y", "[Socket]\nSocketMode=0600\n");
+        assert_eq!(
+            msgs(&d),
+            ["/y: error: socket has no ListenStream= or ListenDatagram=; refusing"]
+        );
+        assert!(matches!(u.load, LoadState::Error(_)));
     }
 }
