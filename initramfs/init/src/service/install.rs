@@ -1,6 +1,7 @@
 //! `enable` and `disable`: the `.wants/`/`.requires/` links under
 //! `/etc/systemd/system` that `systemctl enable` makes, from the unit's
-//! `[Install]` section.
+//! `[Install]` section, and the `Alias=` links (`etcd2.service` →
+//! `etcd.service`).
 
 use super::{load_failure, Manager};
 use crate::units;
@@ -19,7 +20,7 @@ impl Manager {
             .iter()
             .chain(&unit.install.required_by)
             .collect();
-        if targets.is_empty() {
+        if targets.is_empty() && unit.install.alias.is_empty() {
             return Err(
                 "the unit has no [Install] WantedBy= or RequiredBy=; nothing to enable".into(),
             );
@@ -45,6 +46,25 @@ impl Manager {
                 .map_err(|e| format!("linking /{dir}/{name}: {e}"))?;
             made.push(format!("/{dir}/{name} → {}", source.display()));
         }
+        for alias in &unit.install.alias {
+            let dir = self.cfg.root.join("etc/systemd/system");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("creating /etc/systemd/system: {e}"))?;
+            let link = dir.join(alias);
+            // Only a link is replaced, never a unit file of that name.
+            if std::fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
+                return Err(format!(
+                    "Alias={alias}: /etc/systemd/system/{alias} exists and is not a link"
+                ));
+            }
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&source, &link)
+                .map_err(|e| format!("linking /etc/systemd/system/{alias}: {e}"))?;
+            made.push(format!(
+                "/etc/systemd/system/{alias} → {}",
+                source.display()
+            ));
+        }
         Ok(format!("enabled: {}", made.join(", ")))
     }
 
@@ -53,6 +73,16 @@ impl Manager {
     pub fn disable(&mut self, name: &str) -> Result<String, String> {
         let dir = self.cfg.root.join("etc/systemd/system");
         let mut removed = Vec::new();
+        // Alias= links made by enable.
+        let (unit, _) = units::load_unit(&self.cfg.root, name, &self.ctx);
+        for alias in &unit.install.alias {
+            let link = dir.join(alias);
+            if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(&link)
+                    .map_err(|err| format!("removing /etc/systemd/system/{alias}: {err}"))?;
+                removed.push(format!("/etc/systemd/system/{alias}"));
+            }
+        }
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
                 let fname = e.file_name().to_string_lossy().into_owned();

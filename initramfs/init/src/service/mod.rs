@@ -493,6 +493,10 @@ impl Manager {
     /// Queues a job from the control socket: loads the unit if needed.
     /// `Err` when the unit cannot be started at all.
     pub fn request(&mut self, name: &str, job: Job) -> Result<(), String> {
+        // An alias (`etcd2.service`) is the unit it links to, as in
+        // systemd: one unit, not two.
+        let canonical = units::alias_target(&self.cfg.root, name);
+        let name = canonical.as_deref().unwrap_or(name);
         if job != Job::Stop {
             let idle = self
                 .rt
@@ -832,7 +836,8 @@ impl Manager {
         for r in self.rt.values() {
             let mut at = r.deadline;
             if r.phase.stopping() && r.main_pid.is_none() && r.control_pid.is_none() {
-                at = Some(at.map_or(now + EMPTY_POLL, |d| d.min(now + EMPTY_POLL)));
+                let poll_at = now.saturating_add(EMPTY_POLL);
+                at = Some(at.map_or(poll_at, |d| d.min(poll_at)));
             }
             if let Some(at) = at {
                 next = Some(next.map_or(at, |n: Duration| n.min(at)));
@@ -890,7 +895,7 @@ impl Manager {
                 self.set_phase(name, Phase::StopSigkill);
                 self.kill_group(name);
                 if let Some(rt) = self.rt.get_mut(name) {
-                    rt.deadline = Some(self.epoch.elapsed() + KILL_WAIT);
+                    rt.deadline = Some(self.epoch.elapsed().saturating_add(KILL_WAIT));
                     rt.result = Some("stop timeout: killed".to_string());
                 }
             }
@@ -1053,7 +1058,7 @@ impl Manager {
         if let Some(rt) = self.rt.get_mut(name) {
             rt.failures_in_row = rt.failures_in_row.saturating_add(1);
             let delay = restart_delay(base, rt.failures_in_row);
-            rt.deadline = Some(now + delay);
+            rt.deadline = Some(now.saturating_add(delay));
             rt.queue.clear();
             self.note(name, &format!("restarting in {} ms", delay.as_millis()));
         }
@@ -1316,7 +1321,7 @@ impl Manager {
         let timeout = service.timeout_start;
         if let Some(rt) = self.rt.get_mut(name) {
             rt.queue = service.exec_start_pre.iter().cloned().collect();
-            rt.deadline = timeout.map(|t| now + t);
+            rt.deadline = timeout.map(|t| now.saturating_add(t));
             rt.after_stop = AfterStop::Dead;
         }
         self.note(name, "starting");
@@ -1644,7 +1649,7 @@ impl Manager {
             } else {
                 VecDeque::new()
             };
-            rt.deadline = service.timeout_stop.map(|t| now + t);
+            rt.deadline = service.timeout_stop.map(|t| now.saturating_add(t));
         }
         self.note(name, "stopping");
         self.set_phase(name, Phase::Stop);
@@ -1668,7 +1673,7 @@ impl Manager {
         let now = self.now();
         self.set_phase(name, Phase::StopSigterm);
         if let Some(rt) = self.rt.get_mut(name) {
-            rt.deadline = timeout.map(|t| now + t);
+            rt.deadline = timeout.map(|t| now.saturating_add(t));
         }
         self.signal_group(name, Signal::SIGTERM);
         self.signal_group(name, Signal::SIGCONT);
@@ -1690,7 +1695,7 @@ impl Manager {
         if let Some(rt) = self.rt.get_mut(name) {
             rt.main_pid = None;
             rt.queue = post.into_iter().collect();
-            rt.deadline = Some(now + Duration::from_secs(10));
+            rt.deadline = Some(now.saturating_add(Duration::from_secs(10)));
         }
         self.run_next(name);
     }

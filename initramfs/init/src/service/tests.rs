@@ -488,6 +488,111 @@ fn enable_and_disable_link_into_wants() {
     assert_eq!(f.m.disable("late.service").unwrap(), "not enabled");
 }
 
+#[test]
+fn alias_links_on_enable_name_the_same_unit() {
+    let mut f = fixture(&[(
+        "!etcd.service",
+        "[Service]\nExecStart=/bin/sh -c 'exec sleep 100'\n[Install]\nWantedBy=multi-user.target\nAlias=etcd2.service\n",
+    )]);
+    let msg = f.m.enable("etcd.service").unwrap();
+    assert!(
+        msg.contains("/etc/systemd/system/etcd2.service → /etc/systemd/system/etcd.service"),
+        "{msg}"
+    );
+    assert_eq!(
+        crate::units::alias_target(f.dir.path(), "etcd2.service").as_deref(),
+        Some("etcd.service")
+    );
+    assert_eq!(
+        crate::units::alias_target(f.dir.path(), "etcd.service"),
+        None
+    );
+    // Starting the alias starts the unit itself.
+    f.m.request("etcd2.service", Job::Start).unwrap();
+    f.until("etcd up", Duration::from_secs(5), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "etcd.service" && u.active == ActiveState::Active)
+    });
+    assert!(f.m.unit_infos().iter().all(|u| u.name != "etcd2.service"));
+    let msg = f.m.disable("etcd.service").unwrap();
+    assert!(msg.contains("/etc/systemd/system/etcd2.service"), "{msg}");
+    assert!(!f.path("etc/systemd/system/etcd2.service").exists());
+    f.m.stop_all();
+    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
+}
+
+#[test]
+fn limits_and_oom_score_reach_the_service() {
+    let mut f = fixture(&[(
+        "l.service",
+        "[Service]\nType=oneshot\nLimitNOFILE=1234:5678\nLimitCORE=infinity\nOOMScoreAdjust=500\nExecStart=/bin/sh -c 'ulimit -Sn > %OUT%/soft; ulimit -Hn > %OUT%/hard; ulimit -c > %OUT%/core; cat /proc/self/oom_score_adj > %OUT%/oom'\n",
+    )]);
+    let out = f.out_dir(&["l.service"]);
+    f.m.boot("");
+    f.until("l done", Duration::from_secs(5), |m| {
+        m.all_stopped()
+            || m.unit_infos()
+                .iter()
+                .any(|u| u.name == "l.service" && u.sub == "dead" && u.result.is_none())
+    });
+    let read = |n: &str| {
+        std::fs::read_to_string(out.join(n))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(f.info("l.service").result, None);
+    assert_eq!(read("soft"), "1234");
+    assert_eq!(read("hard"), "5678");
+    assert_eq!(read("core"), "unlimited");
+    // Positive: lowering it needs CAP_SYS_RESOURCE, which PID 1 has but
+    // a test sandbox may not.
+    assert_eq!(read("oom"), "500");
+}
+
+#[test]
+fn a_service_started_directly_gets_its_sockets_fds() {
+    let Some(py) = python() else {
+        panic!("python3 is needed for the socket test");
+    };
+    // As docker.service: Requires= and After= its socket, not enabled.
+    let mut f = fixture(&[
+        (
+            "!d.service",
+            "[Unit]\nRequires=d.socket\nAfter=d.socket\nWants=missing-containerd.service\n[Service]\nExecStart=@PY@ %OUT%/echo.py\n",
+        ),
+        (
+            "!d.socket",
+            "[Socket]\nListenStream=%OUT%/d.sock\nFileDescriptorName=api\n",
+        ),
+    ]);
+    let out = f.out_dir(&["d.service", "d.socket"]);
+    std::fs::write(out.join("echo.py"), LISTEN_PY).unwrap();
+    let p = f.path("etc/systemd/system/d.service");
+    let t = std::fs::read_to_string(&p).unwrap().replace("@PY@", &py);
+    std::fs::write(p, t).unwrap();
+    f.m.boot("");
+    f.m.request("d.service", Job::Start).unwrap();
+    f.until("d up", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "d.service" && u.active == ActiveState::Active)
+    });
+    let pid = f.info("d.service").main_pid.unwrap();
+    let mut conn = std::os::unix::net::UnixStream::connect(out.join("d.sock")).unwrap();
+    let mut text = String::new();
+    use std::io::Read;
+    conn.read_to_string(&mut text).unwrap();
+    assert_eq!(text, format!("hello from {pid}\n"));
+    let log_path = f.path("var/log/services/d.service.log");
+    f.until("the names in the log", Duration::from_secs(5), |_| {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("names api"))
+    });
+    f.m.stop_all();
+    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
+}
+
 impl Fixture {
     fn info_enabled(&mut self, name: &str) -> bool {
         self.m.load(&[name.to_string()]);

@@ -130,6 +130,19 @@ pub(crate) fn find_fragment(root: &Path, name: &str) -> Option<Fragment> {
     None
 }
 
+/// For a unit whose file is a link to a file of another name of the same
+/// type (an `Alias=` that `enable` made: `etcd2.service` →
+/// `etcd.service`), that name; templates are not aliases.
+pub fn alias_target(root: &Path, name: &str) -> Option<String> {
+    let Some(Fragment::File { host, .. }) = find_fragment(root, name) else {
+        return None;
+    };
+    let target = host.file_name()?.to_str()?.to_string();
+    let parsed = super::UnitName::parse(&target).ok()?;
+    let same_type = name.rsplit_once('.').map(|(_, t)| t) == Some(parsed.suffix.as_str());
+    (target != name && same_type && !parsed.is_template()).then_some(target)
+}
+
 /// A drop-in to read: its path on the target system and on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DropIn {

@@ -66,7 +66,7 @@ use std::time::Duration;
 
 pub use env::parse_env_file;
 pub use exec::{expand, ExecCommand, Privilege, EXEC_SEARCH_PATH};
-pub use fs::{units_wanted_by, wanted_by_targets, UNIT_SEARCH_PATH};
+pub use fs::{alias_target, units_wanted_by, wanted_by_targets, UNIT_SEARCH_PATH};
 pub use load::load_unit;
 pub use name::UnitName;
 pub use order::{start_order, Cycle, Skipped, StartOrder};
