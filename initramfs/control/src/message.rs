@@ -210,4 +210,7 @@ pub struct UnitStatus {
     /// Path of its current log file.
     #[serde(default)]
     pub log: Option<String>,
+    /// The last `STATUS=` a `Type=notify` service sent (`sd_notify(3)`).
+    #[serde(default)]
+    pub status_text: Option<String>,
 }

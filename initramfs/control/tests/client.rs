@@ -133,6 +133,7 @@ fn big_status_fits_the_client_limit() {
             memory_bytes: Some(1 << 20),
             tasks: Some(1),
             log: Some(format!("/var/log/services/unit-number-{i}.service.log")),
+            status_text: None,
         })
         .collect();
     let status = SystemStatus {

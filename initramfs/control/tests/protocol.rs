@@ -21,6 +21,7 @@ fn unit_fixture() -> UnitStatus {
         memory_bytes: Some(4_612_096),
         tasks: Some(1),
         log: Some("/var/log/services/sshd.service.log".into()),
+        status_text: Some("Ready to serve".into()),
     }
 }
 
@@ -143,7 +144,8 @@ fn responses_have_the_documented_json() {
                 "name": "sshd.service", "description": "OpenSSH server", "load": "loaded",
                 "enabled": true, "active": "active", "sub": "running", "main_pid": 312,
                 "since_ms": 2100, "restarts": 0, "result": null, "memory_bytes": 4612096,
-                "tasks": 1, "log": "/var/log/services/sshd.service.log"}]}})
+                "tasks": 1, "log": "/var/log/services/sshd.service.log",
+                "status_text": "Ready to serve"}]}})
     );
 }
 

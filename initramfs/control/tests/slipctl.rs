@@ -31,6 +31,7 @@ fn unit(name: &str, active: ActiveState, sub: &str, log: Option<&Path>) -> UnitS
         memory_bytes: None,
         tasks: None,
         log: log.map(|p| p.display().to_string()),
+        status_text: None,
     }
 }
 

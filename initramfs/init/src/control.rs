@@ -258,6 +258,7 @@ mod tests {
             memory_bytes: None,
             tasks: None,
             log: None,
+            status_text: None,
         }
     }
 

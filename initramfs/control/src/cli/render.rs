@@ -139,6 +139,10 @@ pub fn unit_block(u: &UnitStatus, uptime_ms: u64, color: bool) -> Vec<String> {
     if let Some(pid) = u.main_pid {
         field("Main PID", pid.to_string());
     }
+    // What a Type=notify service last said (STATUS=), as systemctl shows it.
+    if let Some(text) = &u.status_text {
+        field("Status", format!("\"{text}\""));
+    }
     field("Restarts", u.restarts.to_string());
     if let Some(bytes) = u.memory_bytes {
         field("Memory", size(bytes));
@@ -208,6 +212,7 @@ mod tests {
             memory_bytes: None,
             tasks: None,
             log: None,
+            status_text: None,
         }
     }
 
@@ -310,6 +315,22 @@ mod tests {
         assert_eq!(lines[0], "● web.service");
         assert!(lines.contains(&"      Active: active (running) since 0 s".to_owned()));
         assert!(lines.contains(&"Last failure: exit status 1".to_owned()));
+
+        let mut docker = unit("docker.service", ActiveState::Active, "running");
+        docker.main_pid = Some(700);
+        docker.status_text = Some("Processing requests".into());
+        assert_eq!(
+            unit_block(&docker, 0, false)[3..5],
+            [
+                "    Main PID: 700".to_owned(),
+                "      Status: \"Processing requests\"".to_owned()
+            ]
+        );
+        let socket = unit("docker.socket", ActiveState::Active, "listening");
+        assert_eq!(
+            unit_block(&socket, 0, false)[2],
+            "      Active: active (listening) since 0 s"
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl Manager {
                     log: rt
                         .and_then(|r| r.log.as_ref())
                         .map(|l| l.path().display().to_string()),
+                    status_text: rt.filter(|_| running).and_then(|r| r.status_text.clone()),
                 }
             })
             .collect()

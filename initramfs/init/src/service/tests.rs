@@ -656,6 +656,8 @@ fn notify_service_is_active_only_after_ready() {
             .any(|u| u.name == "n.service" && u.active == ActiveState::Active)
     });
     assert_eq!(f.m.status_text("n.service").as_deref(), Some("serving"));
+    // What slipctl status shows.
+    assert_eq!(f.info("n.service").status_text.as_deref(), Some("serving"));
     f.m.stop_all();
     f.until("n stopped", Duration::from_secs(10), |m| m.all_stopped());
 }
