@@ -975,6 +975,17 @@ impl Manager {
                         self.failed(&name, describe(outcome), outcome);
                     }
                 }
+                Phase::Start if kind == Some(ServiceType::Notify) => {
+                    // Gone before READY=1: a failed start whatever the
+                    // exit status (systemd's "protocol" result).
+                    let why = format!("main process {} before READY=1", describe(outcome));
+                    let outcome = match outcome {
+                        ExitOutcome::Success => ExitOutcome::ExitCode(1),
+                        o => o,
+                    };
+                    self.kill_group(&name);
+                    self.failed(&name, why, outcome);
+                }
                 Phase::StartPre | Phase::Start | Phase::StartPost | Phase::Running => {
                     self.main_ended(&name, outcome)
                 }

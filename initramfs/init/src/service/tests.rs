@@ -677,6 +677,24 @@ fn notify_service_without_ready_times_out() {
     assert_eq!(f.info("n.service").result.as_deref(), Some("start timeout"));
 }
 
+#[test]
+fn notify_service_exiting_before_ready_fails() {
+    let mut f = fixture(&[(
+        "n.service",
+        "[Service]\nType=notify\nExecStart=/bin/sh -c 'exit 0'\n",
+    )]);
+    f.m.boot("");
+    f.until("n failed", Duration::from_secs(10), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "n.service" && u.active == ActiveState::Failed)
+    });
+    assert_eq!(
+        f.info("n.service").result.as_deref(),
+        Some("main process exited successfully before READY=1")
+    );
+}
+
 /// A socket-activated service in Python that checks what
 /// `sd_listen_fds(3)` checks and answers on the passed fd.
 const LISTEN_PY: &str = "import os,socket,sys\nassert os.environ['LISTEN_PID']==str(os.getpid()), os.environ['LISTEN_PID']\nassert os.environ['LISTEN_FDS']=='1'\nprint('names', os.environ['LISTEN_FDNAMES'], flush=True)\ns=socket.socket(fileno=3)\nwhile True:\n    c,_=s.accept()\n    c.sendall(b'hello from %d\\n' % os.getpid())\n    c.close()\n";
