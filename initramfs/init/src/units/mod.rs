@@ -20,8 +20,10 @@
 //! - `<name>.wants/` and `<name>.requires/` entries add to the unit's
 //!   `Wants=`/`Requires=` ([`units_wanted_by`], [`wanted_by_targets`]).
 //! - [`UnitSet::load`] loads the named units and, transitively, what they
-//!   want and require. A `.target` without a file but with a `.wants/` or
-//!   `.requires/` directory loads as an empty target.
+//!   want, require or are bound to. A `.target` without a file but with a
+//!   `.wants/` or `.requires/` directory loads as an empty target. A unit
+//!   pulled in without a file is a warning, and harmless to the unit
+//!   pulling it in (as in systemd).
 //!
 //! # Parsing
 //!
@@ -34,6 +36,33 @@
 //! cannot run (no `ExecStart=`, or several, without `Type=oneshot`; a
 //! oneshot with `Restart=always`) is a [`Level::Error`] and
 //! [`LoadState::Error`].
+//!
+//! # Keys
+//!
+//! - `[Unit]`: `Description=`, `Documentation=`, `After=`, `Before=`,
+//!   `Requires=`, `Wants=`, `BindsTo=` (as `Requires=`, and the unit
+//!   stops whenever that unit becomes inactive), `PartOf=` (stops and
+//!   restarts of that unit reach this one), `Condition…=` (path kinds),
+//!   `StartLimitIntervalSec=`, `StartLimitBurst=`.
+//! - `[Service]`: `Type=` (`simple`, `exec`, `oneshot`, `forking`,
+//!   `notify`/`notify-reload`: started on `READY=1` at `$NOTIFY_SOCKET`),
+//!   `ExecStartPre/ExecStart/ExecStartPost/ExecReload/ExecStop/ExecStopPost=`,
+//!   `Restart=`, `RestartSec=`, `TimeoutStartSec=`/`TimeoutStopSec=`/
+//!   `TimeoutSec=` (`0` and `infinity`: no limit), `Environment=`,
+//!   `EnvironmentFile=`, `User=`, `Group=`, `WorkingDirectory=`,
+//!   `RemainAfterExit=`, `StandardOutput=`/`StandardError=`,
+//!   `StartLimitInterval[Sec]=`/`StartLimitBurst=` (also here, as
+//!   systemd accepts), `KillMode=` (`control-group`, `mixed`, `process`,
+//!   `none`), `Delegate=`, `OOMScoreAdjust=`, `LimitNOFILE=`,
+//!   `LimitNPROC=`, `LimitCORE=` (`n`, `soft:hard`, `infinity`),
+//!   `TasksMax=` (the cgroup's `pids.max`), `Sockets=`.
+//! - `[Socket]` (`.socket` units, [`Socket`]): `ListenStream=` (a path,
+//!   a port, or `addr:port`), `ListenDatagram=`, `SocketMode=`,
+//!   `SocketUser=`, `SocketGroup=`, `DirectoryMode=`, `Service=`,
+//!   `RemoveOnStop=`, `FileDescriptorName=`, `Accept=no` (`Accept=yes` is
+//!   an error naming the file and line).
+//! - `[Install]`: `WantedBy=`, `RequiredBy=`, `Alias=` (made a link by
+//!   `enable`; [`alias_target`] resolves it).
 //!
 //! Specifiers (`%n %N %p %P %i %I %j %J %f %H %l %m %b %t %T %V %S %C %L
 //! %E %%`) are expanded at load time in names, paths, descriptions,
@@ -136,7 +165,8 @@ pub enum LoadState {
     Masked,
     /// No unit file (nor drop-ins) in any search directory.
     NotFound,
-    /// A type other than `.service` and `.target` (`.timer`, `.mount`, …).
+    /// A type other than `.service`, `.socket` and `.target` (`.timer`,
+    /// `.mount`, …).
     Unsupported,
     /// Loaded but not startable; the message says why.
     Error(String),
