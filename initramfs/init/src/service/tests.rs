@@ -893,3 +893,107 @@ fn binds_to_stops_with_the_other_unit_and_missing_wants_are_harmless() {
     f.m.stop_all();
     f.until("all stopped", Duration::from_secs(10), |m| m.all_stopped());
 }
+
+/// A stand-in for dockerd (Debian's docker.service runs it with
+/// `-H fd://`): checks what go-systemd's activation checks, that
+/// containerd was ready first, tells READY=1, and answers on fd 3.
+const FAKE_DOCKERD: &str = "import os,socket,sys\nassert os.environ['LISTEN_PID']==str(os.getpid())\nassert os.environ['LISTEN_FDS']=='1'\nassert os.environ['LISTEN_FDNAMES']=='docker.socket'\nassert os.path.exists(sys.argv[1]+'/containerd-ready')\nn=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\nn.sendto(b'READY=1\\nSTATUS=Processing requests', os.environ['NOTIFY_SOCKET'])\ns=socket.socket(fileno=3)\nwhile True:\n    c,_=s.accept()\n    c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nOK')\n    c.close()\n";
+const FAKE_CONTAINERD: &str = "import os,socket,sys,time\ntime.sleep(0.2)\nopen(sys.argv[1]+'/containerd-ready','w').close()\nn=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\nn.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\ntime.sleep(60)\n";
+
+#[test]
+fn debians_docker_units_socket_activate_dockerd_after_containerd() {
+    let Some(py) = python() else {
+        panic!("python3 is needed for the docker-shaped test");
+    };
+    use crate::units::tests::{
+        DEBIAN_CONTAINERD_SERVICE, DEBIAN_DOCKER_SERVICE, DEBIAN_DOCKER_SOCKET,
+    };
+    let mut f = fixture(&[("sockets.target", "[Unit]\nDescription=Sockets\n")]);
+    let root = f.dir.path().to_path_buf();
+    let out = f.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let lib = root.join("lib/systemd/system");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("docker.service"), DEBIAN_DOCKER_SERVICE).unwrap();
+    std::fs::write(lib.join("docker.socket"), DEBIAN_DOCKER_SOCKET).unwrap();
+    std::fs::write(lib.join("containerd.service"), DEBIAN_CONTAINERD_SERVICE).unwrap();
+    let etc = root.join("etc/systemd/system");
+    std::fs::create_dir_all(etc.join("sockets.target.wants")).unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/docker.socket",
+        etc.join("sockets.target.wants/docker.socket"),
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\ndocker:x:233:\n").unwrap();
+    // Drop-ins put the daemons' stand-ins and the socket in the test's
+    // tree, and keep limits a test sandbox may not raise (PID 1 can).
+    let o = out.display();
+    // This process's hard limit on processes: a sandbox may not raise it
+    // to infinity (PID 1 can).
+    let nproc = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max processes"))
+        .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .unwrap();
+    let nproc = if nproc == "unlimited" {
+        "infinity".to_string()
+    } else {
+        nproc
+    };
+    let drop_in = |unit: &str, text: String| {
+        let d = etc.join(format!("{unit}.d"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("test.conf"), text).unwrap();
+    };
+    std::fs::write(out.join("dockerd.py"), FAKE_DOCKERD).unwrap();
+    std::fs::write(out.join("containerd.py"), FAKE_CONTAINERD).unwrap();
+    drop_in(
+        "docker.service",
+        format!("[Service]\nExecStart=\nExecStart={py} {o}/dockerd.py {o}\nLimitNOFILE=1024\nLimitNPROC={nproc}\n"),
+    );
+    drop_in(
+        "containerd.service",
+        format!("[Service]\nExecStartPre=\nExecStart=\nExecStart={py} {o}/containerd.py {o}\nOOMScoreAdjust=0\nLimitNOFILE=1024\nLimitNPROC={nproc}\n"),
+    );
+    drop_in(
+        "docker.socket",
+        format!("[Socket]\nListenStream=\nListenStream={o}/docker.sock\n"),
+    );
+
+    f.m.boot("");
+    f.until("docker.socket listening", Duration::from_secs(5), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "docker.socket" && u.sub == "listening")
+    });
+    // The boot does not wait for dockerd: it is not even started.
+    f.until("boot done", Duration::from_secs(5), |m| m.boot_done);
+    assert!(f
+        .m
+        .unit_infos()
+        .iter()
+        .all(|u| !u.name.ends_with(".service") || u.active == ActiveState::Inactive));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(out.join("docker.sock")).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, 233));
+
+    // `docker ps`: the first connection starts containerd, then dockerd.
+    let mut conn = std::os::unix::net::UnixStream::connect(out.join("docker.sock")).unwrap();
+    f.until("dockerd ready", Duration::from_secs(15), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "docker.service" && u.active == ActiveState::Active)
+    });
+    assert_eq!(f.info("containerd.service").active, ActiveState::Active);
+    assert_eq!(
+        f.info("docker.service").status_text.as_deref(),
+        Some("Processing requests")
+    );
+    use std::io::Read;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.ends_with("OK"), "{answer}");
+    f.m.stop_all();
+    f.until("all stopped", Duration::from_secs(15), |m| m.all_stopped());
+}

@@ -563,4 +563,4 @@ impl UnitSet {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -593,3 +593,95 @@ fn condition_kinds_follow_links_under_root() {
         .push(c(ConditionKind::PathExists, "/opt/nope", false));
     assert!(!u.conditions_met(r));
 }
+
+/// Debian bookworm's own unit files (docker.io 20.10.24, containerd
+/// 1.6.20), as the image ships them.
+pub(crate) const DEBIAN_DOCKER_SERVICE: &str = include_str!("testdata/debian/docker.service");
+pub(crate) const DEBIAN_DOCKER_SOCKET: &str = include_str!("testdata/debian/docker.socket");
+pub(crate) const DEBIAN_CONTAINERD_SERVICE: &str =
+    include_str!("testdata/debian/containerd.service");
+
+#[test]
+fn debians_docker_units_load_as_the_image_lays_them_out() {
+    let t = Tree::new();
+    t.write("/lib/systemd/system/docker.service", DEBIAN_DOCKER_SERVICE)
+        .write("/lib/systemd/system/docker.socket", DEBIAN_DOCKER_SOCKET)
+        .write(
+            "/lib/systemd/system/containerd.service",
+            DEBIAN_CONTAINERD_SERVICE,
+        )
+        .write(
+            &format!("{USR}/sockets.target"),
+            "[Unit]\nDescription=Sockets\n",
+        )
+        .write(
+            &format!("{USR}/multi-user.target"),
+            "[Unit]\nDescription=Multi-User\n",
+        )
+        .write(
+            &format!("{USR}/network-online.target"),
+            "[Unit]\nDescription=Net\n",
+        )
+        .write(
+            &format!("{USR}/network.target"),
+            "[Unit]\nDescription=Net\n",
+        )
+        .link(
+            "/lib/systemd/system/docker.socket",
+            &format!("{USR}/sockets.target.wants/docker.socket"),
+        )
+        .link(
+            &format!("{USR}/sockets.target"),
+            &format!("{USR}/multi-user.target.wants/sockets.target"),
+        );
+    let (set, d) = t.load(&["multi-user.target"]);
+    assert!(d.is_empty(), "{d:?}");
+    // The boot starts the socket, not the services.
+    let names: Vec<&str> = set.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["docker.socket", "multi-user.target", "sockets.target"]
+    );
+    // Started by traffic or by hand: what docker.service pulls in loads
+    // cleanly (firewalld.service is only ordered after: not loaded).
+    let (set, d) = t.load(&["docker.service"]);
+    assert!(d.is_empty(), "{d:?}");
+    let names: Vec<&str> = set.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "containerd.service",
+            "docker.service",
+            "docker.socket",
+            "network-online.target"
+        ]
+    );
+    let docker = set.get("docker.service").unwrap();
+    let s = docker.service.as_ref().unwrap();
+    assert_eq!(s.kind, ServiceType::Notify);
+    assert_eq!(s.kill_mode, KillMode::Process);
+    assert_eq!(s.restart, Restart::OnFailure);
+    assert_eq!(s.timeout_start, None);
+    assert!(s.limits.contains(&ResourceLimit {
+        resource: Resource::Nofile,
+        soft: Max::Value(1_048_576),
+        hard: Max::Value(1_048_576)
+    }));
+    assert_eq!(
+        (docker.start_limit_burst, docker.start_limit_interval),
+        (3, Duration::from_secs(60))
+    );
+    let containerd = set
+        .get("containerd.service")
+        .unwrap()
+        .service
+        .as_ref()
+        .unwrap();
+    assert_eq!(containerd.oom_score_adjust, Some(-999));
+    assert!(containerd.exec_start_pre[0].ignore_failure);
+    let socket = set.get("docker.socket").unwrap().socket.as_ref().unwrap();
+    assert_eq!(
+        socket.listen[0].address,
+        ListenAddress::Path("/run/docker.sock".into())
+    );
+}
