@@ -15,6 +15,14 @@ apt-get install -y -q --no-install-recommends qemu-utils
 apt-get install -y -q --no-install-recommends e2fsprogs dosfstools fdisk cryptsetup-bin
 # ssh and ssh-keygen: the VM test logs in to the guest with a user-data key.
 apt-get install -y -q --no-install-recommends openssh-client
+# The container tests run a real registry (distribution 2.8) on loopback and
+# push their test image into it with skopeo; the tests start their own
+# registry with their own config and port, so a packaged one that the
+# package's postinst may have started (on :5000, with auth) is stopped.
+apt-get install -y -q --no-install-recommends docker-registry skopeo
+if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry || true
+fi
 
 rustup target add x86_64-unknown-linux-musl
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

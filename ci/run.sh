@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash ci/install-deps.sh
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo xtask test
 echo "ci: finished in $(( $(date +%s) - start )) s"

@@ -4,14 +4,17 @@
 //! benchmarks. Image-format logic lives in the library crates, not here.
 
 pub mod bench;
+pub mod bench_containers;
 pub mod bench_update;
 pub mod board;
 pub mod build;
 pub mod elf_closure;
 pub mod guest;
 pub mod inputs;
+pub mod oci;
 pub mod paths;
 pub mod qemu;
+pub mod registry;
 pub mod release;
 pub mod seed;
 pub mod serve;
