@@ -636,6 +636,34 @@ impl Manager {
         }
     }
 
+    /// Runs `ExecReload=` of a running service (`$MAINPID` is its main
+    /// process) as control processes; the service stays running whatever
+    /// they return.
+    pub fn reload_unit(&mut self, name: &str) -> Result<(), String> {
+        let commands = self
+            .units
+            .get(name)
+            .and_then(|u| u.service.as_ref())
+            .map(|s| s.exec_reload.clone())
+            .ok_or_else(|| "unit not loaded or not a service".to_string())?;
+        if commands.is_empty() {
+            return Err("the unit has no ExecReload=".to_string());
+        }
+        let Some(rt) = self.rt.get_mut(name) else {
+            return Err("unit not loaded".to_string());
+        };
+        if rt.phase != Phase::Running {
+            return Err(format!("the unit is not running ({})", rt.phase.sub()));
+        }
+        if rt.control_pid.is_some() {
+            return Err("a reload is already running".to_string());
+        }
+        rt.queue = commands.into_iter().collect();
+        self.note(name, "reloading");
+        self.run_next(name);
+        Ok(())
+    }
+
     /// Queues a stop of every unit that is not already stopped.
     pub fn stop_all(&mut self) {
         let names: Vec<String> = self.rt.keys().cloned().collect();
@@ -1218,11 +1246,17 @@ impl Manager {
         }
     }
 
-    /// `a` is ordered before `b` (`b After=a` or `a Before=b`).
+    /// `a` is ordered before `b` (`b After=a` or `a Before=b`, or `a` is
+    /// the socket unit of service `b`, as systemd orders them implicitly).
     fn ordered_before(&self, a: &str, b: &str) -> bool {
         self.units
-            .get(b)
-            .is_some_and(|u| u.after.iter().any(|x| x == a))
+            .get(a)
+            .and_then(|u| u.socket.as_ref())
+            .is_some_and(|s| s.service_name(a) == b)
+            || self
+                .units
+                .get(b)
+                .is_some_and(|u| u.after.iter().any(|x| x == a))
             || self
                 .units
                 .get(a)
@@ -1450,7 +1484,9 @@ impl Manager {
                         continue;
                     }
                     Err(e) => {
-                        if phase.stopping() {
+                        // A stop goes on; a failed reload leaves the
+                        // service running, as in systemd.
+                        if phase.stopping() || phase == Phase::Running {
                             self.note(name, &e);
                             continue;
                         }

@@ -997,3 +997,38 @@ fn debians_docker_units_socket_activate_dockerd_after_containerd() {
     f.m.stop_all();
     f.until("all stopped", Duration::from_secs(15), |m| m.all_stopped());
 }
+
+#[test]
+fn reload_signals_the_main_process_through_mainpid() {
+    let mut f = fixture(&[(
+        "r.service",
+        "[Service]\nExecStart=/bin/sh -c 'trap \"echo hup >> %OUT%/hups\" HUP; while true; do sleep 0.05; done'\nExecReload=/bin/kill -s HUP $MAINPID\n",
+    )]);
+    let out = f.out_dir(&["r.service"]);
+    f.m.boot("");
+    f.until("r up", Duration::from_secs(5), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "r.service" && u.active == ActiveState::Active)
+    });
+    // Let the shell set its trap.
+    std::thread::sleep(Duration::from_millis(200));
+    f.m.reload_unit("r.service").unwrap();
+    f.until("the HUP arrived", Duration::from_secs(5), |_| {
+        std::fs::read_to_string(out.join("hups")).is_ok_and(|t| t == "hup\n")
+    });
+    assert_eq!(f.info("r.service").active, ActiveState::Active);
+    f.m.stop_all();
+    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
+    let mut g = fixture(&[(
+        "x.service",
+        "[Service]\nExecStart=/bin/sh -c 'exec sleep 10'\n",
+    )]);
+    g.m.boot("");
+    assert_eq!(
+        g.m.reload_unit("x.service"),
+        Err("the unit has no ExecReload=".to_string())
+    );
+    g.m.stop_all();
+    g.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
+}
