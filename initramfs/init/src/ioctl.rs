@@ -212,8 +212,8 @@ pub struct ServiceSetup {
     pub cgroup_procs: Option<RawFd>,
     /// `OOMScoreAdjust=`, as the text written to `/proc/self/oom_score_adj`.
     pub oom_score_adj: Option<Vec<u8>>,
-    /// `(RLIMIT_*, soft, hard)`; `RLIM_INFINITY` for no limit.
-    pub rlimits: Vec<(i32, u64, u64)>,
+    /// `(resource, soft, hard)`; `RLIM_INFINITY` for no limit.
+    pub rlimits: Vec<(crate::units::Resource, u64, u64)>,
     /// `(uid, gid)` to switch to, after the limits and the OOM score are
     /// set (a user could not raise them itself).
     pub ids: Option<(u32, u32)>,
@@ -264,7 +264,13 @@ pub fn spawn_as_service(command: &mut Command, setup: ServiceSetup) {
                     rlim_cur: *soft as libc::rlim_t,
                     rlim_max: *hard as libc::rlim_t,
                 };
-                if libc::setrlimit(*resource as _, &limit) != 0 {
+                // The constants' type differs between glibc and musl.
+                let resource = match resource {
+                    crate::units::Resource::Nofile => libc::RLIMIT_NOFILE,
+                    crate::units::Resource::Nproc => libc::RLIMIT_NPROC,
+                    crate::units::Resource::Core => libc::RLIMIT_CORE,
+                };
+                if libc::setrlimit(resource, &limit) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }

@@ -95,21 +95,21 @@ fn nr_open() -> u64 {
         .unwrap_or(1 << 20)
 }
 
-/// `Limit…=` as `(RLIMIT_*, soft, hard)` for `setrlimit(2)`.
-pub fn rlimits(limits: &[ResourceLimit]) -> Vec<(i32, u64, u64)> {
+/// `Limit…=` as `(resource, soft, hard)` for `setrlimit(2)`, infinity
+/// resolved.
+pub fn rlimits(limits: &[ResourceLimit]) -> Vec<(Resource, u64, u64)> {
     limits
         .iter()
         .map(|l| {
-            let (resource, infinity) = match l.resource {
-                Resource::Nofile => (libc::RLIMIT_NOFILE as i32, nr_open()),
-                Resource::Nproc => (libc::RLIMIT_NPROC as i32, libc::RLIM_INFINITY),
-                Resource::Core => (libc::RLIMIT_CORE as i32, libc::RLIM_INFINITY),
+            let infinity = match l.resource {
+                Resource::Nofile => nr_open(),
+                Resource::Nproc | Resource::Core => libc::RLIM_INFINITY,
             };
             let value = |m: Max| match m {
                 Max::Infinity => infinity,
                 Max::Value(v) => v,
             };
-            (resource, value(l.soft), value(l.hard))
+            (l.resource, value(l.soft), value(l.hard))
         })
         .collect()
 }
