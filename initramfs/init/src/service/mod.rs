@@ -1604,6 +1604,15 @@ impl Manager {
             Some(cg) => Some(cg.prepare(name, &group_opts)?),
             None => None,
         };
+        let tasks_max = service.as_ref().and_then(|s| s.tasks_max);
+        if let (Some(Max::Value(n)), Some(cg)) = (tasks_max, &self.cgroups) {
+            if !cg.path(name).join("pids.max").exists() {
+                self.note(
+                    name,
+                    &format!("TasksMax={n} ignored: the pids controller is not enabled"),
+                );
+            }
+        }
         // The main process gets the fds of the socket units naming the
         // service, whether traffic or a dependency started it.
         let (listen_fds, fd_names) = if as_main {

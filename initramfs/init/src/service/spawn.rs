@@ -235,4 +235,60 @@ mod tests {
         .unwrap_err();
         assert_eq!(e, "exec /nonexistent/prog: No such file or directory");
     }
+
+    #[test]
+    fn a_missing_program_with_listen_fds_is_a_clear_error_too() {
+        // The own execve path (for LISTEN_PID) reports through its pipe.
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = spawn(&Spawn {
+            path: "/nonexistent/prog",
+            argv: &["prog".to_string()],
+            env: &[("LISTEN_FDS".into(), "1".into())],
+            cwd: None,
+            account: None,
+            output: &w,
+            cgroup_procs: None,
+            oom_score_adjust: None,
+            limits: &[],
+            listen_fds: vec![listener.as_raw_fd()],
+        })
+        .unwrap_err();
+        assert_eq!(e, "exec /nonexistent/prog: No such file or directory");
+    }
+
+    #[test]
+    fn listen_fds_arrive_as_3_with_listen_pid_of_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let script = format!(
+            "echo $$ $LISTEN_PID $LISTEN_FDS $LISTEN_FDNAMES > {o}; ls -l /proc/$$/fd/3 /proc/$$/fd/4 >> {o} 2>&1",
+            o = out.display()
+        );
+        let pid = spawn(&Spawn {
+            path: "/bin/sh",
+            argv: &["sh".to_string(), "-c".to_string(), script],
+            env: &[
+                ("LISTEN_FDS".into(), "2".into()),
+                ("LISTEN_FDNAMES".into(), "a:b".into()),
+                ("LISTEN_PID".into(), "stale".into()),
+            ],
+            cwd: None,
+            account: None,
+            output: &w,
+            cgroup_procs: None,
+            oom_score_adjust: None,
+            limits: &[],
+            listen_fds: vec![b.as_raw_fd(), a.as_raw_fd()],
+        })
+        .unwrap();
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let first = text.lines().next().unwrap();
+        assert_eq!(first, format!("{pid} {pid} 2 a:b"));
+        assert_eq!(text.matches("socket:").count(), 2, "{text}");
+    }
 }
