@@ -32,6 +32,13 @@ pub struct KernelSpec {
     /// `linux-image-cloud-amd64` (resolved to the real one and locked).
     pub package: String,
     pub modules: Vec<String>,
+    /// Modules for the root, loadable with `modprobe` once the machine runs
+    /// (containers need bridge, netfilter, overlay, …): module names, or
+    /// folders of the kernel's module tree (`kernel/net/netfilter`) when
+    /// the honest way to cover the aliases the kernel asks for is all of
+    /// them. Their `depends=` closure is added.
+    #[serde(default)]
+    pub root_modules: Vec<String>,
     #[serde(default)]
     pub cmdline: String,
 }
@@ -96,6 +103,17 @@ impl Board {
             if m.is_empty() || m.contains(['/', ' ', '.']) {
                 bail!(
                     "kernel.modules: `{m}` is not a module name (write `virtio_blk`, not a path)"
+                );
+            }
+        }
+        for m in &self.kernel.root_modules {
+            let folder = m.starts_with("kernel/")
+                && !m.ends_with('/')
+                && m.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            if !folder && (m.is_empty() || m.contains(['/', ' ', '.'])) {
+                bail!(
+                    "kernel.root_modules: `{m}` is neither a module name (`veth`) nor a folder \
+                     of the module tree (`kernel/net/netfilter`)"
                 );
             }
         }
@@ -258,6 +276,28 @@ busybox = "busybox-static"
         let path = GOOD.replace("\"virtio_blk\"", "\"kernel/virtio_blk.ko\"");
         let msg = format!("{:#}", Board::parse("x", &path).unwrap_err());
         assert!(msg.contains("not a module name"), "{msg}");
+    }
+
+    #[test]
+    fn root_modules_are_names_or_folders_of_the_module_tree() {
+        assert!(Board::parse("x", GOOD)
+            .unwrap()
+            .kernel
+            .root_modules
+            .is_empty());
+        let with =
+            |list: &str| GOOD.replace("cmdline = \"quiet\"", &format!("root_modules = {list}"));
+        let b = Board::parse("x", &with(r#"["veth", "kernel/net/netfilter"]"#)).unwrap();
+        assert_eq!(b.kernel.root_modules, ["veth", "kernel/net/netfilter"]);
+        for bad in [
+            r#"["net/netfilter"]"#,
+            r#"["kernel/../etc"]"#,
+            r#"["kernel/net/"]"#,
+            r#"["veth.ko"]"#,
+        ] {
+            let msg = format!("{:#}", Board::parse("x", &with(bad)).unwrap_err());
+            assert!(msg.contains("kernel.root_modules"), "{bad}: {msg}");
+        }
     }
 
     #[test]

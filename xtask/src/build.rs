@@ -20,8 +20,9 @@ use slipway_image::{bls, esp, gpt_table, rootfs, var_fs, verity};
 
 use crate::board::{Board, VerityArgs};
 use crate::inputs::{self, InputOptions, Inputs};
+use crate::package_setup::{Made, Setup};
 use crate::util::{sha256_bytes, sha256_file};
-use crate::{elf_closure, guest, paths, release, static_root};
+use crate::{elf_closure, guest, package_setup, paths, release, static_root};
 
 /// Which init the initramfs carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,7 +226,21 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("reading {}", inputs.busybox.display()))?;
     phases.end("guest");
 
-    let package_files = elf_closure::closure(&inputs.extras)
+    let setup = Setup::load(&boards)?;
+    let setup_text = std::fs::read(package_setup::path(&boards))?;
+    let takes: BTreeMap<String, elf_closure::Take> = setup
+        .for_listed(&board.packages.extra)
+        .map(|(name, p)| {
+            (
+                name.to_string(),
+                elf_closure::Take {
+                    files: p.files.clone(),
+                    leave_out: p.leave_out.clone(),
+                },
+            )
+        })
+        .collect();
+    let package_files = elf_closure::closure_with(&inputs.extras, &takes)
         .with_context(|| format!("board {}: packages.extra", board.name))?;
     let mut common_root = static_root::read(&static_root::common_root_dir(&boards))?;
     // The update engine's trusted keys, then the caller's extra files:
@@ -253,13 +268,20 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let mut guest_parts: Vec<&[u8]> = vec![&init_bytes, &cloud_config_bytes];
     guest_parts.extend(root_programs.iter().skip(1).map(|(_, b)| b.as_slice()));
     guest_parts.push(common_digest.as_bytes());
+    guest_parts.push(&setup_text);
     let build_id = build_id(&board_text, opts, &inputs, &guest_parts);
     let os_release = os_release(&board, &opts.version, &build_id);
     let mtime = u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX);
 
-    let modules = slipway_initramfs::modules::KernelModules::open(&inputs.kernel.modules_dir)
-        .and_then(|k| k.closure(&board.kernel.modules))
-        .with_context(|| format!("board {}: kernel modules", board.name))?;
+    let kernel_modules =
+        slipway_initramfs::modules::KernelModules::open(&inputs.kernel.modules_dir)
+            .with_context(|| format!("board {}: kernel modules", board.name))?;
+    let modules = kernel_modules
+        .closure(&board.kernel.modules)
+        .with_context(|| format!("board {}: kernel.modules", board.name))?;
+    let root_modules = kernel_modules
+        .root_modules(&board.kernel.root_modules)
+        .with_context(|| format!("board {}: kernel.root_modules", board.name))?;
     let initrd_tree = match opts.init {
         InitKind::Slipway => initramfs_tree(&init_bytes, &os_release, &modules),
         InitKind::Reference => reference_initramfs_tree(&busybox),
@@ -269,15 +291,18 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     phases.end("initramfs");
 
     let applets = busybox_applets(&inputs.busybox)?;
-    let root_tree = root_tree(
-        &init_bytes,
-        &root_programs,
-        &busybox,
-        &applets,
-        &os_release,
-        &package_files,
-        &common_root,
-    )?;
+    let root_tree = root_tree(&RootParts {
+        init: &init_bytes,
+        programs: &root_programs,
+        busybox: &busybox,
+        applets: &applets,
+        os_release: &os_release,
+        setup: &setup,
+        listed: &board.packages.extra,
+        modules: (&inputs.kernel.release, &root_modules),
+        package_files: &package_files,
+        common: &common_root,
+    })?;
     let mut root_image = std::io::Cursor::new(Vec::new());
     rootfs::write_squashfs(&root_tree, mtime, &mut root_image)?;
     let root_image = root_image.into_inner();
@@ -579,18 +604,40 @@ fn reference_initramfs_tree(busybox: &[u8]) -> Tree {
 /// The cloud-config tool on the root (stage 2 runs `… boot`).
 pub const CLOUD_CONFIG_BIN: &str = "usr/bin/slipway-cloud-config";
 
-/// The root filesystem of a slot: the generated files, then the extra
-/// packages' programs and libraries (`package_files`), then
-/// `board/common/root/` (`common`).
-fn root_tree(
-    init: &[u8],
-    programs: &[(&str, Vec<u8>)],
-    busybox: &[u8],
-    applets: &[String],
-    os_release: &str,
-    package_files: &BTreeMap<String, Node>,
-    common: &BTreeMap<String, Node>,
-) -> Result<Tree> {
+/// What the root of a slot is made of.
+struct RootParts<'a> {
+    init: &'a [u8],
+    programs: &'a [(&'a str, Vec<u8>)],
+    busybox: &'a [u8],
+    applets: &'a [String],
+    os_release: &'a str,
+    /// Accounts, alternatives, folders and enabled units (packages.toml).
+    setup: &'a Setup,
+    /// The board's `packages.extra`.
+    listed: &'a [String],
+    /// The kernel release and the modules `modprobe` loads from the root.
+    modules: (&'a str, &'a slipway_initramfs::RootModules),
+    package_files: &'a BTreeMap<String, Node>,
+    common: &'a BTreeMap<String, Node>,
+}
+
+/// The root filesystem of a slot: the generated files (the init, busybox,
+/// accounts, what packages.toml makes, the root's kernel modules), then
+/// the extra packages' files (`package_files`), then `board/common/root/`
+/// (`common`).
+fn root_tree(p: &RootParts) -> Result<Tree> {
+    let RootParts {
+        init,
+        programs,
+        busybox,
+        applets,
+        os_release,
+        setup,
+        listed,
+        modules: (release, root_modules),
+        package_files,
+        common,
+    } = *p;
     let mut t = Tree::new();
     for d in [
         "bin", "sbin", "usr/bin", "usr/sbin", "usr/lib", "lib", "etc", "proc", "sys", "dev", "run",
@@ -613,39 +660,40 @@ fn root_tree(
             t.symlink(applet, "/bin/busybox");
         }
     }
+    if !t.contains("sbin/modprobe") {
+        bail!("busybox provides no sbin/modprobe applet: the root's modules need one");
+    }
     t.file("usr/lib/os-release", 0o644, os_release.as_bytes().to_vec());
     t.symlink("etc/os-release", "../usr/lib/os-release");
-    t.file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/root:/bin/sh\n\
-          nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-            .to_vec(),
-    );
-    // Debian's numbers: devpts is mounted with gid 5 (tty); cloud-config
-    // users commonly ask for wheel, adm or users.
-    t.file(
-        "etc/group",
-        0o644,
-        b"root:x:0:\nadm:x:4:\ntty:x:5:\nwheel:x:10:\nusers:x:100:\nnogroup:x:65534:\n".to_vec(),
-    );
-    // Root's password is locked; access is by the serial rescue shell (and
-    // SSH keys from cloud-config).
-    t.file(
-        "etc/shadow",
-        0o600,
-        b"root:!:1::::::\nnobody:!:1::::::\n".to_vec(),
-    );
+    t.file("etc/passwd", 0o644, setup.passwd().into_bytes());
+    t.file("etc/group", 0o644, setup.group().into_bytes());
+    t.file("etc/shadow", 0o600, setup.shadow().into_bytes());
     t.file("etc/hostname", 0o644, b"slipway\n".to_vec());
     // Empty: "not yet generated". Stage 2 writes the machine's own ID into
     // the /etc overlay at first boot, or bind-mounts a transient one over
     // this file if /etc cannot be made writable.
     t.file("etc/machine-id", 0o444, Vec::new());
+    // What the packages' maintainer scripts would have made.
+    let made = setup.made(listed);
+    for m in &made {
+        match m {
+            Made::Dir(path) => {
+                t.dir(path, 0o755);
+            }
+            Made::Symlink { path, target } => {
+                t.symlink(path, target);
+            }
+        }
+    }
+    // The modules modprobe finds (busybox reads /lib/modules/`uname -r`).
+    for (path, data) in root_modules.all_files() {
+        t.file(&format!("lib/modules/{release}/{path}"), 0o644, data);
+    }
 
     // A package's program replaces a busybox applet link of the same path
     // (the full program is what the board asked for; the applet stays
     // reachable as `busybox NAME`), never a file we generate: /sbin/init,
-    // busybox itself, the cloud-config tool, /etc.
+    // busybox itself, the cloud-config tool, /etc/passwd, the alternatives.
     for (path, node) in package_files {
         match t.get(path) {
             None => put(&mut t, path, node),
@@ -672,7 +720,68 @@ fn root_tree(
             _ => put(&mut t, path, node),
         }
     }
+    // Every alternative and enabled unit must point at something the root
+    // has: a typo or a package that moved a file fails the build, not the
+    // machine.
+    for m in &made {
+        if let Made::Symlink { path, target } = m {
+            let parent = path.rsplit_once('/').map_or("", |(d, _)| d);
+            if resolve_in(&t, parent, target).is_none() {
+                bail!(
+                    "{}: /{path} -> {target} points at nothing on the root",
+                    package_setup::FILE
+                );
+            }
+        }
+    }
     Ok(t)
+}
+
+/// Follows `target` (as written in a link inside folder `dir`) through the
+/// tree's symlinks to a file; `None` if it leads nowhere.
+fn resolve_in(t: &Tree, dir: &str, target: &str) -> Option<String> {
+    let mut pending: std::collections::VecDeque<String> = if target.starts_with('/') {
+        target.split('/').map(String::from).collect()
+    } else {
+        dir.split('/')
+            .chain(target.split('/'))
+            .map(String::from)
+            .collect()
+    };
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => done.push(c),
+        }
+        let cur = done.join("/");
+        match t.get(&cur)? {
+            Node::Symlink { target } => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for part in target.split('/').rev() {
+                    pending.push_front(part.to_string());
+                }
+            }
+            Node::File { .. } if !pending.iter().all(|p| p.is_empty() || p == ".") => return None,
+            _ => {}
+        }
+    }
+    match t.get(&done.join("/"))? {
+        Node::File { .. } => Some(done.join("/")),
+        _ => None,
+    }
 }
 
 fn put(t: &mut Tree, path: &str, node: &Node) {
@@ -833,5 +942,217 @@ fn manifest(
             options: entry.options.clone(),
         }],
         verity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(data: &str) -> Node {
+        Node::File {
+            mode: 0o755,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    fn parts_tree(package_files: &BTreeMap<String, Node>) -> Result<Tree> {
+        let setup = Setup::load(&paths::boards_dir()).unwrap();
+        let listed = vec!["iptables".to_string(), "docker.io".to_string()];
+        let modules = slipway_initramfs::RootModules {
+            files: vec![("kernel/net/veth.ko".into(), b"\x7fELF".to_vec())],
+            modules_dep: "kernel/net/veth.ko:\n".into(),
+            modules_alias: "alias rtnl-link-veth veth\n".into(),
+            modules_builtin: String::new(),
+        };
+        let applets = vec!["bin/sh".to_string(), "sbin/modprobe".to_string()];
+        root_tree(&RootParts {
+            init: b"init",
+            programs: &[],
+            busybox: b"busybox",
+            applets: &applets,
+            os_release: "ID=slipway\n",
+            setup: &setup,
+            listed: &listed,
+            modules: ("6.1.0-test", &modules),
+            package_files,
+            common: &BTreeMap::new(),
+        })
+    }
+
+    fn engine_files() -> BTreeMap<String, Node> {
+        let mut files = BTreeMap::new();
+        files.insert("usr/sbin/xtables-nft-multi".to_string(), file("elf"));
+        for tool in ["iptables", "ip6tables", "arptables", "ebtables"] {
+            for suffix in ["", "-restore", "-save"] {
+                files.insert(
+                    format!("usr/sbin/{tool}-nft{suffix}"),
+                    Node::Symlink {
+                        target: "xtables-nft-multi".into(),
+                    },
+                );
+            }
+        }
+        files.insert(
+            "usr/lib/systemd/system/docker.socket".to_string(),
+            file("[Socket]\n"),
+        );
+        // A package file where a generated one is: the generated one stays.
+        files.insert("etc/passwd".to_string(), file("mallory:x:0:0::/:/bin/sh\n"));
+        files
+    }
+
+    #[test]
+    fn the_root_gets_accounts_alternatives_folders_units_and_modules() {
+        let t = parts_tree(&engine_files()).unwrap();
+        assert_eq!(
+            t.get("usr/sbin/iptables"),
+            Some(&Node::Symlink {
+                target: "/etc/alternatives/iptables".into()
+            })
+        );
+        assert_eq!(
+            resolve_in(&t, "usr/sbin", "/etc/alternatives/iptables").as_deref(),
+            Some("usr/sbin/xtables-nft-multi")
+        );
+        assert_eq!(
+            t.get("usr/lib/systemd/system/sockets.target.wants/docker.socket"),
+            Some(&Node::Symlink {
+                target: "../docker.socket".into()
+            })
+        );
+        assert_eq!(t.get("etc/docker"), Some(&Node::Dir { mode: 0o755 }));
+        let text = |p: &str| match t.get(p) {
+            Some(Node::File { data, .. }) => String::from_utf8(data.clone()).unwrap(),
+            other => panic!("{p}: {other:?}"),
+        };
+        assert!(text("etc/group").contains("\ndocker:x:233:\n"));
+        assert!(!text("etc/passwd").contains("mallory"));
+        assert!(text("etc/passwd").contains("\netcd:x:232:232:"));
+        assert!(matches!(
+            t.get("etc/shadow"),
+            Some(Node::File { mode: 0o600, .. })
+        ));
+        assert_eq!(
+            text("lib/modules/6.1.0-test/modules.dep"),
+            "kernel/net/veth.ko:\n"
+        );
+        assert!(t.contains("lib/modules/6.1.0-test/kernel/net/veth.ko"));
+        assert!(t.contains("lib/modules/6.1.0-test/modules.alias"));
+    }
+
+    #[test]
+    fn an_alternative_to_nothing_fails_the_build() {
+        let mut files = engine_files();
+        files.remove("usr/sbin/ebtables-nft-save");
+        let msg = format!("{:#}", parts_tree(&files).unwrap_err());
+        assert!(
+            msg.contains(
+                "/etc/alternatives/ebtables-save -> /usr/sbin/ebtables-nft-save points at nothing"
+            ),
+            "{msg}"
+        );
+        let mut files = engine_files();
+        files.remove("usr/lib/systemd/system/docker.socket");
+        let msg = format!("{:#}", parts_tree(&files).unwrap_err());
+        assert!(msg.contains("sockets.target.wants/docker.socket"), "{msg}");
+    }
+
+    /// The qemu-x86_64 board's root modules from its real kernel, when a
+    /// build has unpacked it: every `modules.dep` path is a file of the
+    /// set, the modules dockerd and containerd name are there, and the
+    /// aliases the kernel asks for resolve.
+    #[test]
+    fn the_qemu_boards_root_modules_resolve() {
+        let board = Board::load(&paths::boards_dir(), "qemu-x86_64").unwrap();
+        let lock = crate::board::lock_path(&paths::boards_dir(), "qemu-x86_64");
+        let lock: toml::Value = toml::from_str(&std::fs::read_to_string(lock).unwrap()).unwrap();
+        let kernel = lock["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["role"].as_str() == Some("kernel"))
+            .unwrap();
+        let root = paths::unpack_cache().join(format!(
+            "{}_{}",
+            kernel["package"].as_str().unwrap(),
+            kernel["version"].as_str().unwrap()
+        ));
+        if !root.join(".slipway-unpacked").is_file() {
+            eprintln!(
+                "SKIPPED: {} not unpacked (build the image first)",
+                root.display()
+            );
+            return;
+        }
+        let dir = std::fs::read_dir(root.join("lib/modules"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let k = slipway_initramfs::KernelModules::open(&dir).unwrap();
+        let r = k.root_modules(&board.kernel.root_modules).unwrap();
+        let files: std::collections::BTreeSet<&str> =
+            r.files.iter().map(|(p, _)| p.as_str()).collect();
+        let mut names = std::collections::BTreeSet::new();
+        for line in r.modules_dep.lines() {
+            let (module, deps) = line.split_once(':').unwrap();
+            for path in std::iter::once(module).chain(deps.split_whitespace()) {
+                assert!(files.contains(path), "{line}: {path} is not on the root");
+            }
+            let name = module.rsplit('/').next().unwrap().trim_end_matches(".ko");
+            names.insert(name.replace('-', "_"));
+        }
+        assert_eq!(names.len(), files.len());
+        for m in [
+            "overlay",
+            "bridge",
+            "br_netfilter",
+            "veth",
+            "vxlan",
+            "nf_nat",
+            "nf_conntrack",
+            "nf_conntrack_netlink",
+            "xt_conntrack",
+            "xt_addrtype",
+            "xt_MASQUERADE",
+            "nf_tables",
+            "nft_compat",
+            "nft_chain_nat",
+            "ip_vs",
+            "ip_vs_rr",
+            "ip_vs_wrr",
+            "ip_vs_sh",
+            "esp4",
+            "xfrm_user",
+            "ip_tables",
+            "iptable_nat",
+        ] {
+            assert!(names.contains(m), "{m} is not among the root's modules");
+        }
+        // What request_module asks for (iptables-nft's NAT chain, the
+        // nfnetlink subsystem of nf_tables, the xt target by its ipt_ name).
+        for (alias, module) in [
+            ("nft-chain-2-nat", "nft_chain_nat"),
+            ("nfnetlink-subsys-10", "nf_tables"),
+            ("ipt_MASQUERADE", "xt_MASQUERADE"),
+        ] {
+            let line = format!("alias {alias} {module}\n");
+            assert!(r.modules_alias.contains(&line), "no `{}`", line.trim());
+        }
+        // Deepest dependency last: br_netfilter's line ends with what
+        // bridge needs, and bridge comes before it.
+        let br = r
+            .modules_dep
+            .lines()
+            .find(|l| l.starts_with("kernel/net/bridge/br_netfilter.ko:"))
+            .unwrap();
+        let deps: Vec<&str> = br.split_whitespace().skip(1).collect();
+        let pos = |m: &str| deps.iter().position(|d| d.ends_with(m)).unwrap();
+        assert!(
+            pos("/bridge.ko") < pos("/stp.ko") && pos("/stp.ko") < pos("/llc.ko"),
+            "{br}"
+        );
     }
 }

@@ -80,16 +80,47 @@ pub fn elf_needs(data: &[u8]) -> Result<Option<ElfNeeds>> {
     Ok(Some(needs))
 }
 
+/// What a listed package gives besides its programs, and which of its
+/// programs it does not give (from `board/common/packages.toml`).
+#[derive(Debug, Clone, Default)]
+pub struct Take {
+    /// Files or folders (everything under them), relative. ELF files among
+    /// them are read for their needs like programs (dlopen'ed plugins).
+    /// Paths under `lib/systemd/` go to `usr/lib/systemd/`.
+    pub files: Vec<String>,
+    /// Program paths left out.
+    pub leave_out: Vec<String>,
+}
+
 /// The root-tree entries the extra packages contribute: the listed
 /// packages' programs, then the loader and libraries they need. Paths are
 /// relative (`usr/sbin/dropbear`), sorted.
 pub fn closure(packages: &[ExtraPackage]) -> Result<BTreeMap<String, Node>> {
+    closure_with(packages, &BTreeMap::new())
+}
+
+/// [`closure`], with more files from (and programs left out of) the listed
+/// packages named in `takes`.
+pub fn closure_with(
+    packages: &[ExtraPackage],
+    takes: &BTreeMap<String, Take>,
+) -> Result<BTreeMap<String, Node>> {
     let view = Union::new(packages);
     let mut out = BTreeMap::new();
     // ELF files still to read, by path in the tree.
     let mut queue = VecDeque::new();
 
     for pkg in view.packages.iter().filter(|p| p.listed) {
+        let take = takes.get(&pkg.package).cloned().unwrap_or_default();
+        for left in &take.leave_out {
+            if std::fs::symlink_metadata(pkg.root.join(left)).is_err() {
+                bail!(
+                    "{}: leave_out names /{left}, which the package does not have",
+                    pkg.package
+                );
+            }
+        }
+        let mut paths = Vec::new();
         for dir in PROGRAM_DIRS {
             let Ok(entries) = std::fs::read_dir(pkg.root.join(dir)) else {
                 continue;
@@ -101,22 +132,50 @@ pub fn closure(packages: &[ExtraPackage]) -> Result<BTreeMap<String, Node>> {
             names.sort();
             for name in names {
                 let path = format!("{dir}/{name}");
-                let md = std::fs::symlink_metadata(pkg.root.join(&path))?;
-                if md.is_dir() {
-                    continue;
+                if !take.leave_out.contains(&path) {
+                    paths.push(path);
                 }
-                // A program link (`bin/foo -> ../lib/foo/foo`) brings its
-                // target; a link to what only maintainer scripts create
-                // (`/etc/alternatives/…`) resolves nowhere and is left out.
-                match view.resolve(&path)? {
-                    Some(resolved) => {
-                        view.add(&resolved, &mut out, &mut queue)?;
-                    }
-                    None => eprintln!(
-                        "inputs: {}: leaving out /{path}, a link to nothing in the packages",
-                        pkg.package
-                    ),
+            }
+        }
+        for file in &take.files {
+            let full = pkg.root.join(file);
+            let md = std::fs::symlink_metadata(&full).with_context(|| {
+                format!(
+                    "{}: files names /{file}, which the package does not have",
+                    pkg.package
+                )
+            })?;
+            if let Some(unit) = file.strip_prefix("lib/systemd/") {
+                if !md.is_file() {
+                    bail!("{}: /{file} is not a file", pkg.package);
                 }
+                let data = std::fs::read(&full)?;
+                out.insert(
+                    format!("usr/lib/systemd/{unit}"),
+                    Node::File { mode: 0o644, data },
+                );
+            } else if md.is_dir() {
+                walk_files(&pkg.root, file, &mut paths)?;
+            } else {
+                paths.push(file.clone());
+            }
+        }
+        for path in paths {
+            let md = std::fs::symlink_metadata(pkg.root.join(&path))?;
+            if md.is_dir() {
+                continue;
+            }
+            // A program link (`bin/foo -> ../lib/foo/foo`) brings its
+            // target; a link to what only maintainer scripts create
+            // (`/etc/alternatives/…`) resolves nowhere and is left out.
+            match view.resolve(&path)? {
+                Some(resolved) => {
+                    view.add(&resolved, &mut out, &mut queue)?;
+                }
+                None => eprintln!(
+                    "inputs: {}: leaving out /{path}, a link to nothing in the packages",
+                    pkg.package
+                ),
             }
         }
     }
@@ -274,6 +333,26 @@ impl<'a> Union<'a> {
         }
         Ok(())
     }
+}
+
+/// Every non-folder path under `root/dir`, sorted, appended to `out`.
+fn walk_files(root: &std::path::Path, dir: &str, out: &mut Vec<String>) -> Result<()> {
+    let full = root.join(dir);
+    let mut names: Vec<String> = std::fs::read_dir(&full)
+        .with_context(|| format!("listing {}", full.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = format!("{dir}/{name}");
+        if std::fs::symlink_metadata(root.join(&path))?.is_dir() {
+            walk_files(root, &path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 fn components(path: &str) -> impl DoubleEndedIterator<Item = String> + '_ {

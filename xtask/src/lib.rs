@@ -12,6 +12,7 @@ pub mod elf_closure;
 pub mod guest;
 pub mod inputs;
 pub mod oci;
+pub mod package_setup;
 pub mod paths;
 pub mod qemu;
 pub mod registry;

@@ -26,7 +26,7 @@ use std::io;
 
 use slipway_image::tree::Tree;
 
-pub use modules::{KernelModules, Module, ModulesError};
+pub use modules::{KernelModules, Module, ModulesError, RootModules};
 
 /// Where [`add_modules`] puts the module files, relative to the root.
 pub const MODULES_DIR: &str = "lib/modules";

@@ -6,7 +6,10 @@
 //! (`depends=a,b`), the same source `depmod` uses; `softdep=` hints are not
 //! followed. Only the modules in the closure are decompressed and parsed.
 
+mod depmod;
 mod order;
+
+pub use depmod::{modinfo_values, RootModules};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

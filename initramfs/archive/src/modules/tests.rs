@@ -10,6 +10,10 @@ use object::{Architecture, BinaryFormat, Endianness, SectionKind};
 use super::*;
 
 fn fake_ko(name: &str, depends: &str) -> Vec<u8> {
+    fake_ko_aliases(name, depends, &[])
+}
+
+fn fake_ko_aliases(name: &str, depends: &str, aliases: &[&str]) -> Vec<u8> {
     let mut elf = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
     let section = elf.add_section(
         Vec::new(),
@@ -18,7 +22,10 @@ fn fake_ko(name: &str, depends: &str) -> Vec<u8> {
     );
     // Real sections look like this: strings each NUL-terminated, sometimes
     // with extra NULs between them for alignment.
-    let modinfo = format!("license=GPL\0\0\0depends={depends}\0retpoline=Y\0name={name}\0");
+    let mut modinfo = format!("license=GPL\0\0\0depends={depends}\0retpoline=Y\0name={name}\0");
+    for a in aliases {
+        modinfo += &format!("alias={a}\0");
+    }
     elf.append_section_data(section, modinfo.as_bytes(), 1);
     elf.write().unwrap()
 }
@@ -204,4 +211,78 @@ fn missing_kernel_dir_is_an_io_error_with_the_path() {
             tmp.path().join("6.1.0/kernel").display()
         )
     );
+}
+
+#[test]
+fn root_modules_write_full_closures_deepest_last_and_aliases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = kernel(
+        tmp.path(),
+        &[
+            ("net/bridge/br_netfilter.ko", "bridge"),
+            ("net/bridge/bridge.ko", "stp,llc"),
+            ("net/802/stp.ko", "llc"),
+            ("net/llc/llc.ko", ""),
+            ("net/netfilter/nft_chain_nat.ko.xz", "nf_tables,nf_nat"),
+            ("net/netfilter/nf_tables.ko", "nfnetlink"),
+            ("net/netfilter/nfnetlink.ko", ""),
+            ("drivers/net/veth.ko", ""),
+            ("drivers/unwanted.ko", ""),
+        ],
+        &["kernel/net/netfilter/nf_nat.ko"],
+    );
+    // The chain module's aliases, as the real one declares them.
+    let ko = tmp.path().join("kernel/net/netfilter/nft_chain_nat.ko.xz");
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    e.write_all(&fake_ko_aliases(
+        "nft_chain_nat",
+        "nf_tables,nf_nat",
+        &["nft-chain-2-nat", "nft-chain-10-nat"],
+    ))
+    .unwrap();
+    fs::write(&ko, e.finish().unwrap()).unwrap();
+
+    let r = k
+        .root_modules(&["br_netfilter", "kernel/net/netfilter"])
+        .unwrap();
+    let paths: Vec<&str> = r.files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "kernel/net/802/stp.ko",
+            "kernel/net/bridge/br_netfilter.ko",
+            "kernel/net/bridge/bridge.ko",
+            "kernel/net/llc/llc.ko",
+            "kernel/net/netfilter/nf_tables.ko",
+            "kernel/net/netfilter/nfnetlink.ko",
+            // uncompressed on the root, the suffix dropped
+            "kernel/net/netfilter/nft_chain_nat.ko",
+        ]
+    );
+    assert!(r.files.iter().all(|(_, d)| d.starts_with(b"\x7fELF")));
+    assert_eq!(
+        r.modules_dep,
+        "kernel/net/802/stp.ko: kernel/net/llc/llc.ko\n\
+         kernel/net/bridge/br_netfilter.ko: kernel/net/bridge/bridge.ko kernel/net/802/stp.ko \
+         kernel/net/llc/llc.ko\n\
+         kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko kernel/net/llc/llc.ko\n\
+         kernel/net/llc/llc.ko:\n\
+         kernel/net/netfilter/nf_tables.ko: kernel/net/netfilter/nfnetlink.ko\n\
+         kernel/net/netfilter/nfnetlink.ko:\n\
+         kernel/net/netfilter/nft_chain_nat.ko: kernel/net/netfilter/nf_tables.ko \
+         kernel/net/netfilter/nfnetlink.ko\n"
+    );
+    assert_eq!(
+        r.modules_alias,
+        "alias nft-chain-10-nat nft_chain_nat\nalias nft-chain-2-nat nft_chain_nat\n"
+    );
+    assert_eq!(r.modules_builtin, "kernel/net/netfilter/nf_nat.ko\n");
+    let all: Vec<String> = r.all_files().into_iter().map(|(p, _)| p).collect();
+    assert!(all.contains(&"modules.dep".to_string()));
+
+    let err = k
+        .root_modules(&["kernel/net/nope"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kernel/net/nope/"), "{err}");
 }

@@ -1,0 +1,386 @@
+//! `board/common/packages.toml`: what Debian's packaging and maintainer
+//! scripts give the extra packages on an installed system (unit files,
+//! update-alternatives links, system accounts, folders, enabled units),
+//! declared as data and applied by the builder at build time. The file's
+//! header says what each key means.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The file, relative to the boards folder.
+pub const FILE: &str = "common/packages.toml";
+
+pub fn path(boards_dir: &Path) -> PathBuf {
+    boards_dir.join(FILE)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    #[serde(default, rename = "package")]
+    pub packages: BTreeMap<String, PackageSetup>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Group>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSetup {
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub leave_out: Vec<String>,
+    #[serde(default)]
+    pub directories: Vec<String>,
+    #[serde(default)]
+    pub alternatives: Vec<Alternative>,
+    #[serde(default)]
+    pub enable: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alternative {
+    pub name: String,
+    /// The generic name (`/usr/sbin/iptables`).
+    pub link: String,
+    /// The chosen implementation (`/usr/sbin/iptables-nft`).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+}
+
+/// A symlink or folder the setup adds to the root, path relative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    Dir(String),
+    Symlink { path: String, target: String },
+}
+
+impl Setup {
+    pub fn load(boards_dir: &Path) -> Result<Setup> {
+        let path = path(boards_dir);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Setup> {
+        let setup: Setup = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        setup.check()?;
+        Ok(setup)
+    }
+
+    fn check(&self) -> Result<()> {
+        for (name, p) in &self.packages {
+            let at = |key: &str| format!("package.\"{name}\".{key}");
+            for (key, list) in [
+                ("files", &p.files),
+                ("leave_out", &p.leave_out),
+                ("directories", &p.directories),
+            ] {
+                for path in list {
+                    check_relative(path).with_context(|| at(key))?;
+                }
+            }
+            for a in &p.alternatives {
+                if a.name.is_empty() || a.name.contains('/') {
+                    bail!(
+                        "{}: `{}` is not an alternative's name",
+                        at("alternatives"),
+                        a.name
+                    );
+                }
+                for path in [&a.link, &a.path] {
+                    if !path.starts_with('/') {
+                        bail!("{}: `{path}` must be an absolute path", at("alternatives"));
+                    }
+                    check_relative(path.trim_start_matches('/'))
+                        .with_context(|| at("alternatives"))?;
+                }
+            }
+            for e in &p.enable {
+                let ok = e.split_once(':').is_some_and(|(t, u)| {
+                    t.contains('.') && u.contains('.') && !t.contains('/') && !u.contains('/')
+                });
+                if !ok {
+                    bail!(
+                        "{}: `{e}` is not TARGET:UNIT (sockets.target:docker.socket)",
+                        at("enable")
+                    );
+                }
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for g in &self.groups {
+            check_account_name(&g.name).context("group")?;
+            if !names.insert(&g.name) || !ids.insert(g.gid) {
+                bail!("group `{}` ({}): name or gid given twice", g.name, g.gid);
+            }
+            if BASE_GROUPS
+                .iter()
+                .any(|(n, id)| *n == g.name || *id == g.gid)
+            {
+                bail!(
+                    "group `{}` ({}): the builder's own groups have that name or gid",
+                    g.name,
+                    g.gid
+                );
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for u in &self.users {
+            check_account_name(&u.name).context("user")?;
+            if !names.insert(&u.name) || !ids.insert(u.uid) {
+                bail!("user `{}` ({}): name or uid given twice", u.name, u.uid);
+            }
+            if BASE_USERS
+                .iter()
+                .any(|(n, id)| *n == u.name || *id == u.uid)
+            {
+                bail!(
+                    "user `{}` ({}): the builder's own users have that name or uid",
+                    u.name,
+                    u.uid
+                );
+            }
+            if !self.groups.iter().any(|g| g.gid == u.gid) {
+                bail!("user `{}`: its gid {} is no [[group]]", u.name, u.gid);
+            }
+            for (key, v) in [("gecos", &u.gecos), ("home", &u.home), ("shell", &u.shell)] {
+                if v.contains([':', '\n']) {
+                    bail!("user `{}`: {key} must not hold `:` or a line break", u.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The setups of the packages a board lists, by name.
+    pub fn for_listed<'a>(
+        &'a self,
+        listed: &'a [String],
+    ) -> impl Iterator<Item = (&'a str, &'a PackageSetup)> + 'a {
+        self.packages
+            .iter()
+            .filter(move |(name, _)| listed.contains(name))
+            .map(|(n, p)| (n.as_str(), p))
+    }
+
+    /// Folders and symlinks (alternatives, enabled units) for the listed
+    /// packages, sorted by path.
+    pub fn made(&self, listed: &[String]) -> Vec<Made> {
+        let mut out = Vec::new();
+        for (_, p) in self.for_listed(listed) {
+            out.extend(p.directories.iter().cloned().map(Made::Dir));
+            for a in &p.alternatives {
+                out.push(Made::Symlink {
+                    path: a.link.trim_start_matches('/').to_string(),
+                    target: format!("/etc/alternatives/{}", a.name),
+                });
+                out.push(Made::Symlink {
+                    path: format!("etc/alternatives/{}", a.name),
+                    target: a.path.clone(),
+                });
+            }
+            for e in &p.enable {
+                if let Some((target, unit)) = e.split_once(':') {
+                    out.push(Made::Symlink {
+                        path: format!("{UNIT_DIR}/{target}.wants/{unit}"),
+                        target: format!("../{unit}"),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| made_path(a).cmp(made_path(b)));
+        out
+    }
+
+    /// `/etc/passwd`: the builder's own users, then the declared ones.
+    pub fn passwd(&self) -> String {
+        let mut s = String::new();
+        for line in BASE_PASSWD {
+            s += line;
+            s.push('\n');
+        }
+        for u in &self.users {
+            s += &format!(
+                "{}:x:{}:{}:{}:{}:{}\n",
+                u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+            );
+        }
+        s
+    }
+
+    /// `/etc/group`.
+    pub fn group(&self) -> String {
+        let mut s = String::new();
+        for (name, gid) in BASE_GROUPS {
+            s += &format!("{name}:x:{gid}:\n");
+        }
+        for g in &self.groups {
+            s += &format!("{}:x:{}:\n", g.name, g.gid);
+        }
+        s
+    }
+
+    /// `/etc/shadow`: every password locked.
+    pub fn shadow(&self) -> String {
+        let mut s = String::new();
+        for (name, _) in BASE_USERS {
+            s += &format!("{name}:!:1::::::\n");
+        }
+        for u in &self.users {
+            s += &format!("{}:!:1::::::\n", u.name);
+        }
+        s
+    }
+}
+
+pub const UNIT_DIR: &str = "usr/lib/systemd/system";
+
+fn made_path(m: &Made) -> &str {
+    match m {
+        Made::Dir(p) => p,
+        Made::Symlink { path, .. } => path,
+    }
+}
+
+/// The builder's own accounts. Root's password is locked; access is by
+/// the serial rescue shell (and SSH keys from cloud-config).
+const BASE_PASSWD: [&str; 2] = [
+    "root:x:0:0:root:/root:/bin/sh",
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+];
+const BASE_USERS: [(&str, u32); 2] = [("root", 0), ("nobody", 65534)];
+/// Debian's numbers: devpts is mounted with gid 5 (tty); cloud-config
+/// users commonly ask for wheel, adm or users.
+const BASE_GROUPS: [(&str, u32); 6] = [
+    ("root", 0),
+    ("adm", 4),
+    ("tty", 5),
+    ("wheel", 10),
+    ("users", 100),
+    ("nogroup", 65534),
+];
+
+fn check_relative(path: &str) -> Result<()> {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        bail!("`{path}` must be a relative path inside the package, without `.`, `..` or `//`");
+    }
+    Ok(())
+}
+
+fn check_account_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c));
+    if !ok {
+        bail!("`{name}` is not a valid account name");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_common_file_loads_and_declares_the_engine() {
+        let s = Setup::load(&crate::paths::boards_dir()).unwrap();
+        let listed: Vec<String> = ["docker.io", "iptables", "containerd"]
+            .map(String::from)
+            .to_vec();
+        let made = s.made(&listed);
+        let link = |p: &str| {
+            made.iter().find_map(|m| match m {
+                Made::Symlink { path, target } if path == p => Some(target.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            link("usr/sbin/iptables").as_deref(),
+            Some("/etc/alternatives/iptables")
+        );
+        assert_eq!(
+            link("etc/alternatives/iptables").as_deref(),
+            Some("/usr/sbin/iptables-nft")
+        );
+        assert_eq!(
+            link("etc/alternatives/ip6tables-save").as_deref(),
+            Some("/usr/sbin/ip6tables-nft-save")
+        );
+        assert_eq!(
+            link("usr/lib/systemd/system/sockets.target.wants/docker.socket").as_deref(),
+            Some("../docker.socket")
+        );
+        assert!(made.contains(&Made::Dir("etc/docker".into())));
+        // Nothing for a package the board does not list.
+        assert!(s.made(&["dropbear-bin".to_string()]).is_empty());
+
+        assert!(s.group().contains("\ndocker:x:233:\n"), "{}", s.group());
+        assert!(s
+            .passwd()
+            .contains("\netcd:x:232:232:etcd:/var/lib/etcd:/usr/sbin/nologin\n"));
+        assert!(s.passwd().starts_with("root:x:0:0:root:/root:/bin/sh\n"));
+        assert!(s.shadow().contains("\netcd:!:1::::::\n"));
+        assert_eq!(s.shadow().lines().count(), s.passwd().lines().count());
+    }
+
+    #[test]
+    fn bad_declarations_are_refused_with_the_key() {
+        for (text, want) in [
+            ("[package.x]\nfiles = [\"../etc\"]\n", "package.\"x\".files"),
+            ("[package.x]\nfile = []\n", "unknown field `file`"),
+            (
+                "[package.x]\nalternatives = [{ name = \"a\", link = \"usr/a\", path = \"/b\" }]\n",
+                "absolute",
+            ),
+            ("[package.x]\nenable = [\"docker.socket\"]\n", "TARGET:UNIT"),
+            (
+                "[[group]]\nname = \"a\"\ngid = 9\n[[group]]\nname = \"b\"\ngid = 9\n",
+                "twice",
+            ),
+            ("[[group]]\nname = \"tty\"\ngid = 900\n", "builder's own"),
+            (
+                "[[user]]\nname = \"u\"\nuid = 900\ngid = 900\nhome = \"/\"\nshell = \"/bin/sh\"\n",
+                "no [[group]]",
+            ),
+        ] {
+            let msg = format!("{:#}", Setup::parse(text).unwrap_err());
+            assert!(msg.contains(want), "{text}: {msg}");
+        }
+    }
+}
