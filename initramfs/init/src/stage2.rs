@@ -31,6 +31,7 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
         say(sys, &format!("slipway: {}", chain(&e)));
     }
     state::setup(sys);
+    state::setup_opt(sys);
     run_cloud_config(sys);
 
     // By default the kernel reboots at once on ctrl-alt-del, without
@@ -234,6 +235,7 @@ mod tests {
 28 22 0:30 / /etc rw - overlay overlay rw
 29 22 254:6 /home /home rw - ext4 /dev/vda6 rw
 30 22 254:6 /roothome /root rw - ext4 /dev/vda6 rw
+31 22 254:6 /opt /opt rw - ext4 /dev/vda6 rw
 ";
 
     /// The real root after stage 1 handed over.
@@ -297,12 +299,13 @@ mod tests {
             .iter()
             .filter(|c| c.starts_with("mount "))
             .collect();
-        // The eight API filesystems, then /etc, /home and /root.
-        assert_eq!(mounts.len(), 11);
+        // The eight API filesystems, then /etc, /home, /root and /opt.
+        assert_eq!(mounts.len(), 12);
         assert_eq!(mounts[0], "mount proc /proc proc nosuid,nodev,noexec");
         assert_eq!(mounts[2], "mount devtmpfs /dev devtmpfs nosuid,mode=0755");
         assert!(mounts[8].starts_with("mount overlay /etc overlay lowerdir=/etc,"));
         assert_eq!(mounts[10], "mount /var/roothome /root none bind");
+        assert_eq!(mounts[11], "mount /var/opt /opt none bind");
         assert!(!sys.calls.iter().any(|c| c.starts_with("sethostname")));
     }
 
