@@ -20,8 +20,9 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// Creates the parent group and turns on the `memory` and `pids`
-    /// controllers for the services' groups (for the status output).
+    /// Creates the parent group, turns on every controller for the root's
+    /// children and the `memory` and `pids` controllers for the services'
+    /// groups (for the status output).
     /// Errors are for the console; the caller goes on without cgroups.
     pub fn setup(parent: &Path) -> Result<Cgroups, String> {
         let root = parent.parent().unwrap_or(Path::new("/"));
@@ -29,8 +30,21 @@ impl Cgroups {
             .map_err(|e| format!("creating {}: {e}", parent.display()))?;
         // Controllers are enabled top-down; one that is missing from the
         // kernel is not a reason to stop (status just lacks the figure).
+        // Every controller the kernel has is enabled for the root's
+        // children: the container engine makes its groups there
+        // (`/sys/fs/cgroup/docker/<id>` with the cgroupfs driver) and
+        // reports each missing one as a `docker info` warning (no CPU
+        // shares, no blkio weight, no cpuset); the update engine's group
+        // uses `cpu` and `io` too.
+        let available =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        for controller in available.split_whitespace() {
+            let _ = std::fs::write(
+                root.join("cgroup.subtree_control"),
+                format!("+{controller}"),
+            );
+        }
         for controller in ["+memory", "+pids"] {
-            let _ = std::fs::write(root.join("cgroup.subtree_control"), controller);
             let _ = std::fs::write(parent.join("cgroup.subtree_control"), controller);
         }
         Ok(Cgroups {
