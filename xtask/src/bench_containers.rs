@@ -161,7 +161,7 @@ pub fn run(opts: &Options) -> Result<()> {
         eprintln!("bench: containers boot {}/{}", i + 1, opts.runs);
         let web_port = free_port()?;
         let web = SocketAddr::from(([127, 0, 0, 1], web_port));
-        let mut machine = Machine::new(image_dir.join("disk.qcow2"));
+        let mut machine = Machine::new(boot_disk(&image_dir));
         machine.memory_mib = 1536;
         machine.disk_size = Some(4 << 30);
         machine.user_data = Some((SeedKind::NoCloud, user_data.clone()));
@@ -245,6 +245,14 @@ pub fn run(opts: &Options) -> Result<()> {
     );
     println!("  zstd -3   {:>7.1} MB   (target <= 60 MB)", mb(zst));
     Ok(())
+}
+
+/// The disk to boot from an image folder: disk.qcow2, or disk.raw when
+/// the image was built with `--no-qcow2`.
+pub fn boot_disk(dir: &Path) -> PathBuf {
+    Some(dir.join("disk.qcow2"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("disk.raw"))
 }
 
 /// The board an image folder was built for (its manifest.json).

@@ -19,7 +19,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xtask::bench_containers::{
-    diagnose, free_port, indent, wait_page, web_user_data, GUEST_WEB_PORT, IMAGE_NAME, PAGE,
+    boot_disk, diagnose, free_port, indent, wait_page, web_user_data, GUEST_WEB_PORT, IMAGE_NAME,
+    PAGE,
 };
 use xtask::build::{build_image, BuildOptions};
 use xtask::qemu::Machine;
@@ -150,12 +151,23 @@ fn ssh(key: &Path, port: u16, command: &str) -> std::process::Output {
         .expect("running ssh (apt-get install openssh-client)")
 }
 
-/// Waits for the page, or fails with what the guest says about the units.
+/// Waits for the page, or fails with what the guest says about the units;
+/// while waiting, the guest's state is printed every two minutes.
 fn page(vm: &mut Vm, web: SocketAddr, what: &str) {
     let t = Instant::now();
-    if let Err(e) = wait_page(web, PAGE_WAIT) {
-        let state = diagnose(vm);
-        panic!("{what}: {e:#}\n{state}");
+    loop {
+        match wait_page(web, Duration::from_secs(120)) {
+            Ok(_) => break,
+            Err(e) if t.elapsed() >= PAGE_WAIT => {
+                let state = diagnose(vm);
+                panic!("{what}: {e:#}\n{state}");
+            }
+            Err(_) => eprintln!(
+                "vm_containers: {what}: no page after {:.0?}; {}",
+                t.elapsed(),
+                diagnose(vm)
+            ),
+        }
     }
     eprintln!("vm_containers: {what}: page after {:.0?}", t.elapsed());
 }
@@ -231,7 +243,7 @@ fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
 
     let (web_port, ssh_port) = (free_port().unwrap(), free_port().unwrap());
     let web = SocketAddr::from(([127, 0, 0, 1], web_port));
-    let mut machine = Machine::new(image.join("disk.qcow2"));
+    let mut machine = Machine::new(boot_disk(&image));
     machine.memory_mib = 1536;
     // Room on /var for the engine's state (the image's /var grows into it).
     machine.disk_size = Some(4 << 30);
