@@ -157,6 +157,9 @@ pub fn run(opts: &Options) -> Result<()> {
     let (mut ready1, mut http1, mut ready2, mut http2) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut docker_ms, mut runc_ms) = (Vec::new(), Vec::new());
+    // web.service's failed starts before it answered (each one adds its
+    // RestartSec=, doubled per failure in a row, to the figure).
+    let (mut restarts1, mut restarts2) = (Vec::new(), Vec::new());
     for i in 0..opts.runs {
         eprintln!("bench: containers boot {}/{}", i + 1, opts.runs);
         let web_port = free_port()?;
@@ -173,6 +176,7 @@ pub fn run(opts: &Options) -> Result<()> {
         ready1.push(power_on.elapsed().as_secs_f64());
         let answered = wait_page(web, BOOT).with_context(|| diagnose(&mut vm))?;
         http1.push((answered - power_on).as_secs_f64());
+        restarts1.push(web_restarts(&mut vm));
 
         if i == 0 {
             docker_ms = time_loop(&mut vm, &format!("docker run --rm {image_ref} true"))?;
@@ -205,6 +209,7 @@ pub fn run(opts: &Options) -> Result<()> {
         ready2.push(power_on.elapsed().as_secs_f64());
         let answered = wait_page(web, BOOT).with_context(|| diagnose(&mut vm))?;
         http2.push((answered - power_on).as_secs_f64());
+        restarts2.push(web_restarts(&mut vm));
         let _ = qmp.quit();
     }
 
@@ -225,6 +230,9 @@ pub fn run(opts: &Options) -> Result<()> {
     println!(
         "  power-on again: → container answers          {:>7.1} s   (image cached on /var)",
         median(http2)
+    );
+    println!(
+        "  web.service restarts before it answered: first boot {restarts1:?}, power-on again {restarts2:?}"
     );
     println!("\n== container start latency on the booted guest, median of 10");
     let (d, r) = (median(docker_ms), median(runc_ms));
@@ -253,6 +261,24 @@ pub fn boot_disk(dir: &Path) -> PathBuf {
     Some(dir.join("disk.qcow2"))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| dir.join("disk.raw"))
+}
+
+/// web.service's restart count (`slipctl status --json`), or -1 if the
+/// guest did not say.
+fn web_restarts(vm: &mut Vm) -> i64 {
+    let Ok((_, json)) = vm.run("slipctl status --json", CMD) else {
+        return -1;
+    };
+    serde_json::from_str::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|v| {
+            v["units"]
+                .as_array()?
+                .iter()
+                .find(|u| u["name"] == "web.service")?["restarts"]
+                .as_i64()
+        })
+        .unwrap_or(-1)
 }
 
 /// The board an image folder was built for (its manifest.json).
