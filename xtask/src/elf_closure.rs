@@ -534,11 +534,9 @@ mod tests {
         assert!(msg.contains("symlinks (a loop?)"), "{msg}");
     }
 
-    /// The real thing, when the qemu-x86_64 board's packages are unpacked
-    /// (any build has done it): dropbear's programs, libtomcrypt's own
-    /// needs (libtommath, libgmp) and the loader are all found.
-    #[test]
-    fn dropbear_closure_from_the_unpacked_packages() {
+    /// The qemu-x86_64 board's extra packages as the lock pins them, if a
+    /// build has unpacked them all.
+    fn unpacked_board_packages() -> Option<Vec<ExtraPackage>> {
         let lock = crate::board::lock_path(&crate::paths::boards_dir(), "qemu-x86_64");
         let text = std::fs::read_to_string(&lock).unwrap();
         let lock: toml::Value = toml::from_str(&text).unwrap();
@@ -556,7 +554,7 @@ mod tests {
                     "SKIPPED: {} not unpacked (build the image first)",
                     root.display()
                 );
-                return;
+                return None;
             }
             packages.push(ExtraPackage {
                 package: name.to_string(),
@@ -564,6 +562,115 @@ mod tests {
                 root,
             });
         }
+        Some(packages)
+    }
+
+    /// The container engine with packages.toml's files and leave_out: the
+    /// programs, the dlopen'ed iptables extensions with their libraries,
+    /// the units moved to /usr/lib/systemd, docker-init through tini.
+    #[test]
+    fn engine_closure_from_the_unpacked_packages() {
+        let Some(packages) = unpacked_board_packages() else {
+            return;
+        };
+        let setup = crate::package_setup::Setup::load(&crate::paths::boards_dir()).unwrap();
+        let takes: BTreeMap<String, Take> = setup
+            .packages
+            .iter()
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    Take {
+                        files: p.files.clone(),
+                        leave_out: p.leave_out.clone(),
+                    },
+                )
+            })
+            .collect();
+        let out = closure_with(&packages, &takes).unwrap();
+        for path in [
+            "usr/sbin/dockerd",
+            "usr/bin/docker",
+            "usr/sbin/docker-proxy",
+            "usr/bin/containerd",
+            "usr/bin/containerd-shim-runc-v2",
+            "usr/bin/ctr",
+            "usr/sbin/runc",
+            "usr/bin/tini-static",
+            "usr/sbin/xtables-nft-multi",
+            "usr/lib/x86_64-linux-gnu/xtables/libxt_conntrack.so",
+            "usr/lib/x86_64-linux-gnu/xtables/libxt_NAT.so",
+            "usr/lib/systemd/system/docker.service",
+            "usr/lib/systemd/system/docker.socket",
+            "usr/lib/systemd/system/containerd.service",
+            "etc/default/docker",
+            "etc/containerd/config.toml",
+            "etc/protocols",
+        ] {
+            assert!(
+                matches!(out.get(path), Some(Node::File { .. })),
+                "{path} missing"
+            );
+        }
+        assert_eq!(
+            out.get("usr/bin/docker-init"),
+            Some(&Node::Symlink {
+                target: "tini-static".into()
+            })
+        );
+        assert_eq!(
+            out.get("usr/lib/x86_64-linux-gnu/xtables/libxt_MASQUERADE.so"),
+            Some(&Node::Symlink {
+                target: "libxt_NAT.so".into()
+            })
+        );
+        // dockerd's, runc's and the extensions' own libraries.
+        let has_lib = |name: &str| {
+            LIBRARY_DIRS
+                .iter()
+                .any(|d| out.contains_key(&format!("{d}/{name}")))
+        };
+        for lib in [
+            "libsystemd.so.0",
+            "libdevmapper.so.1.02.1",
+            "libseccomp.so.2",
+            "libxtables.so.12",
+            "libnftnl.so.11",
+            "libnetfilter_conntrack.so.3",
+        ] {
+            assert!(has_lib(lib), "{lib} missing");
+        }
+        for gone in [
+            "usr/bin/dnet",
+            "usr/sbin/ovrouter",
+            "usr/bin/containerd-shim",
+            "usr/bin/containerd-shim-runc-v1",
+            "lib/systemd/system/docker.service",
+            "etc/init.d/docker",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} should not be taken");
+        }
+
+        let mut bad = takes.clone();
+        bad.get_mut("docker.io")
+            .unwrap()
+            .leave_out
+            .push("usr/bin/nope".into());
+        let msg = format!("{:#}", closure_with(&packages, &bad).unwrap_err());
+        assert!(
+            msg.contains("docker.io: leave_out names /usr/bin/nope"),
+            "{msg}"
+        );
+    }
+
+    /// The real thing, when the qemu-x86_64 board's packages are unpacked
+    /// (any build has done it): dropbear's programs, libtomcrypt's own
+    /// needs (libtommath, libgmp) and the loader are all found.
+    #[test]
+    fn dropbear_closure_from_the_unpacked_packages() {
+        let Some(packages) = unpacked_board_packages() else {
+            return;
+        };
         if !packages.iter().any(|p| p.package == "dropbear-bin") {
             eprintln!("SKIPPED: the qemu-x86_64 lock pins no dropbear-bin");
             return;
