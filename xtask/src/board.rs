@@ -192,7 +192,7 @@ impl Board {
 
 /// Debian Policy 5.6.1: lower case letters, digits, `+`, `-`, `.`; at least
 /// two characters, starting with a letter or digit.
-fn is_package_name(name: &str) -> bool {
+pub(crate) fn is_package_name(name: &str) -> bool {
     name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name

@@ -129,7 +129,15 @@ pub fn resolve(board: &Board, opts: &InputOptions) -> Result<Inputs> {
         pinned.push(entry);
     }
 
-    let extras = resolve_extras(&board.packages.extra, &lock, opts.update, &lock_path)?;
+    // Dependencies only maintainer scripts use (adduser, lsb-base, …) are
+    // not followed: nothing runs at install time here.
+    let setup = crate::package_setup::Setup::load(&paths::boards_dir())?;
+    let skip: std::collections::BTreeMap<String, Vec<String>> = setup
+        .packages
+        .iter()
+        .map(|(name, p)| (name.clone(), p.skip_depends.clone()))
+        .collect();
+    let extras = resolve_extras(&board.packages.extra, &lock, opts.update, &lock_path, &skip)?;
     let locked_extras: Vec<Locked> = sorted(
         lock.packages
             .iter()
@@ -232,6 +240,7 @@ fn resolve_extras(
     lock: &LockFile,
     update: bool,
     lock_path: &Path,
+    skip_depends: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<Locked>> {
     let mut queue: std::collections::VecDeque<(String, Role, Option<String>)> = listed
         .iter()
@@ -268,7 +277,11 @@ fn resolve_extras(
                 .map(first_alternatives)
                 .unwrap_or_default(),
         );
+        let skip = skip_depends.get(&entry.package);
         for dep in deps {
+            if skip.is_some_and(|s| s.contains(&dep)) {
+                continue;
+            }
             if !seen.contains(&dep) {
                 queue.push_back((dep, Role::Dependency, Some(entry.package.clone())));
             }

@@ -41,6 +41,10 @@ pub struct PackageSetup {
     pub alternatives: Vec<Alternative>,
     #[serde(default)]
     pub enable: Vec<String>,
+    /// `Depends` not followed when pinning the package's closure: what
+    /// only its maintainer scripts run (adduser, lsb-base).
+    #[serde(default)]
+    pub skip_depends: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -96,6 +100,14 @@ impl Setup {
     fn check(&self) -> Result<()> {
         for (name, p) in &self.packages {
             let at = |key: &str| format!("package.\"{name}\".{key}");
+            for dep in &p.skip_depends {
+                if !crate::board::is_package_name(dep) {
+                    bail!(
+                        "{}: `{dep}` is not a Debian package name",
+                        at("skip_depends")
+                    );
+                }
+            }
             for (key, list) in [
                 ("files", &p.files),
                 ("leave_out", &p.leave_out),
@@ -369,6 +381,10 @@ mod tests {
                 "absolute",
             ),
             ("[package.x]\nenable = [\"docker.socket\"]\n", "TARGET:UNIT"),
+            (
+                "[package.x]\nskip_depends = [\"Perl (>= 5)\"]\n",
+                "skip_depends",
+            ),
             (
                 "[[group]]\nname = \"a\"\ngid = 9\n[[group]]\nname = \"b\"\ngid = 9\n",
                 "twice",
