@@ -265,7 +265,9 @@ pub fn push_web_image(
 ) -> Result<OciImage> {
     let busybox = crate::oci::image_busybox(image_dir)?;
     let epoch = crate::build::default_source_date_epoch()?;
-    let image = crate::oci::write_busybox_web(&busybox, page, epoch, &layout_dir("web"))?;
+    // One folder per registry: tests running at once do not share it.
+    let dir = layout_dir(&format!("web-{}", registry.port()));
+    let image = crate::oci::write_busybox_web(&busybox, page, epoch, &dir)?;
     registry.push(&image, name)?;
     Ok(image)
 }
