@@ -10,6 +10,8 @@ use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
 
 use crate::tree::{Node, Tree};
 
+mod block_cache;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error("squashfs: adding /{path}: {source}")]
@@ -45,12 +47,21 @@ pub const ZSTD_LEVEL: u32 = 19;
 pub const BLOCK_SIZE: u32 = 1 << 20;
 
 /// Writes `tree` as a squashfs 4.0 image to `out`; returns the bytes written.
+/// With `cache`, compressed data blocks are kept in (and taken from) that
+/// folder, keyed by their content ([`block_cache`]): the bytes written are
+/// the same with or without it.
 pub fn write_squashfs<W: Write + Seek>(
     tree: &Tree,
     mtime: u32,
+    cache: Option<&std::path::Path>,
     out: &mut W,
 ) -> Result<u64, RootfsError> {
     let mut fs = FilesystemWriter::default();
+    if let Some(dir) = cache {
+        if std::fs::create_dir_all(dir).is_ok() && block_cache::use_dir(dir.to_path_buf()) {
+            fs.set_kind(backhand::kind::Kind::new_v4(&block_cache::CACHED));
+        }
+    }
     // The default kind is little-endian squashfs 4.0, what Linux reads.
     fs.set_time(mtime);
     fs.set_root_mode(0o755);
@@ -121,8 +132,8 @@ mod tests {
     fn same_tree_same_bytes_and_reads_back() {
         let mut a = Cursor::new(Vec::new());
         let mut b = Cursor::new(Vec::new());
-        write_squashfs(&sample(), 1_700_000_000, &mut a).unwrap();
-        write_squashfs(&sample(), 1_700_000_000, &mut b).unwrap();
+        write_squashfs(&sample(), 1_700_000_000, None, &mut a).unwrap();
+        write_squashfs(&sample(), 1_700_000_000, None, &mut b).unwrap();
         assert_eq!(a.get_ref(), b.get_ref());
         assert_eq!(&a.get_ref()[..4], b"hsqs");
 
@@ -143,8 +154,39 @@ mod tests {
     fn different_time_changes_bytes() {
         let mut a = Cursor::new(Vec::new());
         let mut b = Cursor::new(Vec::new());
-        write_squashfs(&sample(), 1, &mut a).unwrap();
-        write_squashfs(&sample(), 2, &mut b).unwrap();
+        write_squashfs(&sample(), 1, None, &mut a).unwrap();
+        write_squashfs(&sample(), 2, None, &mut b).unwrap();
         assert_ne!(a.get_ref(), b.get_ref());
+    }
+
+    #[test]
+    fn the_block_cache_gives_the_same_bytes_and_is_used() {
+        // Blocks of 1 MiB that compress differently, so several entries.
+        let mut t = sample();
+        let big: Vec<u8> = (0..3 * BLOCK_SIZE)
+            .map(|i| (i % 251) as u8 ^ (i >> 17) as u8)
+            .collect();
+        t.file("usr/bin/big", 0o755, big);
+        let dir = tempfile::tempdir().unwrap();
+        let mut plain = Cursor::new(Vec::new());
+        write_squashfs(&t, 7, None, &mut plain).unwrap();
+        let mut first = Cursor::new(Vec::new());
+        write_squashfs(&t, 7, Some(dir.path()), &mut first).unwrap();
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(entries >= 3, "{entries} cache entries");
+        assert_eq!(first.get_ref(), plain.get_ref());
+
+        // A torn entry is recompressed, not trusted.
+        let victim = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(&victim, b"torn").unwrap();
+        let mut second = Cursor::new(Vec::new());
+        write_squashfs(&t, 7, Some(dir.path()), &mut second).unwrap();
+        assert_eq!(second.get_ref(), plain.get_ref());
+        assert_ne!(std::fs::read(&victim).unwrap(), b"torn");
     }
 }

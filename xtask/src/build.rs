@@ -304,7 +304,12 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         common: &common_root,
     })?;
     let mut root_image = std::io::Cursor::new(Vec::new());
-    rootfs::write_squashfs(&root_tree, mtime, &mut root_image)?;
+    rootfs::write_squashfs(
+        &root_tree,
+        mtime,
+        Some(&paths::slipway_dir().join("cache/squashfs-blocks")),
+        &mut root_image,
+    )?;
     let root_image = root_image.into_inner();
     phases.end("rootfs");
 

@@ -84,3 +84,59 @@ pub fn run(args: &TestArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// A release of the board under test for VM tests, newer than the image
+/// (`version`), with `extra` files on its root, built once per suite run:
+/// the update and container tests both install `<v1>.2`, and building a
+/// root with the container engine costs about a minute of compression.
+/// The output under `target/slipway/test-images/` is reused only if its
+/// stamp names the same image under test (its build ID), version and extra
+/// files; anything else is rebuilt.
+pub fn test_release(
+    image_dir: &std::path::Path,
+    version: &str,
+    extra: Vec<(String, u32, Vec<u8>)>,
+) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(image_dir.join("manifest.json"))
+            .with_context(|| format!("reading {}/manifest.json", image_dir.display()))?,
+    )
+    .context("manifest.json")?;
+    let field = |k: &str| {
+        manifest[k]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("manifest.json has no {k}"))
+    };
+    let (board, base_id) = (field("board")?, field("build_id")?);
+    let mut h = Sha256::new();
+    for (path, mode, bytes) in &extra {
+        h.update(format!("{path}\0{mode}\0{}\0", bytes.len()));
+        h.update(bytes);
+    }
+    let stamp = format!("{base_id} {version} {}\n", hex::encode(h.finalize()));
+    let name = if extra.is_empty() {
+        format!("release-{version}")
+    } else {
+        format!("release-{version}-extra")
+    };
+    let out = paths::slipway_dir().join("test-images").join(name);
+    let stamp_path = out.with_extension("stamp");
+    if std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
+        && out.join("update.payload").is_file()
+    {
+        eprintln!("test release {version}: reusing {}", out.display());
+        return Ok(out);
+    }
+    let _ = std::fs::remove_file(&stamp_path);
+    let mut opts = BuildOptions::new(&board)?;
+    opts.version = version.to_string();
+    opts.out_dir = Some(out.clone());
+    opts.qcow2 = false;
+    opts.extra_root_files = extra;
+    build_image(&opts).with_context(|| format!("building test release {version}"))?;
+    std::fs::write(&stamp_path, stamp)
+        .with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(out)
+}

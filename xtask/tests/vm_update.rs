@@ -11,14 +11,13 @@
 //! 4. The daemon picks up v4 from the feed it follows, installs it into
 //!    slot A and reboots into it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use xtask::build::{build_image, BuildOptions};
 use xtask::qemu::Machine;
 use xtask::release::{self, PublishOptions};
 use xtask::serve::{ServeOptions, Server};
-use xtask::testing::vm_test_image;
+use xtask::testing::{test_release, vm_test_image};
 use xtask::vm::Vm;
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -37,21 +36,6 @@ fn ok(vm: &mut Vm, command: &str, timeout: Duration) -> String {
     let (rc, out) = vm.run(command, timeout).unwrap();
     assert_eq!(rc, 0, "`{command}` failed:\n{out}");
     out.trim().to_string()
-}
-
-/// A release of the same board: `extra` files make it differ (a unit that
-/// fails on purpose).
-fn build_release(board: &str, version: &str, extra: Vec<(String, u32, Vec<u8>)>) -> PathBuf {
-    let out = xtask::paths::slipway_dir()
-        .join("test-images")
-        .join(format!("update-{version}"));
-    let mut opts = BuildOptions::new(board).unwrap();
-    opts.version = version.to_string();
-    opts.out_dir = Some(out.clone());
-    opts.qcow2 = false;
-    opts.extra_root_files = extra;
-    build_image(&opts).unwrap_or_else(|e| panic!("building {version}: {e:#}"));
-    out
 }
 
 fn publish(image: &Path, dir: &Path, channel: &str) {
@@ -147,13 +131,12 @@ fn update_power_cuts_rollback_and_daemon() {
         return;
     };
     let m = manifest(&dir);
-    let board = m["board"].as_str().unwrap().to_string();
     let v1 = m["version"].as_str().unwrap().to_string();
     let (v2, v3, v4) = (format!("{v1}.2"), format!("{v1}.3"), format!("{v1}.4"));
     let t0 = Instant::now();
-    let img2 = build_release(&board, &v2, Vec::new());
-    let img3 = build_release(&board, &v3, failing_unit());
-    let img4 = build_release(&board, &v4, Vec::new());
+    let img2 = test_release(&dir, &v2, Vec::new()).unwrap();
+    let img3 = test_release(&dir, &v3, failing_unit()).unwrap();
+    let img4 = test_release(&dir, &v4, Vec::new()).unwrap();
     eprintln!("vm_update: three releases built in {:.0?}", t0.elapsed());
     let feed_dir = tempfile::tempdir().unwrap();
     publish(&img2, feed_dir.path(), "test");
