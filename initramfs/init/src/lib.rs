@@ -14,6 +14,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod accounts;
 pub mod cmdline;
 pub mod console;
 pub mod control;

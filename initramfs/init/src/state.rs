@@ -21,6 +21,7 @@
 
 use nix::mount::MsFlags;
 
+use crate::accounts::ImageAccounts;
 use crate::console::say;
 use crate::error::{chain, errno_text, Context, Error};
 use crate::mounts::parse_mountinfo;
@@ -49,8 +50,20 @@ pub fn setup(sys: &mut dyn Sys) -> Option<String> {
     let etc_writable = if mounted.iter().any(|m| m == "/etc") {
         true
     } else {
+        // Read before the overlay covers them (see `accounts`).
+        let image_accounts = ImageAccounts::read(sys);
         match overlay_etc(sys) {
-            Ok(()) => true,
+            Ok(()) => {
+                match image_accounts.merge_into_etc(sys) {
+                    Ok(added) if !added.is_empty() => say(
+                        sys,
+                        &format!("slipway: accounts of the image added: {}", added.join(", ")),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => say(sys, &format!("slipway: {e}")),
+                }
+                true
+            }
             Err(e) => {
                 say(
                     sys,
