@@ -321,7 +321,7 @@ fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
     // 5. Restarting the engine: the web unit (Restart=always) comes back
     // with a new container on the same volume.
     let before = web_id(&mut vm);
-    ok(&mut vm, "slipctl restart docker.service");
+    ok(&mut vm, "slipctl restart docker");
     page(&mut vm, web, "after the engine restart");
     let deadline = Instant::now() + CMD;
     let after = loop {
