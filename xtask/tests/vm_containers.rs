@@ -14,7 +14,7 @@
 //!   update to a new release, whose trial boot is judged healthy.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,13 +22,12 @@ use xtask::bench_containers::{
     boot_disk, diagnose, free_port, indent, wait_page, web_user_data, GUEST_WEB_PORT, IMAGE_NAME,
     PAGE,
 };
-use xtask::build::{build_image, BuildOptions};
 use xtask::qemu::Machine;
 use xtask::registry::{self, push_web_image, Registry};
 use xtask::release::{self, PublishOptions};
 use xtask::seed::SeedKind;
 use xtask::serve::{ServeOptions, Server};
-use xtask::testing::{in_ci, vm_test_image};
+use xtask::testing::{in_ci, test_release, vm_test_image};
 use xtask::vm::Vm;
 
 const BOOT: Duration = Duration::from_secs(600);
@@ -177,19 +176,6 @@ fn web_id(vm: &mut Vm) -> String {
     ok(vm, "docker inspect -f '{{.Id}}' web")
 }
 
-/// The next release of the image's board, built while the first boot runs.
-fn build_release(board: String, version: String) -> PathBuf {
-    let out = xtask::paths::slipway_dir()
-        .join("test-images")
-        .join(format!("containers-{version}"));
-    let mut opts = BuildOptions::new(&board).unwrap();
-    opts.version = version.clone();
-    opts.out_dir = Some(out.clone());
-    opts.qcow2 = false;
-    build_image(&opts).unwrap_or_else(|e| panic!("building {version}: {e:#}"));
-    out
-}
-
 #[test]
 fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
     let test = "web_container_from_the_host_registry_survives_restarts_reboot_and_update";
@@ -200,12 +186,15 @@ fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
         return;
     }
     let m = manifest(&image);
-    let board = m["board"].as_str().unwrap().to_string();
     let v1 = m["version"].as_str().unwrap().to_string();
     let v2 = format!("{v1}.2");
+    // The next release, built (or reused from vm_update) while the first
+    // boot runs.
     let release = {
-        let (board, v2) = (board.clone(), v2.clone());
-        std::thread::spawn(move || build_release(board, v2))
+        let (image, v2) = (image.clone(), v2.clone());
+        std::thread::spawn(move || {
+            test_release(&image, &v2, Vec::new()).unwrap_or_else(|e| panic!("building {v2}: {e:#}"))
+        })
     };
 
     let registry = Registry::start().unwrap();
