@@ -289,6 +289,40 @@ impl Sys for RecordingSys {
         self.node(path).is_some() || self.has_children(path)
     }
 
+    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()> {
+        self.record(format!("symlink {path} -> {target}"))?;
+        if self.exists(path) {
+            return Err(Errno::EEXIST);
+        }
+        self.nodes
+            .insert(path.to_string(), Node::Link(target.to_string()));
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> SysResult<()> {
+        self.record(format!("rename {from} {to}"))?;
+        if self.exists(to) {
+            return Err(Errno::EEXIST);
+        }
+        // The node and everything under it move.
+        let moved: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|k| *k == from || k.starts_with(&format!("{from}/")))
+            .cloned()
+            .collect();
+        if moved.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        for key in moved {
+            if let Some(node) = self.nodes.remove(&key) {
+                let rest = key.get(from.len()..).unwrap_or_default();
+                self.nodes.insert(format!("{to}{rest}"), node);
+            }
+        }
+        Ok(())
+    }
+
     fn open_block(&mut self, path: &str) -> SysResult<Box<dyn ReadSeek>> {
         let data = self.read_file(path)?;
         Ok(Box::new(Cursor::new(data)))

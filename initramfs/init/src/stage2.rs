@@ -32,6 +32,7 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
     }
     state::setup(sys);
     state::setup_opt(sys);
+    state::run_links(sys);
     run_cloud_config(sys);
 
     // By default the kernel reboots at once on ctrl-alt-del, without
@@ -260,6 +261,7 @@ mod tests {
             .add_file("/dev/ttyS0", "")
             .add_dir("/tmp")
             .add_dir("/sys/fs/cgroup")
+            .add_dir("/run")
             .add_file("/etc/machine-id", "4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c\n");
         sys.set_boot_time(Duration::from_millis(2345));
         sys
@@ -280,6 +282,9 @@ mod tests {
                 "mount tmpfs /dev/shm tmpfs nosuid,nodev,mode=1777",
                 "mount tmpfs /tmp tmpfs nosuid,nodev,mode=1777",
                 "mount cgroup2 /sys/fs/cgroup cgroup2 nosuid,nodev,noexec",
+                "mkdir /run/lock 1777",
+                "symlink /var/run -> ../run",
+                "symlink /var/lock -> ../run/lock",
                 "reboot RB_DISABLE_CAD",
                 "sethostname slipway",
                 &format!("write /dev/tty0: {ready}"),

@@ -84,6 +84,48 @@ pub fn setup(sys: &mut dyn Sys) -> Option<String> {
     machine_id(sys, etc_writable)
 }
 
+/// `/var/run` and `/var/lock` as links into `/run`, as Debian's base-files
+/// and systemd-tmpfiles make them: programs still use the old paths
+/// (`docker` dials `/var/run/docker.sock`, dockerd keeps its state in
+/// `/var/run/docker`), and a real folder there would hold a second,
+/// persistent copy of runtime state. A folder found in their place (left
+/// by a release without the links) is moved aside, not deleted.
+const RUN_LINKS: [(&str, &str); 2] = [("/var/run", "../run"), ("/var/lock", "../run/lock")];
+
+pub fn run_links(sys: &mut dyn Sys) {
+    if let Err(e) = create_dirs(sys, "/run/lock", 0o1777) {
+        say(sys, &format!("slipway: /run/lock: {}", chain(&e)));
+    }
+    for (path, target) in RUN_LINKS {
+        if sys.read_link(path).is_ok() {
+            continue;
+        }
+        if sys.exists(path) {
+            let aside = format!("{path}.old");
+            if let Err(e) = sys.rename(path, &aside) {
+                say(
+                    sys,
+                    &format!(
+                        "slipway: {path} is not a link to {target} and cannot be moved aside: {}",
+                        errno_text(e)
+                    ),
+                );
+                continue;
+            }
+            say(
+                sys,
+                &format!("slipway: {path} was a folder: moved to {aside}"),
+            );
+        }
+        if let Err(e) = sys.symlink(target, path) {
+            say(
+                sys,
+                &format!("slipway: linking {path} to {target}: {}", errno_text(e)),
+            );
+        }
+    }
+}
+
 /// Binds `/var/opt` on `/opt` (created on first boot, with `bin/`), unless
 /// something is mounted there already. With `/var` a tmpfs (stage 1's
 /// fallback) this works the same and lasts one boot, as `/home` does.
@@ -337,6 +379,29 @@ mod tests {
         sys.add_file(MACHINE_ID, "4a1e0c9d2b7f4e3a8c6d5b4a3f2e1d0c");
         setup(&mut sys);
         assert_eq!(sys.calls, Vec::<String>::new());
+    }
+
+    #[test]
+    fn var_run_and_var_lock_become_links_and_a_folder_is_moved_aside() {
+        let mut sys = root();
+        sys.add_dir("/run")
+            .add_file("/var/run/docker/stale.pid", "1");
+        run_links(&mut sys);
+        assert_eq!(
+            sys.calls,
+            vec![
+                "mkdir /run/lock 1777",
+                "rename /var/run /var/run.old",
+                "write /dev/console: slipway: /var/run was a folder: moved to /var/run.old",
+                "symlink /var/run -> ../run",
+                "symlink /var/lock -> ../run/lock",
+            ]
+        );
+        assert!(sys.exists("/var/run.old/docker/stale.pid"));
+        // The next boot finds the links and does nothing.
+        sys.calls.clear();
+        run_links(&mut sys);
+        assert!(sys.calls.is_empty(), "{:?}", sys.calls);
     }
 
     const OPT_FIRST_BOOT: [&str; 3] = [

@@ -85,6 +85,10 @@ pub trait Sys {
     /// Entry names, sorted, without `.` and `..`.
     fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>>;
     fn read_link(&mut self, path: &str) -> SysResult<String>;
+    /// Creates `path` as a symbolic link to `target`.
+    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()>;
+    /// rename(2) within one filesystem.
+    fn rename(&mut self, from: &str, to: &str) -> SysResult<()>;
     /// Whether the path exists, without following a final symlink (a
     /// dangling `/sbin/init` link still "exists"; exec will explain).
     fn exists(&mut self, path: &str) -> bool;
@@ -265,6 +269,14 @@ impl Sys for LinuxSys {
 
     fn exists(&mut self, path: &str) -> bool {
         std::fs::symlink_metadata(path).is_ok()
+    }
+
+    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()> {
+        std::os::unix::fs::symlink(target, path).map_err(|e| io_errno(&e))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> SysResult<()> {
+        std::fs::rename(from, to).map_err(|e| io_errno(&e))
     }
 
     fn open_block(&mut self, path: &str) -> SysResult<Box<dyn ReadSeek>> {
