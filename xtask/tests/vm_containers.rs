@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xtask::bench_containers::{
@@ -28,7 +27,7 @@ use xtask::release::{self, PublishOptions};
 use xtask::seed::SeedKind;
 use xtask::serve::{ServeOptions, Server};
 use xtask::testing::{in_ci, test_release, vm_test_image};
-use xtask::vm::Vm;
+use xtask::vm::{ssh, Vm};
 
 const BOOT: Duration = Duration::from_secs(600);
 const CMD: Duration = Duration::from_secs(120);
@@ -126,30 +125,6 @@ fn ok(vm: &mut Vm, command: &str) -> String {
     out.trim().to_string()
 }
 
-fn ssh(key: &Path, port: u16, command: &str) -> std::process::Output {
-    Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "core@127.0.0.1",
-            command,
-        ])
-        .output()
-        .expect("running ssh (apt-get install openssh-client)")
-}
-
 /// Waits for the page, or fails with what the guest says about the units;
 /// while waiting, the guest's state is printed every two minutes.
 fn page(vm: &mut Vm, web: SocketAddr, what: &str) {
@@ -202,14 +177,7 @@ fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
     let reg = registry.guest_host();
 
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("id_ed25519");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@host", "-f"])
-        .arg(&key)
-        .status()
-        .expect("running ssh-keygen (apt-get install openssh-client)");
-    assert!(status.success());
-    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let (key, pubkey) = ssh::keygen(tmp.path());
     // Not started by the user-data (its failure would make every later
     // boot unhealthy and roll the update back); the test starts it.
     let missing = format!(
@@ -219,7 +187,7 @@ fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
     );
     let user_data = web_user_data(
         &reg,
-        &format!("ssh_authorized_keys:\n  - {}\n", pubkey.trim()),
+        &format!("ssh_authorized_keys:\n  - {pubkey}\n"),
         &format!(
             "    - name: missing.service\n      content: |\n{}",
             indent(&missing, 8)
@@ -256,7 +224,12 @@ fn web_container_from_the_host_registry_survives_restarts_reboot_and_update() {
     // 2. `core` is in the docker group: docker ps over SSH, no sudo.
     let deadline = Instant::now() + CMD;
     let out = loop {
-        let out = ssh(&key, ssh_port, "id -Gn; docker ps --format '{{.Names}}'");
+        let out = ssh::ssh_core(
+            &key,
+            ssh_port,
+            &[],
+            "id -Gn; docker ps --format '{{.Names}}'",
+        );
         if out.status.success() || Instant::now() > deadline {
             break out;
         }

@@ -16,13 +16,12 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xtask::qemu::Machine;
 use xtask::seed::SeedKind;
 use xtask::testing::vm_test_image;
-use xtask::vm::Vm;
+use xtask::vm::{ssh, Vm};
 
 const BOOT: Duration = Duration::from_secs(300);
 const CMD: Duration = Duration::from_secs(60);
@@ -62,31 +61,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn ssh(key: &Path, port: u16, extra: &[&str], command: &str) -> std::process::Output {
-    Command::new("ssh")
-        .args(["-i"])
-        .arg(key)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(extra)
-        .arg("core@127.0.0.1")
-        .arg(command)
-        .output()
-        .expect("running ssh (apt-get install openssh-client)")
 }
 
 fn user_data(dir: &Path, pubkey: &str) -> std::path::PathBuf {
@@ -159,19 +133,12 @@ fn units_network_ssh_and_a_clean_poweroff() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("id_ed25519");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@host", "-f"])
-        .arg(&key)
-        .status()
-        .expect("running ssh-keygen (apt-get install openssh-client)");
-    assert!(status.success());
-    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let (key, pubkey) = ssh::keygen(tmp.path());
     let http_port = http_server();
     let ssh_port = free_port();
 
     let mut machine = Machine::new(image.join("disk.qcow2"));
-    machine.user_data = Some((SeedKind::NoCloud, user_data(tmp.path(), pubkey.trim())));
+    machine.user_data = Some((SeedKind::NoCloud, user_data(tmp.path(), &pubkey)));
     machine.host_forwards = vec![(ssh_port, 22)];
     // Stay alive after the guest powers off, so the same disk boots again.
     machine.extra_args = vec!["-no-shutdown".into()];
@@ -255,7 +222,7 @@ fn units_network_ssh_and_a_clean_poweroff() {
     // SSH with the user-data key; passwords are not accepted.
     let deadline = Instant::now() + Duration::from_secs(120);
     let out = loop {
-        let out = ssh(&key, ssh_port, &[], "cat /etc/os-release; id -un");
+        let out = ssh::ssh_core(&key, ssh_port, &[], "cat /etc/os-release; id -un");
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
@@ -270,7 +237,7 @@ fn units_network_ssh_and_a_clean_poweroff() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let pw = ssh(
+    let pw = ssh::ssh_core(
         &key,
         ssh_port,
         &[

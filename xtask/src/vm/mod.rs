@@ -5,6 +5,7 @@
 
 mod qmp;
 mod serial;
+pub mod ssh;
 
 pub use qmp::Qmp;
 pub use serial::Transcript;
