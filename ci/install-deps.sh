@@ -24,5 +24,14 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registr
   systemctl disable --now docker-registry || true
 fi
 
+# The reboot-lock tests (update-engine/tests/lock_etcd.rs) start a real etcd
+# (3.4, v3 API) on loopback and read its keys back with etcdctl. They start
+# their own member on free ports with a temporary data dir; a packaged one
+# the postinst may have started (on :2379) is not needed, so it is stopped.
+apt-get install -y -q --no-install-recommends etcd-server etcd-client
+if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl disable --now etcd || true
+fi
+
 rustup target add x86_64-unknown-linux-musl
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

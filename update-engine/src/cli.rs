@@ -94,6 +94,10 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// The fleet's reboot lock (locksmith's semaphore in etcd, for
+    /// REBOOT_STRATEGY=etcd-lock): who holds it, free the hold of a dead
+    /// machine, change how many machines may reboot at once
+    Lock(LockArgs),
     /// Called by the init when the boot's health is settled
     #[command(hide = true)]
     OnHealth { state: String },
@@ -120,6 +124,54 @@ struct ApplyFiles {
     board: String,
     #[arg(long, default_value = "0")]
     running_version: String,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The lock is the etcd v3 key coreos.com/updateengine/rebootlock/semaphore \
+                  (with a group: coreos.com/updateengine/rebootlock/groups/<URL-escaped group>/semaphore), \
+                  holding locksmith's JSON {\"semaphore\":N,\"max\":N,\"holders\":[...]}. \
+                  Every change is a compare-and-swap."
+)]
+struct LockArgs {
+    /// etcd client URL (http://), tried in order; repeat for several
+    /// [default: LOCKSMITHD_ENDPOINT in update.conf, else http://127.0.0.1:2379]
+    #[arg(long = "endpoint", value_name = "URL", global = true)]
+    endpoints: Vec<String>,
+    /// Lock group [default: LOCKSMITHD_GROUP in update.conf, else the
+    /// fleet-wide lock]
+    #[arg(long, global = true)]
+    group: Option<String>,
+    #[command(subcommand)]
+    command: LockCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LockCommand {
+    /// Free slots, the maximum, and the machine IDs holding the lock
+    Status {
+        /// Print {"key","exists","semaphore","max","holders"} as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Free the slot held by ID (a machine that died holding it)
+    Unlock {
+        /// The holder's machine ID [default: this machine's, from /etc/machine-id]
+        id: Option<String>,
+        /// Print the lock afterwards as JSON (as `status --json`)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set how many machines may hold the lock at once (0 stops all
+    /// reboots); holders keep their slots
+    SetMax {
+        /// The new maximum
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u32))]
+        max: u32,
+        /// Print the lock afterwards as JSON (as `status --json`)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -197,6 +249,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Daemon { once } => crate::daemon::run(once),
+        Command::Lock(args) => lock_cmd(args),
         Command::OnHealth { state } => {
             if let Err(e) = on_health(&state) {
                 say_on_console(&format!("error: {e:#}"));
@@ -205,6 +258,82 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::ApplyFiles(a) => apply_files(&a),
+    }
+}
+
+/// `update-engine lock …`: what `locksmithctl` did, against etcd's v3 API.
+fn lock_cmd(args: LockArgs) -> Result<()> {
+    use crate::lock::{self, etcd::EtcdLock, etcd::Read};
+
+    // update.conf is read only for what the command line leaves open, so
+    // an operator can still use the lock when that file is broken.
+    let config = if args.endpoints.is_empty() || args.group.is_none() {
+        let (cfg, _) = load_config(None, None)?;
+        Some(cfg.locksmith)
+    } else {
+        None
+    };
+    let endpoints = if args.endpoints.is_empty() {
+        lock::configured_endpoints(config.as_ref().unwrap_or(&Default::default()))
+    } else {
+        args.endpoints
+    };
+    let group = args
+        .group
+        .or_else(|| config.as_ref().and_then(lock::configured_group));
+    let client = EtcdLock::new(&endpoints, group.as_deref())?;
+
+    let print = |key: &str, read: &Read, json: bool| -> Result<()> {
+        let s = &read.semaphore;
+        if json {
+            let v = serde_json::json!({
+                "key": key,
+                "exists": read.exists(),
+                "semaphore": s.semaphore,
+                "max": s.max,
+                "holders": s.holders,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            // locksmithctl's layout.
+            println!("Available: {}", s.semaphore);
+            println!("Max: {}", s.max);
+            if !s.holders.is_empty() {
+                println!();
+                println!("MACHINE ID");
+                for h in &s.holders {
+                    println!("{h}");
+                }
+            }
+        }
+        Ok(())
+    };
+    match args.command {
+        LockCommand::Status { json } => {
+            let read = client.read()?;
+            if !read.exists() {
+                eprintln!(
+                    "update-engine: {} does not exist yet: shown is what the first lock creates",
+                    client.key()
+                );
+            }
+            print(client.key(), &read, json)
+        }
+        LockCommand::Unlock { id, json } => {
+            let id = match id {
+                Some(id) => id,
+                None => lock::machine_id(Path::new(lock::MACHINE_ID_PATH))?,
+            };
+            let (now, _) = client.unlock(&id)?;
+            if !json {
+                eprintln!("update-engine: unlocked {id}");
+            }
+            print(client.key(), &now, json)
+        }
+        LockCommand::SetMax { max, json } => {
+            let (now, _) = client.set_max(i64::from(max))?;
+            print(client.key(), &now, json)
+        }
     }
 }
 

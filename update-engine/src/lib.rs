@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod hashing;
 pub mod keys;
 pub mod limits;
+pub mod lock;
 pub mod machine;
 pub mod manifest;
 pub mod payload;
