@@ -77,7 +77,14 @@ fn etcd(test: &str) -> Option<Etcd> {
         let client = format!("http://127.0.0.1:{}", free_port());
         let peer = format!("http://127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(&etcd)
+        let mut cmd = Command::new(&etcd);
+        // etcd reads every flag from ETCD_* too: none of the caller's.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
             .args(["--name", "lock-test"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -138,7 +145,13 @@ impl Etcd {
     }
 
     fn etcdctl(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.etcdctl)
+        let mut cmd = Command::new(&self.etcdctl);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCDCTL") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.url])
             .args(args)
