@@ -14,6 +14,10 @@ use xtask::vm::Vm;
 
 const BOOT: Duration = Duration::from_secs(300);
 const CMD: Duration = Duration::from_secs(60);
+/// Stopping the services before a reboot: a unit that ignores SIGTERM is
+/// killed after its `TimeoutStopSec=` (90 s by default), and CI (three VMs
+/// under TCG on two cores) once saw a stop outlast 60 s.
+const STOP: Duration = Duration::from_secs(240);
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -87,7 +91,7 @@ fn user_data_is_applied_once_per_instance() {
 
     // Second boot: the same instance, so nothing per-instance runs again.
     vm.reboot().unwrap();
-    vm.wait_for("slipway: rebooting", CMD).unwrap();
+    vm.wait_for("slipway: rebooting", STOP).unwrap();
     vm.wait_for("already configured", BOOT).unwrap();
     vm.wait_for("slipway: ready ", BOOT).unwrap();
     assert_eq!(ok(&mut vm, "cat /var/lib/runcmd-count"), "ran");
@@ -136,7 +140,7 @@ fn a_script_on_a_config_drive_runs_once() {
     assert_eq!(ok(&mut vm, "cat /var/lib/script-runs"), "x");
     assert!(ok(&mut vm, "cat /var/log/cloud-config.log").contains("script ran as 0"));
     vm.reboot().unwrap();
-    vm.wait_for("slipway: rebooting", CMD).unwrap();
+    vm.wait_for("slipway: rebooting", STOP).unwrap();
     vm.wait_for("slipway: ready ", BOOT).unwrap();
     assert_eq!(ok(&mut vm, "cat /var/lib/script-runs"), "x");
     vm.qmp().unwrap().quit().unwrap();

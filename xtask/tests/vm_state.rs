@@ -4,7 +4,7 @@
 //! fresh instances), and a `var` partition that is not ext4.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xtask::qemu::Machine;
 use xtask::testing::vm_test_image;
@@ -13,6 +13,10 @@ use xtask::vm::Vm;
 /// Generous: up to three VMs boot at once on two cores under TCG.
 const BOOT: Duration = Duration::from_secs(300);
 const CMD: Duration = Duration::from_secs(60);
+/// Stopping the services before a reboot: a unit that ignores SIGTERM is
+/// killed after its `TimeoutStopSec=` (90 s by default), and CI (three VMs
+/// under TCG on two cores) once saw a stop outlast 60 s.
+const STOP: Duration = Duration::from_secs(240);
 const GIB: u64 = 1024 * 1024 * 1024;
 
 fn manifest(dir: &Path) -> serde_json::Value {
@@ -146,7 +150,15 @@ fn var_grows_once_and_state_survives_a_reboot() {
     // grows, nothing is written to the table, and everything is still there.
     let start = a.transcript().cursor();
     a.reboot().unwrap();
-    a.wait_for("slipway: rebooting", CMD).unwrap();
+    let stop = Instant::now();
+    a.wait_for("slipway: rebooting", STOP).unwrap();
+    if stop.elapsed() > Duration::from_secs(30) {
+        eprintln!(
+            "state-grow: stopping the services took {:.0?}:\n{}",
+            stop.elapsed(),
+            a.transcript().tail(30)
+        );
+    }
     a.wait_for("slipway: ready ", BOOT).unwrap();
     let second = boot_lines(&a, start);
     assert!(!second.iter().any(|l| l.contains("grown")), "{second:#?}");
