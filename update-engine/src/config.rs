@@ -19,7 +19,9 @@
 //! |---|---|---|
 //! | `SERVER` | base URL (`http://` or `https://`) of the published directory | none: no checks |
 //! | `GROUP` | the channel | `stable` |
-//! | `REBOOT_STRATEGY` | `reboot`, `etcd-lock` or `off` | `reboot` |
+//! | `REBOOT_STRATEGY` | `reboot`, `etcd-lock`, `fleetlock`, `best-effort` or `off` | `reboot` |
+//! | `FLEETLOCK_URL` | base URL of a FleetLock server (`http://`), needed by `fleetlock` | none |
+//! | `FLEETLOCK_GROUP` | the FleetLock group | `default` |
 //! | `WINDOW_START`, `WINDOW_LENGTH` | maintenance window, both or neither in one file, see [`crate::window`] | none: any time |
 //! | `INTERVAL` | time between checks, at least 1m | `1h` |
 //! | `JITTER` | most random delay added to each check | `10m` |
@@ -29,7 +31,7 @@
 //! | `MEMORY_MAX` | cgroup `memory.max`, at least 16M, or `max` | `64M` |
 //! | `DOWNLOAD_MAX` | bytes/s of downloads, or `max` | `max` |
 //! | `CGROUP` | the engine's cgroup, a child of `/sys/fs/cgroup` | `/sys/fs/cgroup/slipway-update` |
-//! | `LOCKSMITHD_*` | kept byte for byte for the future `etcd-lock` | none |
+//! | `LOCKSMITHD_*` | locksmith's keys for `etcd-lock`, byte for byte (`LOCKSMITHD_ENDPOINT`, `LOCKSMITHD_GROUP`) | none |
 //!
 //! Sizes are whole or decimal numbers with an optional `K`, `M`, `G` or
 //! `T` (also written `KiB`...), powers of 1024 as in systemd's
@@ -38,9 +40,9 @@
 //! `ns us µs ms s m h`) because cloud-config validates `window_length` as
 //! one, plus `d` for days and a bare number meaning seconds (`3600`).
 //!
-//! `REBOOT_STRATEGY=best-effort` (CoreOS's old default: `etcd-lock` when
-//! etcd runs on the machine, else `reboot`) is read as `reboot`, with a
-//! warning: Slipway runs no etcd of its own. locksmith's own names for the
+//! `REBOOT_STRATEGY=best-effort` is CoreOS's old default: `etcd-lock` when
+//! an etcd answers at the configured endpoints (or the local member) at
+//! the time of the reboot, else `reboot`. locksmith's own names for the
 //! window, `LOCKSMITHD_REBOOT_WINDOW_START`/`_LENGTH` and
 //! `REBOOT_WINDOW_START`/`_LENGTH`, mean `WINDOW_START`/`WINDOW_LENGTH`:
 //! files copied from CoreOS or Flatcar use them, and swallowing them into
@@ -56,6 +58,8 @@ pub const DEFAULTS_PATH: &str = "/usr/lib/slipway/update.conf";
 pub const CONFIG_PATH: &str = "/etc/slipway/update.conf";
 
 const DEFAULT_GROUP: &str = "stable";
+/// Zincati's default FleetLock group.
+const DEFAULT_FLEETLOCK_GROUP: &str = "default";
 const DEFAULT_CGROUP: &str = "/sys/fs/cgroup/slipway-update";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -79,6 +83,10 @@ pub enum RebootStrategy {
     Reboot,
     /// Take a lock in etcd first (`LOCKSMITHD_*` say where).
     EtcdLock,
+    /// Ask a FleetLock server first (`FLEETLOCK_URL`, `FLEETLOCK_GROUP`).
+    FleetLock,
+    /// `etcd-lock` if an etcd answers when the reboot is due, else `reboot`.
+    BestEffort,
     /// Write updates but never reboot: the next boot picks them up.
     Off,
 }
@@ -88,6 +96,8 @@ impl RebootStrategy {
         match self {
             RebootStrategy::Reboot => "reboot",
             RebootStrategy::EtcdLock => "etcd-lock",
+            RebootStrategy::FleetLock => "fleetlock",
+            RebootStrategy::BestEffort => "best-effort",
             RebootStrategy::Off => "off",
         }
     }
@@ -157,8 +167,12 @@ pub struct Config {
     pub limits: Limits,
     /// `CGROUP`: the cgroup (v2) directory the writer runs in.
     pub cgroup: PathBuf,
-    /// `LOCKSMITHD_*`, values byte for byte, for the future etcd lock.
+    /// `LOCKSMITHD_*`, values byte for byte: where the etcd lock is.
     pub locksmith: BTreeMap<String, String>,
+    /// `FLEETLOCK_URL`: the FleetLock server, checked (`http://`).
+    pub fleetlock_url: Option<String>,
+    /// `FLEETLOCK_GROUP`.
+    pub fleetlock_group: String,
 }
 
 impl Default for Config {
@@ -173,6 +187,8 @@ impl Default for Config {
             limits: Limits::default(),
             cgroup: PathBuf::from(DEFAULT_CGROUP),
             locksmith: BTreeMap::new(),
+            fleetlock_url: None,
+            fleetlock_group: DEFAULT_FLEETLOCK_GROUP.into(),
         }
     }
 }
@@ -194,6 +210,9 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Keys that only work together, checked once every file is read.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// One `KEY=value` line that sets part of the window, kept until the end
@@ -271,16 +290,12 @@ impl Config {
                         "" => defaults.reboot_strategy,
                         "reboot" => RebootStrategy::Reboot,
                         "etcd-lock" => RebootStrategy::EtcdLock,
+                        "fleetlock" => RebootStrategy::FleetLock,
+                        "best-effort" => RebootStrategy::BestEffort,
                         "off" => RebootStrategy::Off,
-                        "best-effort" => {
-                            warnings.push(format!(
-                                "{path}:{line}: {key}: \"best-effort\" is a legacy CoreOS value, read as \"reboot\"; write reboot or etcd-lock"
-                            ));
-                            RebootStrategy::Reboot
-                        }
                         other => {
                             return Err(err(format!(
-                                "unknown value {other:?} (expected reboot, etcd-lock or off)"
+                                "unknown value {other:?} (expected reboot, etcd-lock, fleetlock, best-effort or off)"
                             )))
                         }
                     }
@@ -337,6 +352,19 @@ impl Config {
                 "MEMORY_MAX" => {
                     next.limits.memory_max =
                         unset_or(v, defaults.limits.memory_max, parse_memory_max).map_err(err)?
+                }
+                "FLEETLOCK_URL" => {
+                    next.fleetlock_url = unset_or(v, None, |v| {
+                        crate::lock::check_url("FleetLock URL", v)
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(err)?
+                }
+                "FLEETLOCK_GROUP" => {
+                    next.fleetlock_group =
+                        unset_or(v, defaults.fleetlock_group.clone(), parse_fleetlock_group)
+                            .map_err(err)?
                 }
                 "CGROUP" => {
                     next.cgroup = unset_or(v, defaults.cgroup.clone(), parse_cgroup).map_err(err)?
@@ -433,6 +461,13 @@ impl Config {
             })?;
             warnings.extend(config.parse(&name, &text)?);
         }
+        if config.reboot_strategy == RebootStrategy::FleetLock && config.fleetlock_url.is_none() {
+            return Err(ConfigError::Incomplete(
+                "REBOOT_STRATEGY=fleetlock needs FLEETLOCK_URL (coreos.update.fleetlock_url \
+                 in cloud-config): without a lock server the machine would never reboot"
+                    .into(),
+            ));
+        }
         Ok((config, warnings))
     }
 
@@ -474,6 +509,11 @@ impl Config {
             ),
             ("DOWNLOAD_MAX", rate(self.limits.download_bps)),
             ("CGROUP", self.cgroup.display().to_string()),
+            (
+                "FLEETLOCK_URL",
+                self.fleetlock_url.clone().unwrap_or_default(),
+            ),
+            ("FLEETLOCK_GROUP", self.fleetlock_group.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -536,6 +576,20 @@ fn parse_group(v: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "{v:?} is not a channel name (at most 64 of A-Z a-z 0-9 . _ -, not starting with .)"
+        ))
+    }
+}
+
+/// The FleetLock protocol's rule for groups: `^[a-zA-Z0-9.-]+$`.
+fn parse_fleetlock_group(v: &str) -> Result<String, String> {
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+    {
+        Ok(v.into())
+    } else {
+        Err(format!(
+            "{v:?} is not a FleetLock group (letters, digits, '.' and '-' only)"
         ))
     }
 }
@@ -901,7 +955,7 @@ mod tests {
         // A '#' after a value is part of the value, verbatim.
         assert_eq!(
             error("REBOOT_STRATEGY=off # never\n"),
-            format!("{ETC}:1: REBOOT_STRATEGY: unknown value \"off # never\" (expected reboot, etcd-lock or off)")
+            format!("{ETC}:1: REBOOT_STRATEGY: unknown value \"off # never\" (expected reboot, etcd-lock, fleetlock, best-effort or off)")
         );
     }
 
@@ -909,7 +963,7 @@ mod tests {
     fn error_messages_name_file_line_and_key() {
         assert_eq!(
             error("# c\nGROUP=beta\nREBOOT_STRATEGY=sometimes\n"),
-            "/etc/slipway/update.conf:3: REBOOT_STRATEGY: unknown value \"sometimes\" (expected reboot, etcd-lock or off)"
+            "/etc/slipway/update.conf:3: REBOOT_STRATEGY: unknown value \"sometimes\" (expected reboot, etcd-lock, fleetlock, best-effort or off)"
         );
         assert_eq!(
             error("GROUP\n"),
@@ -997,14 +1051,40 @@ mod tests {
     fn warnings_name_file_and_line() {
         let (c, w) = parsed("GROUP=alpha\nFOO=bar\nGROUP=beta\nREBOOT_STRATEGY=best-effort\n");
         assert_eq!(c.group, "beta");
-        assert_eq!(c.reboot_strategy, RebootStrategy::Reboot);
+        assert_eq!(c.reboot_strategy, RebootStrategy::BestEffort);
         assert_eq!(
             w,
             vec![
                 format!("{ETC}:2: unknown key FOO, ignored"),
                 format!("{ETC}:3: GROUP: also set on line 1; the later line wins"),
-                format!("{ETC}:4: REBOOT_STRATEGY: \"best-effort\" is a legacy CoreOS value, read as \"reboot\"; write reboot or etcd-lock"),
             ]
+        );
+    }
+
+    #[test]
+    fn fleetlock_needs_a_url_and_checks_it() {
+        let (c, w) = parsed(
+            "REBOOT_STRATEGY=fleetlock\nFLEETLOCK_URL=http://10.0.0.9:3333/\nFLEETLOCK_GROUP=web\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.reboot_strategy, RebootStrategy::FleetLock);
+        assert_eq!(c.fleetlock_url.as_deref(), Some("http://10.0.0.9:3333"));
+        assert_eq!(c.fleetlock_group, "web");
+        let d = c.describe();
+        assert!(d.contains(&("FLEETLOCK_URL".into(), "http://10.0.0.9:3333".into())));
+        let e = error("FLEETLOCK_URL=ftp://x\n");
+        assert!(e.starts_with(&format!("{ETC}:1: FLEETLOCK_URL: ")), "{e}");
+        let e = error("FLEETLOCK_GROUP=a b\n");
+        assert!(e.starts_with(&format!("{ETC}:1: FLEETLOCK_GROUP: ")), "{e}");
+        // The strategy without a server cannot take a lock: refused as a
+        // whole, so the daemon never reboots without one.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("update.conf");
+        std::fs::write(&f, "REBOOT_STRATEGY=fleetlock\n").unwrap();
+        let e = Config::load(&[f.as_path()]).unwrap_err().to_string();
+        assert!(
+            e.contains("REBOOT_STRATEGY=fleetlock needs FLEETLOCK_URL"),
+            "{e}"
         );
     }
 
@@ -1182,7 +1262,9 @@ mod tests {
                 "CPU_MAX",
                 "MEMORY_MAX",
                 "DOWNLOAD_MAX",
-                "CGROUP"
+                "CGROUP",
+                "FLEETLOCK_URL",
+                "FLEETLOCK_GROUP"
             ]
         );
         assert_eq!(d[5].1, "1h");

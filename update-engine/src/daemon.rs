@@ -7,6 +7,8 @@
 //! A release whose trial boots already failed on this machine (its entry
 //! is marked bad) is not installed again by the daemon.
 
+use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -14,6 +16,7 @@ use anyhow::{bail, Result};
 use crate::cli::{self, Found};
 use crate::config::{Config, RebootStrategy};
 use crate::esp::EntryState;
+use crate::lock::coordinator::{self, Settled, Taken, HOLD_FILE};
 use crate::state::now_unix;
 use crate::system::{self, System};
 
@@ -21,18 +24,65 @@ use crate::system::{self, System};
 const FIRST_CHECK_DELAY: Duration = Duration::from_secs(30);
 /// When the configuration cannot be read.
 const RETRY_BROKEN_CONFIG: Duration = Duration::from_secs(300);
+/// While a reboot lock is held for a boot that is not blessed yet.
+const SETTLE_POLL: Duration = Duration::from_secs(5);
 
 fn log(text: &str) {
     eprintln!("update-engine: {text}");
 }
 
+/// The reboot lock's events go to the console too (as PID 1's lines do):
+/// a person watching a fleet roll, and the cluster test, read them there.
+fn say(text: &str) {
+    log(text);
+    if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = writeln!(c, "slipway: update-engine: {text}");
+    }
+}
+
+/// Frees a reboot lock taken before the reboot this boot came from, once
+/// this boot is blessed (or rolled back). `Some(wait)`: still held, look
+/// again after `wait` and do nothing else meanwhile.
+fn settle() -> Option<Duration> {
+    let sys = match System::open() {
+        Ok(s) => s,
+        Err(e) => {
+            log(&format!("{e:#}"));
+            return Some(RETRY_BROKEN_CONFIG);
+        }
+    };
+    match coordinator::settle(&sys, Path::new(HOLD_FILE), &say) {
+        Ok(Settled::Free) => None,
+        Ok(Settled::Pending(why)) => {
+            log(&why);
+            Some(SETTLE_POLL)
+        }
+        Err(e) => {
+            log(&format!("reboot lock: {e:#}"));
+            Some(SETTLE_POLL * 6)
+        }
+    }
+}
+
 pub fn run(once: bool) -> Result<()> {
     let exe = cli::current_exe();
     let mut said_no_server = false;
-    if !once {
-        std::thread::sleep(FIRST_CHECK_DELAY);
-    }
+    let mut first = !once;
     loop {
+        // A lock held across the reboot is freed first, before anything
+        // else can fail or wait: a healthy machine never keeps it.
+        if let Some(wait) = settle() {
+            if once {
+                return Ok(());
+            }
+            std::thread::sleep(wait);
+            continue;
+        }
+        if first {
+            first = false;
+            std::thread::sleep(FIRST_CHECK_DELAY);
+            continue;
+        }
         let wait = match cli::load_config(None, None) {
             Err(e) => {
                 log(&format!(
@@ -87,6 +137,17 @@ fn round(cfg: &Config, exe: &std::path::Path) -> Result<()> {
         ));
         return Ok(());
     }
+    let place = coordinator::lock_place(cfg)?;
+    if let Some(record) = place
+        .as_ref()
+        .and_then(|at| coordinator::failed_in_fleet(at, &release.version))
+    {
+        log(&format!(
+            "not installing {}: it failed its trial boots on another machine of the fleet ({record})",
+            release.version
+        ));
+        return Ok(());
+    }
     let status = std::process::Command::new(exe)
         .args(["apply", "--progress", "lines", "--from-daemon"])
         .status()?;
@@ -96,40 +157,45 @@ fn round(cfg: &Config, exe: &std::path::Path) -> Result<()> {
             release.version
         );
     }
-    reboot_per_strategy(cfg, &release.version)
+    reboot_per_strategy(&sys, cfg, &release.version)
 }
 
-fn reboot_per_strategy(cfg: &Config, version: &str) -> Result<()> {
-    match cfg.reboot_strategy {
-        RebootStrategy::Off => {
+fn reboot_per_strategy(sys: &System, cfg: &Config, version: &str) -> Result<()> {
+    if cfg.reboot_strategy == RebootStrategy::Off {
+        log(&format!(
+            "{version} installed; reboot strategy is off: it boots at the next reboot"
+        ));
+        return Ok(());
+    }
+    if let Some(w) = &cfg.window {
+        let wait = w.wait_from(now_unix());
+        if !wait.is_zero() {
             log(&format!(
-                "{version} installed; reboot strategy is off: it boots at the next reboot"
+                "{version} installed; rebooting in the maintenance window, in {} s",
+                wait.as_secs()
+            ));
+            std::thread::sleep(wait);
+        }
+    }
+    let Some(at) = coordinator::lock_place(cfg)? else {
+        say(&format!("{version} installed; rebooting into it"));
+        return system::request_reboot();
+    };
+    let id = crate::lock::machine_id(Path::new(crate::lock::MACHINE_ID_PATH))?;
+    let in_window = || cfg.window.is_none_or(|w| w.wait_from(now_unix()).is_zero());
+    let path = Path::new(HOLD_FILE);
+    match coordinator::take(sys, &at, &id, version, path, &in_window, &say)? {
+        Taken::FailedElsewhere(record) => {
+            say(&format!(
+                "not rebooting into {version}: it failed its trial boots on another machine \
+                 of the fleet ({record}); its boot entry is marked bad"
             ));
             Ok(())
         }
-        RebootStrategy::EtcdLock => {
-            // The seam for a cluster-wide reboot lock (locksmith's etcd
-            // semaphore): until it exists, never reboot without the lock.
-            log(&format!(
-                "{version} installed; reboot strategy etcd-lock is not supported by this \
-                 release: not rebooting (reboot by hand, or set REBOOT_STRATEGY=reboot)"
-            ));
-            Ok(())
-        }
-        RebootStrategy::Reboot => {
-            if let Some(w) = &cfg.window {
-                let wait = w.wait_from(now_unix());
-                if !wait.is_zero() {
-                    log(&format!(
-                        "{version} installed; rebooting in the maintenance window, in {} s",
-                        wait.as_secs()
-                    ));
-                    std::thread::sleep(wait);
-                }
-            }
-            log(&format!("{version} installed; rebooting into it"));
-            system::request_reboot()
-        }
+        Taken::Reboot => system::request_reboot().inspect_err(|_| {
+            // No reboot is coming: a held lock would stop the fleet.
+            coordinator::abandon(path, &say);
+        }),
     }
 }
 

@@ -124,6 +124,32 @@ impl EtcdLock {
         })
     }
 
+    /// The value of any `key` on the same endpoints (`None`: absent).
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LockError> {
+        let answer: RangeResponse = self.post("/v3/kv/range", &json!({ "key": b64(key) }))?;
+        let Some(kv) = answer.kvs.first() else {
+            return Ok(None);
+        };
+        base64_decode(&kv.value)
+            .map(Some)
+            .map_err(|e| LockError::Protocol {
+                url: key.to_owned(),
+                message: format!("etcd sent a value that is not base64: {e}"),
+            })
+    }
+
+    /// Creates `key` with `value` unless it exists (then it is left as it
+    /// is); true when this call created it.
+    pub fn create(&self, key: &str, value: &[u8]) -> Result<bool, LockError> {
+        let k = b64(key);
+        let txn = json!({
+            "compare": [{ "key": k, "result": "EQUAL", "target": "VERSION", "version": "0" }],
+            "success": [{ "request_put": { "key": k, "value": base64_encode(value) } }],
+        });
+        let answer: TxnResponse = self.post("/v3/kv/txn", &txn)?;
+        Ok(answer.succeeded)
+    }
+
     /// Takes a slot for `id` (holding one already: no change).
     pub fn lock(&self, id: &str) -> Result<(Read, Change), LockError> {
         self.modify(|s| s.lock(id))

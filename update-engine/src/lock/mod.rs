@@ -11,6 +11,7 @@
 //! Both clients implement [`RebootLock`], which is what the daemon needs.
 
 pub mod codec;
+pub mod coordinator;
 pub mod etcd;
 pub mod fleetlock;
 pub mod semaphore;
