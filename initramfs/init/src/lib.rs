@@ -35,6 +35,7 @@ pub mod stage2;
 pub mod state;
 pub mod supervise;
 pub mod sys;
+pub mod tmpfiles;
 pub mod units;
 pub mod var;
 pub mod verity;
@@ -64,7 +65,8 @@ Started by the kernel, never by hand:
       at first boot), and switches to it;
   /sbin/init on the root (stage 2): mounts /dev/pts, /tmp, cgroup2 and
       the rest, makes /etc an overlay kept on /var, binds /home and /root
-      from /var, writes /etc/machine-id once, runs
+      from /var, writes /etc/machine-id once, makes the folders
+      tmpfiles.d's `d` lines name (/usr/lib/tmpfiles.d, /etc/tmpfiles.d), runs
       /usr/bin/slipway-cloud-config boot (user-data), sets the hostname
       from /etc/hostname, prints the ready line, starts multi-user.target
       and the units it wants (systemd unit files; control them with

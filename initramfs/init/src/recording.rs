@@ -192,6 +192,17 @@ impl Sys for RecordingSys {
         Ok(())
     }
 
+    fn set_dir_mode_owner(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> SysResult<()> {
+        self.record(format!("set_dir_mode_owner {path} {mode:04o} {uid}:{gid}"))?;
+        match self.node(path) {
+            Some(Node::Dir) => Ok(()),
+            // O_DIRECTORY|O_NOFOLLOW: Linux says ENOTDIR for a link too.
+            Some(Node::Link(_) | Node::File(_)) => Err(Errno::ENOTDIR),
+            None if self.has_children(path) => Ok(()),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
     fn finit_module(&mut self, path: &str) -> SysResult<()> {
         self.record(format!("finit_module {path}"))
     }

@@ -1,7 +1,8 @@
 //! Stage 2: PID 1 on the real (read-only) root.
 //!
 //! [`prepare`] mounts what is missing, makes `/etc` writable and sets the
-//! machine ID ([`crate::state`]), turns ctrl-alt-del into a signal, and
+//! machine ID ([`crate::state`]), makes the `tmpfiles.d` folders
+//! ([`crate::tmpfiles`]), runs cloud-config, turns ctrl-alt-del into a signal, and
 //! prints the ready line; then [`crate::supervise::Supervisor`] runs
 //! the rescue shell and waits for a power request, and
 //! [`crate::power::shutdown`] stops the machine cleanly.
@@ -18,6 +19,7 @@ use crate::os_release::image_version;
 use crate::service::{self, Manager};
 use crate::state;
 use crate::sys::Sys;
+use crate::tmpfiles;
 use crate::units::Context;
 
 pub const HOSTNAME: &str = "slipway";
@@ -33,6 +35,9 @@ pub fn prepare(sys: &mut dyn Sys) -> String {
     state::setup(sys);
     state::setup_opt(sys);
     state::run_links(sys);
+    // After the accounts are merged (state::setup) and with /var mounted,
+    // before user-data may start a service that needs its folder.
+    tmpfiles::apply(sys);
     run_cloud_config(sys);
 
     // By default the kernel reboots at once on ctrl-alt-del, without
@@ -385,6 +390,32 @@ mod tests {
             }
             assert!(console.last().unwrap().starts_with("slipway: ready "));
         }
+    }
+
+    #[test]
+    fn tmpfiles_apply_after_the_var_links_and_before_cloud_config() {
+        let mut sys = root();
+        sys.add_file(CLOUD_CONFIG, "")
+            .add_file(
+                "/etc/passwd",
+                "root:x:0:0::/root:/bin/sh\netcd:x:232:232::/:/x\n",
+            )
+            .add_file("/etc/group", "root:x:0:\netcd:x:232:\n")
+            .add_dir("/var/lib/slipway")
+            .add_file(
+                "/usr/lib/tmpfiles.d/etcd-server.conf",
+                "d /var/lib/etcd 0700 etcd etcd -\n",
+            );
+        prepare(&mut sys);
+        let calls = &sys.calls;
+        let at = |call: &str| calls.iter().position(|c| c == call).unwrap();
+        let made = at("mkdir /var/lib/etcd 0700");
+        assert!(at("symlink /var/lock -> ../run/lock") < made);
+        assert_eq!(
+            calls[made + 1],
+            "set_dir_mode_owner /var/lib/etcd 0700 232:232"
+        );
+        assert!(made + 1 < at("run /usr/bin/slipway-cloud-config boot (limit 300s)"));
     }
 
     #[test]

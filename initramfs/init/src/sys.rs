@@ -64,6 +64,13 @@ pub trait Sys {
     ) -> SysResult<()>;
     fn umount(&mut self, target: &str) -> SysResult<()>;
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
+    /// Sets the owner and then the mode (all 12 bits) of the folder
+    /// `path`, through a descriptor opened with `O_DIRECTORY|O_NOFOLLOW`:
+    /// a symbolic link or anything but a folder in its place fails with
+    /// `ENOTDIR` (what Linux answers for both) and is left alone, so a
+    /// link planted on `/var` cannot make PID 1 hand another file to an
+    /// account.
+    fn set_dir_mode_owner(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> SysResult<()>;
     /// Loads a kernel module from a file, with no parameters.
     fn finit_module(&mut self, path: &str) -> SysResult<()>;
     fn chdir(&mut self, path: &str) -> SysResult<()>;
@@ -189,6 +196,19 @@ impl Sys for LinuxSys {
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
         nix::unistd::mkdir(path, Mode::from_bits_truncate(mode))
+    }
+
+    fn set_dir_mode_owner(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> SysResult<()> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_errno(&e))?;
+        // Owner first: chown(2) clears the set-user/group-ID bits, so the
+        // mode set after it is the one that stays.
+        std::os::unix::fs::fchown(&dir, Some(uid), Some(gid)).map_err(|e| io_errno(&e))?;
+        dir.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(|e| io_errno(&e))
     }
 
     fn finit_module(&mut self, path: &str) -> SysResult<()> {
@@ -594,5 +614,38 @@ mod tests {
         let earlier = sys.now();
         assert!(sys.now() >= earlier);
         assert!(sys.boot_time() > Duration::ZERO);
+    }
+
+    #[test]
+    fn linux_sys_sets_a_folders_mode_and_owner_but_not_through_a_link() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let folder = format!("{root}/data");
+        std::fs::create_dir(&folder).unwrap();
+        // Our own IDs: allowed without root, and still a real chown.
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let mut sys = LinuxSys::new();
+        sys.set_dir_mode_owner(&folder, 0o1750, uid, gid).unwrap();
+        let md = std::fs::metadata(&folder).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o1750);
+        assert_eq!((md.uid(), md.gid()), (uid, gid));
+
+        std::os::unix::fs::symlink(&folder, format!("{root}/link")).unwrap();
+        assert_eq!(
+            sys.set_dir_mode_owner(&format!("{root}/link"), 0o777, uid, gid),
+            Err(Errno::ENOTDIR)
+        );
+        std::fs::write(format!("{root}/file"), "x").unwrap();
+        assert_eq!(
+            sys.set_dir_mode_owner(&format!("{root}/file"), 0o777, uid, gid),
+            Err(Errno::ENOTDIR)
+        );
+        // Neither changed the folder the link points at.
+        let md = std::fs::metadata(&folder).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o1750);
     }
 }
