@@ -284,6 +284,8 @@ fn handle(fetched: &Fetched, log: &mut Log) -> i32 {
         private_ipv4: meta.private_ipv4.clone(),
         public_ipv6: meta.public_ipv6.clone(),
         private_ipv6: meta.private_ipv6.clone(),
+        // Only looked at when nothing else gives `$private_ipv4`.
+        interface_ipv4: crate::substitute::interface_ipv4().map(|a| a.to_string()),
     };
     let report = crate::validate_with(bytes, &subs);
     let findings = report.render_text(&name);

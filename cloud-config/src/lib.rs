@@ -5,7 +5,8 @@
 //!   gzip) and [`substitute`] fills in `$public_ipv4` and friends;
 //! - [`schema`] is the typed configuration, [`parse`] builds it from YAML
 //!   keeping every node's position, [`validate`] reports findings with line
-//!   and column ([`findings`] renders them);
+//!   and column ([`findings`] renders them), [`etcd`] knows etcd 3.4's
+//!   flags for `coreos.etcd2`;
 //! - [`datasource`] fetches user-data and metadata (NoCloud, ConfigDrive,
 //!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service);
 //! - [`apply`] writes a configuration into a root directory, [`boot`] is
@@ -17,6 +18,7 @@ pub mod apply;
 pub mod boot;
 pub mod cli;
 pub mod datasource;
+pub mod etcd;
 pub mod findings;
 pub mod parse;
 pub mod schema;

@@ -79,7 +79,13 @@ const UNIT_KEYS: [&str; 7] = [
     "name", "content", "runtime", "enable", "mask", "command", "drop_ins",
 ];
 const DROP_IN_KEYS: [&str; 2] = ["name", "content"];
-const UPDATE_KEYS: [&str; 3] = ["reboot_strategy", "group", "server"];
+const UPDATE_KEYS: [&str; 5] = [
+    "reboot_strategy",
+    "group",
+    "server",
+    "fleetlock_url",
+    "fleetlock_group",
+];
 const LOCKSMITH_KEYS: [&str; 7] = [
     "endpoint",
     "group",
@@ -326,7 +332,7 @@ fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
 }
 
 /// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -596,9 +602,9 @@ impl Ctx {
                 "units" => c.units = self.units(v, &p),
                 "update" => c.update = Some(self.update(v, &p)),
                 "locksmith" => c.locksmith = Some(self.locksmith(v, &p)),
-                "etcd2" => c.etcd2 = self.env_map(v, &p),
-                "fleet" => c.fleet = self.env_map(v, &p),
-                "flannel" => c.flannel = self.env_map(v, &p),
+                "etcd2" => c.etcd2 = self.env_map(v, &p, crate::etcd::key_problem),
+                "fleet" => c.fleet = self.env_map(v, &p, |_| None),
+                "flannel" => c.flannel = self.env_map(v, &p, |_| None),
                 "oem" => c.oem = Some(self.oem(v, &p)),
                 "etcd" => {
                     let msg = "deprecated key \"etcd\" (etcd v1 is not shipped; use \"etcd2\")";
@@ -676,6 +682,8 @@ impl Ctx {
                 "reboot_strategy" => u.reboot_strategy = self.string(v, &p),
                 "group" => u.group = self.string(v, &p),
                 "server" => u.server = self.string(v, &p),
+                "fleetlock_url" => u.fleetlock_url = self.string(v, &p),
+                "fleetlock_group" => u.fleetlock_group = self.string(v, &p),
                 _ => self.unknown(&e, &UPDATE_KEYS),
             }
         }
@@ -716,10 +724,14 @@ impl Ctx {
         o
     }
 
-    /// Free-form service settings: any key, scalar values kept raw.
-    fn env_map(&mut self, n: &Node, path: &str) -> EnvMap {
+    /// Service settings: any key, scalar values kept raw; `key_problem`
+    /// says (as a warning at the key) why the service would ignore a key.
+    fn env_map(&mut self, n: &Node, path: &str, key_problem: fn(&str) -> Option<String>) -> EnvMap {
         let mut out = Vec::new();
         for e in self.entries(n, path) {
+            if let Some(msg) = key_problem(&e.raw_key) {
+                self.note(&e, crate::findings::Level::Warning, msg);
+            }
             let p = child(path, &e.key);
             if let Some(v) = self.string(e.value, &p) {
                 out.push((e.key, v));

@@ -271,6 +271,11 @@ pub struct Update {
     pub reboot_strategy: Option<String>,
     pub group: Option<String>,
     pub server: Option<String>,
+    /// Base URL of a FleetLock server, for `reboot_strategy: fleetlock`.
+    pub fleetlock_url: Option<String>,
+    /// The FleetLock group; the update engine's default is Zincati's,
+    /// `default`.
+    pub fleetlock_group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]

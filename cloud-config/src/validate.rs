@@ -1,6 +1,16 @@
 //! Validation: detection, substitution, parsing, then checks of values
 //! that the applier would otherwise trip over on the machine.
 //!
+//! - `$private_ipv4` without metadata falls back to the user-data's own
+//!   static address ([`Substitutions::resolve`]); an info finding says so.
+//!   A variable left without a value in `coreos.etcd2` is a warning: etcd
+//!   would get the literal text.
+//! - `coreos.etcd2` against etcd 3.4 ([`crate::etcd`]): unknown keys are
+//!   warnings (from the parser), values and combinations etcd refuses at
+//!   start are errors.
+//! - `coreos.update`: `reboot_strategy` is one of [`REBOOT_STRATEGIES`];
+//!   `fleetlock` needs `fleetlock_url`, an `http://` URL (the update
+//!   engine has no TLS); `fleetlock_group` is Zincati's group syntax.
 //! - `write_files` paths must be under a writable place of the machine,
 //!   [`WRITABLE_ROOTS`]: `/etc`, `/var`, `/home`, `/root`, `/opt`, `/run`,
 //!   `/tmp` (an error otherwise: the rest is the read-only root).
@@ -14,8 +24,8 @@ use base64::Engine;
 
 use crate::findings::{Finding, Level, Report};
 use crate::parse::{self, Positions};
-use crate::schema::{self, CloudConfig, Encoding, Unit, User, WriteFile};
-use crate::substitute::{substitute, Substitutions};
+use crate::schema::{self, CloudConfig, Encoding, EnvMap, Unit, User, WriteFile};
+use crate::substitute::{self, substitute, Fallback, Substitutions};
 use crate::userdata::{self, UserDataKind};
 
 /// Validate user-data without metadata (variables stay as written).
@@ -23,7 +33,8 @@ pub fn validate(bytes: &[u8]) -> Report {
     validate_with(bytes, &Substitutions::default())
 }
 
-/// Validate user-data, substituting `$public_ipv4` & co. from `subs`.
+/// Validate user-data, substituting `$public_ipv4` & co. from `subs`
+/// (with `$private_ipv4`'s fallbacks, see [`Substitutions::resolve`]).
 pub fn validate_with(bytes: &[u8], subs: &Substitutions) -> Report {
     let data = userdata::detect(bytes);
     let text = match (data.kind, data.text()) {
@@ -38,15 +49,20 @@ pub fn validate_with(bytes: &[u8], subs: &Substitutions) -> Report {
     };
     // A byte order mark is not YAML content; dropping it keeps line 1 sane.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let source = substitute(text, subs);
+    let (subs, fallback) = subs.resolve(text);
+    let source = substitute(text, &subs);
     let parsed = parse::parse(&source);
     let mut findings = parsed.findings;
     if let Some(config) = &parsed.config {
         let mut checker = Checker {
             positions: &parsed.positions,
             source: &source,
+            subs: &subs,
             findings: &mut findings,
         };
+        if let Some(from) = &fallback {
+            checker.fallback(text, from);
+        }
         checker.config(config);
     }
     Report {
@@ -68,13 +84,18 @@ pub const WRITABLE_ROOTS: [&str; 7] = ["/etc", "/var", "/home", "/root", "/opt",
 /// configuration (`daemon.json`) and are checked as JSON.
 pub const DOCKER_CONFIG_DIR: &str = "/etc/docker/";
 
-const REBOOT_STRATEGIES: [&str; 3] = ["reboot", "etcd-lock", "off"];
+/// What `coreos.update.reboot_strategy` may be, as the update engine reads
+/// `REBOOT_STRATEGY`. `best-effort` is locksmith's old default: `etcd-lock`
+/// when an etcd answers at reboot time, else `reboot`.
+pub const REBOOT_STRATEGIES: [&str; 5] = ["reboot", "etcd-lock", "fleetlock", "best-effort", "off"];
 const POWER_MODES: [&str; 3] = ["poweroff", "reboot", "halt"];
 
 struct Checker<'a> {
     positions: &'a Positions,
     /// The text the positions point into (after substitution).
     source: &'a str,
+    /// The values substituted into it.
+    subs: &'a Substitutions,
     findings: &'a mut Vec<Finding>,
 }
 
@@ -148,17 +169,39 @@ impl Checker<'_> {
         for (i, u) in c.coreos.units.iter().enumerate() {
             self.unit(&format!("coreos.units[{i}]"), u);
         }
-        if let Some(s) = c
-            .coreos
-            .update
-            .as_ref()
-            .and_then(|u| u.reboot_strategy.as_ref())
-        {
-            self.reboot_strategy(s);
+        if let Some(u) = &c.coreos.update {
+            self.update(u);
         }
         if let Some(l) = &c.coreos.locksmith {
             self.locksmith(l);
         }
+        self.etcd2(&c.coreos.etcd2);
+    }
+
+    /// Says where `$private_ipv4` came from when no metadata gave it:
+    /// at the unit it was taken from, or at its first use. `text` is the
+    /// user-data before substitution.
+    fn fallback(&mut self, text: &str, from: &Fallback) {
+        let value = self.subs.private_ipv4.as_deref().unwrap_or_default();
+        let (line, column, message) = match from {
+            Fallback::NetworkUnit { index, name } => {
+                let (line, column) = self.position(&format!("coreos.units[{index}].name"));
+                let message = format!(
+                    "$private_ipv4 is {value}: no metadata gives one, and this is the first IPv4 \
+                     Address= of the user-data's .network units ({name:?})"
+                );
+                (line, column, message)
+            }
+            Fallback::Interface => {
+                let (line, column) = substitute::first_use(text, "private_ipv4").unwrap_or((1, 1));
+                let message = format!(
+                    "$private_ipv4 is {value}: no metadata gives one and no .network unit of the \
+                     user-data has an IPv4 Address=, so it is the address of a network interface"
+                );
+                (line, column, message)
+            }
+        };
+        self.findings.push(Finding::info(line, column, message));
     }
 
     fn hostname(&mut self, h: &str) {
@@ -365,17 +408,93 @@ impl Checker<'_> {
         }
     }
 
-    fn reboot_strategy(&mut self, s: &str) {
-        let path = "coreos.update.reboot_strategy";
-        if s == "best-effort" {
-            let msg = format!(
-                "\"best-effort\" for {path:?} is a legacy value; use one of {}",
-                REBOOT_STRATEGIES.join(", ")
-            );
-            self.warning(path, msg);
+    fn update(&mut self, u: &schema::Update) {
+        let at = "coreos.update.reboot_strategy";
+        let strategy = u.reboot_strategy.as_deref();
+        if let Some(s) = strategy {
+            self.one_of(at, s, &REBOOT_STRATEGIES);
+        }
+        if let Some(url) = &u.fleetlock_url {
+            if let Some(why) = fleetlock_url_problem(url) {
+                let path = "coreos.update.fleetlock_url";
+                self.error(path, format!("invalid value {url:?} for {path:?}: {why}"));
+            }
+        }
+        if let Some(group) = &u.fleetlock_group {
+            if !valid_fleetlock_group(group) {
+                let path = "coreos.update.fleetlock_group";
+                let msg = format!(
+                    "invalid value {group:?} for {path:?}: a FleetLock group is letters, digits, '.' and '-'"
+                );
+                self.error(path, msg);
+            }
+        }
+        if strategy == Some("fleetlock") {
+            if u.fleetlock_url.is_none() {
+                let msg = "\"reboot_strategy: fleetlock\" needs \"coreos.update.fleetlock_url\", \
+                           the base URL of the FleetLock server (e.g. http://10.0.0.1:8080)"
+                    .to_string();
+                self.error(at, msg);
+            }
             return;
         }
-        self.one_of(path, s, &REBOOT_STRATEGIES);
+        for (key, set) in [
+            ("fleetlock_url", u.fleetlock_url.is_some()),
+            ("fleetlock_group", u.fleetlock_group.is_some()),
+        ] {
+            if set {
+                let path = format!("coreos.update.{key}");
+                let msg = format!(
+                    "{path:?} is used only with \"reboot_strategy: fleetlock\" (the strategy here is {}); it is ignored",
+                    strategy.unwrap_or("reboot, the default")
+                );
+                self.warning(&path, msg);
+            }
+        }
+    }
+
+    /// `coreos.etcd2`: variables left without a value, then values and
+    /// combinations etcd 3.4 refuses (unknown keys were reported by the
+    /// parser, at the key).
+    fn etcd2(&mut self, env: &EnvMap) {
+        let mut unusable: Vec<&str> = Vec::new();
+        for (key, value) in env {
+            let path = format!("coreos.etcd2.{key}");
+            let missing = substitute::without_value(value, self.subs);
+            for name in &missing {
+                let why = match *name {
+                    "private_ipv4" => {
+                        "no metadata gives it and no .network unit of the user-data has an IPv4 Address="
+                    }
+                    "public_ipv4" => {
+                        "no metadata gives it (as in coreos-cloudinit, it does not fall back to $private_ipv4)"
+                    }
+                    _ => "no metadata gives it",
+                };
+                let msg = format!(
+                    "\"coreos.etcd2.{}\" uses ${name}, which has no value: {why}; etcd would get the literal text \"${name}\"",
+                    crate::etcd::flag_name(key),
+                );
+                self.warning(&path, msg);
+            }
+            if !missing.is_empty() {
+                unusable.push(key);
+                continue;
+            }
+            if crate::etcd::key_problem(key).is_some() {
+                continue;
+            }
+            if let Some(msg) = crate::etcd::value_problem(key, value) {
+                self.error(&path, msg);
+                unusable.push(key);
+            }
+        }
+        for p in crate::etcd::combination_problems(env, &|k: &str| !unusable.contains(&k)) {
+            self.error(&format!("coreos.etcd2.{}", p.key), p.message);
+        }
+        for (key, msg) in crate::etcd::warnings(env) {
+            self.warning(&format!("coreos.etcd2.{key}"), msg);
+        }
     }
 
     fn locksmith(&mut self, l: &schema::Locksmith) {
@@ -414,6 +533,37 @@ pub fn valid_hostname(h: &str) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
+}
+
+/// Why the update engine would refuse a FleetLock URL (its
+/// `lock::check_url`): `http://` with a host; no TLS in the engine.
+fn fleetlock_url_problem(url: &str) -> Option<String> {
+    let lower = url.trim().to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Some(
+            "https is not supported (the update engine has no TLS); use http:// on a private network"
+                .into(),
+        );
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return Some("expected an http:// URL, e.g. http://10.0.0.1:8080".into());
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Some("the URL has no host".into());
+    }
+    if let Some(c) = rest.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!("a URL cannot contain {c:?}"));
+    }
+    None
+}
+
+/// Zincati's FleetLock group: letters, digits, `.` and `-` (what the
+/// update engine accepts in `FLEETLOCK_GROUP`).
+fn valid_fleetlock_group(group: &str) -> bool {
+    !group.is_empty()
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
 }
 
 /// Why a `write_files` path cannot be written on Slipway, if it cannot.
@@ -538,7 +688,7 @@ fn valid_window_start(s: &str) -> bool {
 
 /// A Go `time.ParseDuration` string: one or more decimal numbers, each
 /// with a unit (ns, us, µs, ms, s, m, h); a lone "0" is allowed.
-fn valid_duration(s: &str) -> bool {
+pub(crate) fn valid_duration(s: &str) -> bool {
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
     if s == "0" {
         return true;
@@ -596,7 +746,7 @@ mod tests {
             lines("#cloud-config\ncoreos:\n  units:\n    - name: a.service\n      command: lol\n  update:\n    reboot-strategy: always\n"),
             [
                 "u:5:16: error: invalid value \"lol\" for \"coreos.units[0].command\": expected one of start, stop, restart, reload, try-restart, reload-or-restart, reload-or-try-restart",
-                "u:7:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, off",
+                "u:7:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, fleetlock, best-effort, off",
             ]
         );
     }
@@ -724,5 +874,70 @@ write_files:
         assert!(r.findings.is_empty());
         let env = r.config.unwrap().coreos.etcd2;
         assert_eq!(env[0].1, "http://10.1.2.3:2380");
+    }
+
+    fn update_lines(update: &str) -> Vec<String> {
+        lines(&format!("#cloud-config\ncoreos:\n  update:\n{update}"))
+    }
+
+    #[test]
+    fn reboot_strategies_and_fleetlock() {
+        for s in REBOOT_STRATEGIES {
+            let extra = if s == "fleetlock" {
+                "    fleetlock_url: http://10.0.2.2:8080/\n"
+            } else {
+                ""
+            };
+            assert_eq!(
+                update_lines(&format!("    reboot_strategy: {s}\n{extra}")),
+                Vec::<String>::new(),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            update_lines("    reboot_strategy: fleetlock\n    fleetlock_url: https://locks.example.org\n"),
+            ["u:5:20: error: invalid value \"https://locks.example.org\" for \"coreos.update.fleetlock_url\": https is not supported (the update engine has no TLS); use http:// on a private network"]
+        );
+        assert_eq!(
+            update_lines("    reboot_strategy: fleetlock\n    fleetlock_url: 10.0.2.2:8080\n    fleetlock_group: web-1.eu\n"),
+            ["u:5:20: error: invalid value \"10.0.2.2:8080\" for \"coreos.update.fleetlock_url\": expected an http:// URL, e.g. http://10.0.0.1:8080"]
+        );
+        assert!(
+            update_lines("    reboot_strategy: fleetlock\n    fleetlock_url: http:///x\n")[0]
+                .ends_with("the URL has no host")
+        );
+        // FleetLock settings under another strategy do nothing.
+        assert_eq!(
+            update_lines("    reboot_strategy: etcd-lock\n    fleetlock_url: http://10.0.2.2:8080\n"),
+            ["u:5:20: warning: \"coreos.update.fleetlock_url\" is used only with \"reboot_strategy: fleetlock\" (the strategy here is etcd-lock); it is ignored"]
+        );
+        assert_eq!(
+            update_lines("    fleetlock_group: workers\n"),
+            ["u:4:22: warning: \"coreos.update.fleetlock_group\" is used only with \"reboot_strategy: fleetlock\" (the strategy here is reboot, the default); it is ignored"]
+        );
+    }
+
+    #[test]
+    fn etcd2_variables_escaped_or_resolved_are_fine() {
+        let text = b"#cloud-config\ncoreos:\n  etcd2:\n    name: \\$private_ipv4\n    advertise-client-urls: http://$private_ipv4:2379\n";
+        let subs = Substitutions {
+            private_ipv4: Some("10.1.2.3".into()),
+            ..Substitutions::default()
+        };
+        let r = validate_with(text, &subs);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        let env = r.config.unwrap().coreos.etcd2;
+        assert_eq!(env[0].1, "$private_ipv4");
+        assert_eq!(env[1].1, "http://10.1.2.3:2379");
+        // Without a value both are literal text: one warning each.
+        assert_eq!(validate(text).findings.len(), 2);
+    }
+
+    #[test]
+    fn etcd2_unknown_keys_are_not_judged_by_value() {
+        assert_eq!(
+            lines("#cloud-config\ncoreos:\n  etcd2:\n    listen_client_url: nonsense\n"),
+            ["u:4:5: warning: \"coreos.etcd2\" key \"listen_client_url\" is not a flag of etcd 3.4; etcd ignores it (did you mean \"listen-client-urls\"?)"]
+        );
     }
 }

@@ -57,8 +57,91 @@ fn full_coreos_config_is_clean() {
 }
 
 #[test]
-fn full_coreos_config_without_metadata_is_clean_too() {
-    assert!(validate(&fixture("full-coreos.yaml")).findings.is_empty());
+fn full_coreos_config_without_metadata_warns_where_etcd_gets_a_variable() {
+    // No metadata and no static address: etcd would be handed the text.
+    let why = "which has no value: no metadata gives it and no .network unit of the user-data has an IPv4 Address=; etcd would get the literal text \"$private_ipv4\"";
+    assert_eq!(
+        rendered("full-coreos.yaml"),
+        [
+            format!("full-coreos.yaml:41:28: warning: \"coreos.etcd2.advertise-client-urls\" uses $private_ipv4, {why}"),
+            format!("full-coreos.yaml:42:34: warning: \"coreos.etcd2.initial-advertise-peer-urls\" uses $private_ipv4, {why}"),
+            format!("full-coreos.yaml:44:23: warning: \"coreos.etcd2.listen-peer-urls\" uses $private_ipv4, {why}"),
+        ]
+    );
+    // fleet and flannel get the text too, as with coreos-cloudinit; only
+    // etcd is judged.
+    assert!(!validate(&fixture("full-coreos.yaml")).has_errors());
+}
+
+#[test]
+fn a_static_member_takes_private_ipv4_from_its_network_unit() {
+    let report = validate(&fixture("cluster-member.yaml"));
+    assert_eq!(
+        report.render_text("cluster-member.yaml"),
+        "cluster-member.yaml:29:13: info: $private_ipv4 is 10.77.0.2: no metadata gives one, and this is the first IPv4 Address= of the user-data's .network units (\"10-cluster.network\")\n"
+    );
+    let config = report.config.unwrap();
+    let env: std::collections::BTreeMap<_, _> = config.coreos.etcd2.into_iter().collect();
+    assert_eq!(
+        env["listen_client_urls"],
+        "http://10.77.0.2:2379,http://127.0.0.1:2379"
+    );
+    assert_eq!(env["initial_advertise_peer_urls"], "http://10.77.0.2:2380");
+    let update = config.coreos.update.unwrap();
+    assert_eq!(update.reboot_strategy.as_deref(), Some("fleetlock"));
+    assert_eq!(
+        update.fleetlock_url.as_deref(),
+        Some("http://10.0.2.2:8080")
+    );
+    assert_eq!(update.fleetlock_group.as_deref(), Some("workers"));
+
+    // Metadata still wins, silently; here it contradicts the cluster.
+    let subs = Substitutions {
+        private_ipv4: Some("10.0.0.9".into()),
+        ..Substitutions::default()
+    };
+    let report = validate_with(&fixture("cluster-member.yaml"), &subs);
+    assert_eq!(
+        report.render_text("cluster-member.yaml"),
+        "cluster-member.yaml:11:34: error: \"coreos.etcd2.initial-advertise-peer-urls\" (http://10.0.0.9:2380) differs from \"node-2\" in \"initial-cluster\" (http://10.77.0.2:2380); etcd would not start\n"
+    );
+
+    // Without a static address, an interface's address (on the machine).
+    let dhcp_only = String::from_utf8(fixture("cluster-member.yaml"))
+        .unwrap()
+        .replace("Address=10.77.0.2/24", "DHCP=yes");
+    let subs = Substitutions {
+        interface_ipv4: Some("10.77.0.2".into()),
+        ..Substitutions::default()
+    };
+    let report = validate_with(dhcp_only.as_bytes(), &subs);
+    assert_eq!(
+        report.render_text("u"),
+        "u:11:41: info: $private_ipv4 is 10.77.0.2: no metadata gives one and no .network unit of the user-data has an IPv4 Address=, so it is the address of a network interface\n"
+    );
+}
+
+#[test]
+fn broken_etcd2() {
+    assert_eq!(
+        rendered("broken-etcd2.yaml"),
+        [
+            "broken-etcd2.yaml:5:5: warning: \"coreos.etcd2\" key \"ca-file\" was removed in etcd 3.4; write \"trusted-ca-file\" and \"client-cert-auth: true\"",
+            "broken-etcd2.yaml:6:5: warning: \"coreos.etcd2\" key \"listen-client-url\" is not a flag of etcd 3.4; etcd ignores it (did you mean \"listen-client-urls\"?)",
+            "broken-etcd2.yaml:7:23: error: invalid value \"http://node-1:2380\" for \"coreos.etcd2.listen-peer-urls\": \"http://node-1:2380\": etcd listens on an IP address (or localhost), not a host name; etcd would not start",
+            "broken-etcd2.yaml:8:28: error: invalid value \"http://10.0.0.1:2379/\" for \"coreos.etcd2.advertise-client-urls\": \"http://10.0.0.1:2379/\" must not have a path (not even \"/\"); etcd would not start",
+            "broken-etcd2.yaml:9:22: error: \"coreos.etcd2.initial-cluster\" has no member named \"node-1\" (this machine's \"name\"); etcd would not start",
+            "broken-etcd2.yaml:10:16: error: \"coreos.etcd2\" sets initial-cluster and discovery: etcd takes one way to bootstrap (initial-cluster, discovery or discovery-srv) and would not start",
+            "broken-etcd2.yaml:11:28: error: invalid value \"fresh\" for \"coreos.etcd2.initial-cluster-state\": expected one of new, existing; etcd would not start",
+            "broken-etcd2.yaml:12:25: error: \"coreos.etcd2.election-timeout\" 1000 (the default) must be at least 5 × \"heartbeat-interval\" 300 = 1500; etcd would not start",
+            "broken-etcd2.yaml:13:23: error: invalid value \"maybe\" for \"coreos.etcd2.client-cert-auth\": expected true or false; etcd would not start",
+            "broken-etcd2.yaml:14:12: warning: \"coreos.etcd2.proxy: on\": etcd 3.4's proxy mode serves only the v2 API, which etcdctl 3.4 and the update engine's lock do not use; make this machine a member (or run `etcd grpc-proxy`)",
+            "broken-etcd2.yaml:15:15: warning: \"coreos.etcd2.data-dir\" \"/var/lib/etcd2\" is outside /var/lib/etcd: etcd runs as the user etcd, which can create its data only under /var/lib/etcd (the default is /var/lib/etcd/default)",
+            "broken-etcd2.yaml:16:34: warning: \"coreos.etcd2.initial-advertise-peer-urls\" uses $public_ipv4, which has no value: no metadata gives it (as in coreos-cloudinit, it does not fall back to $private_ipv4); etcd would get the literal text \"$public_ipv4\"",
+            "broken-etcd2.yaml:18:22: error: \"reboot_strategy: fleetlock\" needs \"coreos.update.fleetlock_url\", the base URL of the FleetLock server (e.g. http://10.0.0.1:8080)",
+            "broken-etcd2.yaml:19:22: error: invalid value \"web servers\" for \"coreos.update.fleetlock_group\": a FleetLock group is letters, digits, '.' and '-'",
+        ]
+    );
 }
 
 #[test]
@@ -68,7 +151,7 @@ fn broken_values() {
         rendered("broken-values.yaml"),
         [
             "broken-values.yaml:2:11: error: invalid hostname \"web_01\": use letters, digits and '-' in dot-separated labels of at most 63 characters".to_string(),
-            "broken-values.yaml:5:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, off".into(),
+            "broken-values.yaml:5:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, fleetlock, best-effort, off".into(),
             "broken-values.yaml:7:19: error: invalid value \"Thu 25:00\" for \"coreos.locksmith.window_start\": expected an optional weekday and H:MM, e.g. \"Thu 04:00\"".into(),
             "broken-values.yaml:8:20: error: invalid value \"90 minutes\" for \"coreos.locksmith.window_length\": expected a duration such as \"1h30m\"".into(),
             "broken-values.yaml:11:16: error: invalid value \"lol\" for \"coreos.units[0].command\": expected one of start, stop, restart, reload, try-restart, reload-or-restart, reload-or-try-restart".into(),
@@ -95,7 +178,6 @@ fn broken_keys() {
             "broken-keys.yaml:3:1: info: \"units\" belongs under \"coreos\", not at the top level",
             "broken-keys.yaml:6:3: info: \"write_files\" belongs at the top level, not under \"coreos\"",
             "broken-keys.yaml:7:3: warning: deprecated key \"etcd\" (etcd v1 is not shipped; use \"etcd2\")",
-            "broken-keys.yaml:10:22: warning: \"best-effort\" for \"coreos.update.reboot_strategy\" is a legacy value; use one of reboot, etcd-lock, off",
             "broken-keys.yaml:12:7: warning: \"coreos.units[0]\" has no content and none of enable, mask, command or drop_ins: it does nothing",
             "broken-keys.yaml:13:15: warning: incorrect type for \"coreos.units[0].enable\": want bool, got string",
             "broken-keys.yaml:14:7: warning: unrecognized key \"comand\" (did you mean \"command\"?)",
@@ -105,6 +187,12 @@ fn broken_keys() {
     );
     let config = validate(&fixture("broken-keys.yaml")).config.unwrap();
     assert_eq!(config.hostname.as_deref(), Some("two"));
+    // locksmith's "best-effort" is taken as locksmith meant it (etcd-lock
+    // when an etcd answers, else reboot: the update engine does that).
+    assert_eq!(
+        config.coreos.update.unwrap().reboot_strategy.as_deref(),
+        Some("best-effort")
+    );
 }
 
 #[test]

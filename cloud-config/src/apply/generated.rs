@@ -8,9 +8,11 @@
 //!
 //! | key | from |
 //! |---|---|
-//! | `REBOOT_STRATEGY` | `update.reboot_strategy` (`reboot`, `etcd-lock`, `off`) |
+//! | `REBOOT_STRATEGY` | `update.reboot_strategy` (`reboot`, `etcd-lock`, `fleetlock`, `best-effort`, `off`) |
 //! | `GROUP` | `update.group` (the channel) |
 //! | `SERVER` | `update.server` |
+//! | `FLEETLOCK_URL` | `update.fleetlock_url`, e.g. `http://10.0.0.1:8080` |
+//! | `FLEETLOCK_GROUP` | `update.fleetlock_group` (unset: the engine's default, `default`, as in Zincati) |
 //! | `LOCKSMITHD_ENDPOINT` | `locksmith.endpoint` |
 //! | `LOCKSMITHD_GROUP` | `locksmith.group` |
 //! | `LOCKSMITHD_ETCD_CAFILE`, `_CERTFILE`, `_KEYFILE` | `locksmith.etcd_*` |
@@ -21,6 +23,19 @@
 //! `/run/systemd/system/<service>.d/20-cloudinit.conf` with one
 //! `Environment="PREFIX_KEY=value"` line per key (values escaped for
 //! systemd: `\` `"` become `\\` `\"`, `%` becomes `%%`).
+//!
+//! For etcd that is Debian's `etcd.service`, through its
+//! `Alias=etcd2.service` (the init reads drop-ins of every name of a
+//! unit). Its own `Environment=ETCD_NAME=%H` and
+//! `Environment=ETCD_DATA_DIR=/var/lib/etcd/default` come first and the
+//! drop-in's lines after them, so `name` and `data-dir` from user-data
+//! win; etcd reads each `ETCD_<FLAG>` as `--<flag>` (its `$DAEMON_ARGS`
+//! is empty, and etcd 3.4 refuses a flag given both ways). Its
+//! `EnvironmentFile=-/etc/default/%p` would win over both (systemd's
+//! rule), which only matters to a user who also writes `ETCD_*` lines
+//! there. Booleans written in YAML 1.1 (`yes`, `off`), which
+//! coreos-cloudinit read as booleans, are written `true`/`false`: etcd
+//! parses Go's spellings only ([`crate::etcd::env_value`]).
 //!
 //! `coreos.oem` becomes `/etc/oem-release` in os-release syntax (values
 //! double-quoted, `\` `"` `$` and backquote escaped).
@@ -44,6 +59,8 @@ pub(crate) fn update_conf(
             ("REBOOT_STRATEGY", &u.reboot_strategy),
             ("GROUP", &u.group),
             ("SERVER", &u.server),
+            ("FLEETLOCK_URL", &u.fleetlock_url),
+            ("FLEETLOCK_GROUP", &u.fleetlock_group),
         ]);
     }
     if let Some(l) = locksmith {
@@ -117,6 +134,10 @@ pub(crate) fn env_drop_in(section: &str, prefix: &str, env: &EnvMap) -> Result<S
     let mut text = String::from("[Service]\n");
     for (key, value) in env {
         let name = variable(section, prefix, key)?;
+        let value = match section {
+            "etcd2" => crate::etcd::env_value(key, value),
+            _ => value.into(),
+        };
         text.push_str(&format!(
             "Environment={}\n",
             systemd_quote(&format!("{name}={value}"))?
@@ -194,5 +215,60 @@ mod tests {
             "# Written by slipway cloud-config from coreos.update and coreos.locksmith\nREBOOT_STRATEGY=off\n"
         );
         assert_eq!(update_conf(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn update_conf_fleetlock_keys() {
+        let u = Update {
+            reboot_strategy: Some("fleetlock".into()),
+            fleetlock_url: Some("http://10.0.2.2:8080".into()),
+            fleetlock_group: Some("workers".into()),
+            ..Update::default()
+        };
+        let text = update_conf(Some(&u), None).unwrap().unwrap();
+        assert!(
+            text.ends_with(
+                "REBOOT_STRATEGY=fleetlock\nFLEETLOCK_URL=http://10.0.2.2:8080\nFLEETLOCK_GROUP=workers\n"
+            ),
+            "{text}"
+        );
+        // No group: the engine's default applies, nothing is written.
+        let u = Update {
+            fleetlock_group: None,
+            ..u
+        };
+        assert!(!update_conf(Some(&u), None)
+            .unwrap()
+            .unwrap()
+            .contains("FLEETLOCK_GROUP"));
+    }
+
+    #[test]
+    fn etcd_drop_in_for_debians_unit() {
+        let env = vec![
+            ("name".to_string(), "node-1".to_string()),
+            ("data_dir".to_string(), "/var/lib/etcd/node-1".to_string()),
+            ("client_cert_auth".to_string(), "yes".to_string()),
+            ("enable_v2".to_string(), "1".to_string()),
+            (
+                "initial_cluster".to_string(),
+                "node-1=http://10.77.0.1:2380,node-2=http://10.77.0.2:2380".to_string(),
+            ),
+        ];
+        assert_eq!(
+            env_drop_in("etcd2", "ETCD_", &env).unwrap(),
+            "[Service]\n\
+             Environment=\"ETCD_NAME=node-1\"\n\
+             Environment=\"ETCD_DATA_DIR=/var/lib/etcd/node-1\"\n\
+             Environment=\"ETCD_CLIENT_CERT_AUTH=true\"\n\
+             Environment=\"ETCD_ENABLE_V2=1\"\n\
+             Environment=\"ETCD_INITIAL_CLUSTER=node-1=http://10.77.0.1:2380,node-2=http://10.77.0.2:2380\"\n"
+        );
+        // Only etcd's booleans are rewritten.
+        let fleet = vec![("verbose".to_string(), "yes".to_string())];
+        assert_eq!(
+            env_drop_in("fleet", "FLEET_", &fleet).unwrap(),
+            "[Service]\nEnvironment=\"FLEET_VERBOSE=yes\"\n"
+        );
     }
 }
