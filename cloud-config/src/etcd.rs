@@ -492,10 +492,18 @@ const MAX_ELECTION_MS: u64 = 50_000;
 pub fn combination_problems(env: &EnvMap, usable: &dyn Fn(&str) -> bool) -> Vec<Problem> {
     let get = |flag: &str| lookup(env, flag).filter(|(k, _)| usable(k));
     let mut out = Vec::new();
-    timer_problems(&get, &mut out);
+    // A timer that is set but cannot be judged hides its default.
+    let judged = |flag: &str| match lookup(env, flag) {
+        None => true,
+        Some(_) => get(flag).is_some_and(|(_, v)| parse_uint(v).is_some()),
+    };
+    if judged("heartbeat-interval") && judged("election-timeout") {
+        timer_problems(&get, &mut out);
+    }
     // In the order written, so the finding points at the second.
     let bootstrap: Vec<(String, &str)> = env
         .iter()
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, _)| (flag_name(k), k.as_str()))
         .filter(|(f, _)| {
             matches!(
@@ -812,15 +820,23 @@ mod tests {
         );
         assert!(problems(&[("election-timeout", "60000")])[0].contains("limit of 50000 ms"));
         assert!(problems(&[("heartbeat-interval", "0")])[0].contains("more than 0"));
-        // A value that is not a number was reported on its own.
-        assert!(
-            problems(&[("heartbeat-interval", "x"), ("election-timeout", "1")])[0]
-                .starts_with("election_timeout:")
+        // A value that is not a number was reported on its own, and the
+        // other timer is not compared with a default it does not have.
+        assert!(problems(&[("heartbeat-interval", "x"), ("election-timeout", "1")]).is_empty());
+        let unusable = combination_problems(
+            &env(&[
+                ("heartbeat-interval", "$private_ipv4"),
+                ("election-timeout", "300"),
+            ]),
+            &|k: &str| k != "heartbeat_interval",
         );
-        let unusable = combination_problems(&env(&[("heartbeat-interval", "500")]), &|k: &str| {
-            k != "heartbeat_interval"
-        });
         assert!(unusable.is_empty());
+        // An empty discovery is no discovery to etcd.
+        assert!(problems(&[
+            ("discovery", ""),
+            ("initial-cluster", "default=http://localhost:2380")
+        ])
+        .is_empty());
     }
 
     #[test]

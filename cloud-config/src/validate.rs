@@ -484,6 +484,16 @@ impl Checker<'_> {
             if crate::etcd::key_problem(key).is_some() {
                 continue;
             }
+            if value.is_empty() {
+                // etcd skips an empty ETCD_* variable, as if unset.
+                let msg = format!(
+                    "\"coreos.etcd2.{}\" is empty: etcd ignores it and uses its default",
+                    crate::etcd::flag_name(key)
+                );
+                self.warning(&path, msg);
+                unusable.push(key);
+                continue;
+            }
             if let Some(msg) = crate::etcd::value_problem(key, value) {
                 self.error(&path, msg);
                 unusable.push(key);
@@ -931,6 +941,14 @@ write_files:
         assert_eq!(env[1].1, "http://10.1.2.3:2379");
         // Without a value both are literal text: one warning each.
         assert_eq!(validate(text).findings.len(), 2);
+    }
+
+    #[test]
+    fn etcd2_empty_values_are_ignored_by_etcd() {
+        assert_eq!(
+            lines("#cloud-config\ncoreos:\n  etcd2:\n    listen-client-urls: \"\"\n"),
+            ["u:4:25: warning: \"coreos.etcd2.listen-client-urls\" is empty: etcd ignores it and uses its default"]
+        );
     }
 
     #[test]
