@@ -690,6 +690,11 @@ fn root_tree(p: &RootParts) -> Result<Tree> {
             }
         }
     }
+    // Folders on /var the scripts would have made: the init makes them at
+    // every boot (/var is not in the image).
+    for (path, text) in setup.tmpfiles(listed) {
+        t.file(&path, 0o644, text.into_bytes());
+    }
     // The modules modprobe finds (busybox reads /lib/modules/`uname -r`).
     for (path, data) in root_modules.all_files() {
         t.file(&format!("lib/modules/{release}/{path}"), 0o644, data);
@@ -963,7 +968,9 @@ mod tests {
 
     fn parts_tree(package_files: &BTreeMap<String, Node>) -> Result<Tree> {
         let setup = Setup::load(&paths::boards_dir()).unwrap();
-        let listed = vec!["iptables".to_string(), "docker.io".to_string()];
+        let listed = ["iptables", "docker.io", "etcd-server"]
+            .map(String::from)
+            .to_vec();
         let modules = slipway_initramfs::RootModules {
             files: vec![("kernel/net/veth.ko".into(), b"\x7fELF".to_vec())],
             modules_dep: "kernel/net/veth.ko:\n".into(),
@@ -1044,6 +1051,12 @@ mod tests {
         );
         assert!(t.contains("lib/modules/6.1.0-test/kernel/net/veth.ko"));
         assert!(t.contains("lib/modules/6.1.0-test/modules.alias"));
+        assert!(text("usr/lib/tmpfiles.d/etcd-server.conf")
+            .ends_with("\nd /var/lib/etcd 0700 etcd etcd -\n"));
+        assert!(matches!(
+            t.get("usr/lib/tmpfiles.d/etcd-server.conf"),
+            Some(Node::File { mode: 0o644, .. })
+        ));
     }
 
     #[test]

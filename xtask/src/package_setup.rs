@@ -45,6 +45,12 @@ pub struct PackageSetup {
     /// only its maintainer scripts run (adduser, lsb-base).
     #[serde(default)]
     pub skip_depends: Vec<String>,
+    /// `tmpfiles.d` lines (`d /var/lib/etcd 0700 etcd etcd -`): folders on
+    /// `/var`, the machine's own partition, that the maintainer scripts
+    /// make. Written to `usr/lib/tmpfiles.d/<package>.conf`; the init
+    /// applies them at every boot (`initramfs/init/src/tmpfiles.rs`).
+    #[serde(default)]
+    pub tmpfiles: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -98,6 +104,9 @@ impl Setup {
     }
 
     fn check(&self) -> Result<()> {
+        // Folder → the package whose tmpfiles line makes it: a second
+        // line for it would only be a warning at every boot.
+        let mut tmpfiles_paths: BTreeMap<String, &str> = BTreeMap::new();
         for (name, p) in &self.packages {
             let at = |key: &str| format!("package.\"{name}\".{key}");
             for dep in &p.skip_depends {
@@ -131,6 +140,23 @@ impl Setup {
                     }
                     check_relative(path.trim_start_matches('/'))
                         .with_context(|| at("alternatives"))?;
+                }
+            }
+            if !p.tmpfiles.is_empty() && !crate::board::is_package_name(name) {
+                bail!(
+                    "{}: `{name}` is not a Debian package name (it names the tmpfiles.d file)",
+                    at("tmpfiles")
+                );
+            }
+            for line in &p.tmpfiles {
+                let path = self
+                    .check_tmpfiles_line(line)
+                    .with_context(|| format!("{}: `{line}`", at("tmpfiles")))?;
+                if let Some(other) = tmpfiles_paths.insert(path.clone(), name) {
+                    bail!(
+                        "{}: `{line}`: {path} is already a tmpfiles line of package \"{other}\"",
+                        at("tmpfiles")
+                    );
                 }
             }
             for e in &p.enable {
@@ -190,6 +216,77 @@ impl Setup {
             }
         }
         Ok(())
+    }
+
+    /// Checks one `tmpfiles` line against what the init applies and what
+    /// the build declares; returns its folder. Only `d` lines, every field
+    /// written: `d PATH MODE USER GROUP -` (an argument, which `d` does
+    /// not use, may follow as `-`). The user and group must be accounts
+    /// of the image: a name the machine lacks would leave the folder
+    /// root's.
+    fn check_tmpfiles_line(&self, line: &str) -> Result<String> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let Some(kind) = fields.first().filter(|k| **k != "d") {
+            bail!("line type `{kind}`: only `d` (make a folder) is supported");
+        }
+        let (path, mode, user, group, age) = match fields.as_slice() {
+            [_, p, m, u, g, a] | [_, p, m, u, g, a, "-"] => (*p, *m, *u, *g, *a),
+            _ => bail!("not `d PATH MODE USER GROUP -` (six fields)"),
+        };
+        let clean = path.starts_with('/')
+            && path.len() > 1
+            && !path.ends_with('/')
+            && path
+                .split('/')
+                .skip(1)
+                .all(|c| !c.is_empty() && c != "." && c != "..")
+            && !path.contains(['%', '"', '\'', '\\']);
+        if !clean {
+            bail!(
+                "`{path}` must be an absolute path without `.`, `..`, `//`, a trailing `/`, \
+                 quotes or specifiers"
+            );
+        }
+        if mode.is_empty() || mode.len() > 4 || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            bail!("mode `{mode}` is not an octal mode (0700, 0755)");
+        }
+        let users: BTreeSet<&str> = BASE_USERS
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(self.users.iter().map(|u| u.name.as_str()))
+            .collect();
+        let groups: BTreeSet<&str> = BASE_GROUPS
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(self.groups.iter().map(|g| g.name.as_str()))
+            .collect();
+        if !users.contains(user) {
+            bail!("user `{user}` is neither root nor a [[user]] of this file");
+        }
+        if !groups.contains(group) {
+            bail!("group `{group}` is neither root nor a [[group]] of this file");
+        }
+        if age != "-" {
+            bail!("age `{age}`: the init cleans nothing up; write `-`");
+        }
+        Ok(path.to_string())
+    }
+
+    /// `usr/lib/tmpfiles.d/<package>.conf` for each listed package with
+    /// `tmpfiles` lines: `(path on the root, text)`, sorted by path.
+    pub fn tmpfiles(&self, listed: &[String]) -> Vec<(String, String)> {
+        self.for_listed(listed)
+            .filter(|(_, p)| !p.tmpfiles.is_empty())
+            .map(|(name, p)| {
+                let mut text =
+                    format!("# {name}: the folders its maintainer scripts make, from {FILE}\n");
+                for line in &p.tmpfiles {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                (format!("{TMPFILES_DIR}/{name}.conf"), text)
+            })
+            .collect()
     }
 
     /// The setups of the packages a board lists, by name.
@@ -274,6 +371,8 @@ impl Setup {
 }
 
 pub const UNIT_DIR: &str = "usr/lib/systemd/system";
+/// Where the packages' `tmpfiles` lines go on the root.
+pub const TMPFILES_DIR: &str = "usr/lib/tmpfiles.d";
 
 fn made_path(m: &Made) -> &str {
     match m {
@@ -369,6 +468,89 @@ mod tests {
         assert!(s.passwd().starts_with("root:x:0:0:root:/root:/bin/sh\n"));
         assert!(s.shadow().contains("\netcd:!:1::::::\n"));
         assert_eq!(s.shadow().lines().count(), s.passwd().lines().count());
+    }
+
+    #[test]
+    fn etcd_servers_folder_is_a_tmpfiles_line_the_init_reads_back() {
+        let s = Setup::load(&crate::paths::boards_dir()).unwrap();
+        let listed: Vec<String> = ["etcd-server", "etcd-client", "docker.io"]
+            .map(String::from)
+            .to_vec();
+        let files = s.tmpfiles(&listed);
+        assert_eq!(files.len(), 1, "{files:?}");
+        let (path, text) = &files[0];
+        assert_eq!(path, "usr/lib/tmpfiles.d/etcd-server.conf");
+        assert!(text.starts_with("# etcd-server: "), "{text}");
+        // The init's own parser (what applies it at boot) finds the one
+        // folder, owned by the declared account, and nothing it ignores.
+        let (lines, problems) = slipway_init::tmpfiles::parse(text);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(lines.len(), 1);
+        let (_, d) = &lines[0];
+        assert_eq!(d.path, "/var/lib/etcd");
+        assert_eq!(d.mode, 0o700);
+        assert_eq!(d.user.as_deref(), Some("etcd"));
+        assert_eq!(d.group.as_deref(), Some("etcd"));
+        assert!(s.passwd().contains("\netcd:x:232:232:"));
+        // etcd is started by user-data only: no enabled unit.
+        assert!(!s.made(&listed).iter().any(|m| matches!(
+            m,
+            Made::Symlink { path, .. } if path.contains("etcd")
+        )));
+        // Nothing for a board without the package.
+        assert!(s.tmpfiles(&["docker.io".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn tmpfiles_lines_are_checked_at_build_time() {
+        let accounts = "[[group]]\nname = \"etcd\"\ngid = 232\n\
+            [[user]]\nname = \"etcd\"\nuid = 232\ngid = 232\nhome = \"/\"\nshell = \"/x\"\n";
+        let with = |lines: &str| format!("{accounts}[package.etcd-server]\ntmpfiles = [{lines}]\n");
+        let ok = Setup::parse(&with(
+            "\"d /var/lib/etcd 0700 etcd etcd -\", \"d /var/lib/x 1777 root wheel - -\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.tmpfiles(&["etcd-server".to_string()])[0].1,
+            "# etcd-server: the folders its maintainer scripts make, from common/packages.toml\n\
+             d /var/lib/etcd 0700 etcd etcd -\nd /var/lib/x 1777 root wheel - -\n"
+        );
+        for (lines, want) in [
+            ("\"L /var/run - - - - ../run\"", "only `d`"),
+            ("\"d /var/lib/etcd 0700 etcd etcd\"", "six fields"),
+            ("\"d /var/lib/etcd\"", "six fields"),
+            ("\"d var/lib/etcd 0700 etcd etcd -\"", "absolute path"),
+            ("\"d /var/lib/../etc 0700 etcd etcd -\"", "absolute path"),
+            ("\"d /var/lib/%m 0700 etcd etcd -\"", "specifiers"),
+            ("\"d /var/lib/etcd 700x etcd etcd -\"", "octal mode"),
+            ("\"d /var/lib/etcd - etcd etcd -\"", "octal mode"),
+            ("\"d /var/lib/etcd 0700 etcdd etcd -\"", "user `etcdd`"),
+            ("\"d /var/lib/etcd 0700 etcd docker -\"", "group `docker`"),
+            ("\"d /var/lib/etcd 0700 232 etcd -\"", "user `232`"),
+            ("\"d /var/lib/etcd 0700 etcd etcd 10d\"", "cleans nothing"),
+            (
+                "\"d /var/lib/etcd 0700 etcd etcd -\", \"d /var/lib/etcd 0755 root root -\"",
+                "already a tmpfiles line",
+            ),
+        ] {
+            let msg = format!("{:#}", Setup::parse(&with(lines)).unwrap_err());
+            assert!(
+                msg.contains("package.\"etcd-server\".tmpfiles"),
+                "{lines}: {msg}"
+            );
+            assert!(msg.contains(want), "{lines}: {msg}");
+        }
+        // Load names the file too.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("common")).unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            with("\"f /var/lib/etcd/x 0600 etcd etcd -\""),
+        )
+        .unwrap();
+        let msg = format!("{:#}", Setup::load(dir.path()).unwrap_err());
+        assert!(msg.contains("common/packages.toml"), "{msg}");
+        assert!(msg.contains("package.\"etcd-server\".tmpfiles"), "{msg}");
     }
 
     #[test]
