@@ -17,6 +17,7 @@ use crate::limits;
 use crate::progress::{mib, Mode, Progress};
 use crate::state::{now_unix, Check, State, Tracker, STATE_FILE};
 use crate::system::{self, System};
+use crate::waves::{self, Gate, Seed, WaveRecord, WAVE_FILE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +63,10 @@ enum Command {
         /// Accept a version not newer than the running one (local files only)
         #[arg(long)]
         allow_downgrade: bool,
+        /// Install the feed's release even if this machine's rollout wave
+        /// has not opened yet (a person's override: the daemon never does)
+        #[arg(long, conflicts_with = "source")]
+        ignore_waves: bool,
         #[arg(long)]
         server: Option<String>,
         #[arg(long)]
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Apply {
             source,
             allow_downgrade,
+            ignore_waves,
             server,
             channel,
             progress,
@@ -228,6 +234,7 @@ fn run(cli: Cli) -> Result<()> {
                 &cfg,
                 source.as_deref(),
                 allow_downgrade,
+                ignore_waves,
                 progress,
                 !no_limits,
             )?;
@@ -360,16 +367,33 @@ pub struct Found {
     pub release: Option<(feed::Release, Source)>,
 }
 
-/// Fetches and verifies the feed, records the check in the state file.
+/// Fetches and verifies the feed, records the check in the state file;
+/// a newer release whose rollout wave has not opened for this machine is
+/// reported but not returned (the daemon's path).
 pub fn check(sys: &System, cfg: &Config) -> Result<Found> {
-    let result = check_feed(sys, cfg);
+    check_at(sys, cfg, now_unix(), false)
+}
+
+/// [`check`] at `now` (seconds since 1970, UTC); `ignore_waves` returns a
+/// newer release whatever its waves say (`apply --ignore-waves`).
+pub fn check_at(sys: &System, cfg: &Config, now: u64, ignore_waves: bool) -> Result<Found> {
+    let result = check_feed(sys, cfg, now, ignore_waves);
     let state_path = PathBuf::from(STATE_FILE);
     let (mut state, _) = State::load(&state_path);
     let found = match result {
-        Ok(f) => f,
+        Ok((f, wave)) => {
+            // The wave file only serves `status`: failing to write it does
+            // not fail the check. A failed check leaves the last one's.
+            let wave_path = Path::new(WAVE_FILE);
+            let _ = match wave {
+                Some(w) => w.save(wave_path),
+                None => WaveRecord::clear(wave_path),
+            };
+            f
+        }
         Err(e) => {
             state.last_check = Some(Check {
-                at: now_unix(),
+                at: now,
                 result: format!("check failed: {e:#}"),
                 available: None,
             });
@@ -396,42 +420,124 @@ fn feed_source(cfg: &Config, board: &str) -> Result<Source> {
     )))
 }
 
-fn check_feed(sys: &System, cfg: &Config) -> Result<Found> {
+fn check_feed(
+    sys: &System,
+    cfg: &Config,
+    now: u64,
+    ignore_waves: bool,
+) -> Result<(Found, Option<WaveRecord>)> {
     let running = &sys.machine.running;
     let source = feed_source(cfg, &running.board)?;
     let bytes = fetch::get_small(&source, feed::MAX_FEED, &fetch_options(cfg))?;
     let keys = System::trusted_keys()?;
-    let release = feed::Release::verify(&bytes, &keys, now_unix(), &running.board, &cfg.group)
+    let release = feed::Release::verify(&bytes, &keys, now, &running.board, &cfg.group)
         .with_context(|| source.describe())?;
-    let newer =
-        crate::version::compare(&release.version, &running.version) == std::cmp::Ordering::Greater;
-    let (result, available) = if newer {
-        (
-            format!(
-                "update available: {} (running {}, payload {})",
-                release.version,
-                running.version,
-                mib(release.payload.size)
-            ),
-            Some(release.version.clone()),
-        )
-    } else {
-        (
-            format!(
-                "up to date: running {}, the {} channel offers {}",
-                running.version, cfg.group, release.version
-            ),
-            None,
-        )
+    let seed = Seed::of_machine(Path::new(crate::lock::MACHINE_ID_PATH));
+    let v = verdict(
+        &release,
+        &running.version,
+        &cfg.group,
+        &seed,
+        now,
+        ignore_waves,
+    );
+    let found = Found {
+        check: v.check,
+        release: v.install.then_some((release, source)),
     };
-    Ok(Found {
-        check: Check {
-            at: now_unix(),
-            result,
-            available,
-        },
-        release: newer.then_some((release, source)),
-    })
+    Ok((found, v.wave))
+}
+
+/// What a verified feed means for this machine at `now`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The check as the state file records it.
+    pub check: Check,
+    /// Install the feed's release (newer, and its wave open or ignored).
+    pub install: bool,
+    /// This machine's wave, when a newer release has waves.
+    pub wave: Option<WaveRecord>,
+}
+
+/// Newer or not, and for a newer release with waves, whether this
+/// machine's wave has opened: pure, so tests run on a simulated clock.
+pub fn verdict(
+    release: &feed::Release,
+    running: &str,
+    group: &str,
+    seed: &Seed,
+    now: u64,
+    ignore_waves: bool,
+) -> Verdict {
+    let newer = crate::version::compare(&release.version, running) == std::cmp::Ordering::Greater;
+    let check = |result: String, available: bool| Check {
+        at: now,
+        result,
+        available: available.then(|| release.version.clone()),
+    };
+    if !newer {
+        return Verdict {
+            check: check(
+                format!(
+                    "up to date: running {running}, the {group} channel offers {}",
+                    release.version
+                ),
+                false,
+            ),
+            install: false,
+            wave: None,
+        };
+    }
+    let what = format!(
+        "{} (running {running}, payload {})",
+        release.version,
+        mib(release.payload.size)
+    );
+    let gate = waves::gate(release.waves.as_deref(), release.published, seed.seed, now);
+    let wave = |opens_at| {
+        Some(WaveRecord {
+            version: release.version.clone(),
+            seed: seed.seed,
+            opens_at,
+            checked_at: now,
+        })
+    };
+    let (result, install, record) = match gate {
+        Gate::NoWaves => (format!("update available: {what}"), true, None),
+        Gate::Open { opens_at } => (
+            format!(
+                "update available: {what}; wave opened at {} ({})",
+                waves::utc(opens_at),
+                seed.describe()
+            ),
+            true,
+            wave(opens_at),
+        ),
+        Gate::NotYet { opens_at } if ignore_waves => (
+            format!(
+                "update available: {what}; wave opens at {} ({}), ignored (--ignore-waves)",
+                waves::utc(opens_at),
+                seed.describe()
+            ),
+            true,
+            wave(opens_at),
+        ),
+        Gate::NotYet { opens_at } => (
+            format!(
+                "not yet: wave opens at {} ({}, in {}): {what} is rolling out in waves",
+                waves::utc(opens_at),
+                seed.describe(),
+                waves::span(opens_at - now)
+            ),
+            false,
+            wave(opens_at),
+        ),
+    };
+    Verdict {
+        check: check(result, install),
+        install,
+        wave: record,
+    }
 }
 
 pub fn fetch_options(cfg: &Config) -> FetchOptions {
@@ -447,13 +553,14 @@ pub fn apply_cmd(
     cfg: &Config,
     source: Option<&str>,
     allow_downgrade: bool,
+    ignore_waves: bool,
     mode: Mode,
     limit: bool,
 ) -> Result<bool> {
     let (source, expect): (Source, Option<PayloadRef>) = match source {
         Some(s) => (Source::parse(s), None),
         None => {
-            let found = check(sys, cfg)?;
+            let found = check_at(sys, cfg, now_unix(), ignore_waves)?;
             let Some((release, feed_src)) = found.release else {
                 eprintln!("update-engine: {}", found.check.result);
                 return Ok(false);
@@ -721,7 +828,43 @@ struct StatusReport {
     slots: Vec<SlotReport>,
     last_check: Option<Check>,
     update: Option<crate::state::ApplyRecord>,
+    rollout: RolloutReport,
     config: Vec<(String, String)>,
+}
+
+/// This machine's place in phased rollouts (README.md "Phased rollout").
+#[derive(Debug, Serialize)]
+struct RolloutReport {
+    /// `seed`, and `fallback` (why) when there is no valid machine ID.
+    #[serde(flatten)]
+    seed: Seed,
+    /// The newer release with waves that the last check saw.
+    wave: Option<WaveStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct WaveStatus {
+    version: String,
+    opens_at: u64,
+    opens_at_utc: String,
+    open: bool,
+    checked_at: u64,
+}
+
+/// The wave of the last check's newer release, unless that release is no
+/// longer newer than the running one (installed since).
+fn wave_status(record: Option<WaveRecord>, running: &str, now: u64) -> Option<WaveStatus> {
+    let r = record?;
+    if crate::version::compare(&r.version, running) != std::cmp::Ordering::Greater {
+        return None;
+    }
+    Some(WaveStatus {
+        opens_at_utc: waves::utc(r.opens_at),
+        open: now >= r.opens_at,
+        version: r.version,
+        opens_at: r.opens_at,
+        checked_at: r.checked_at,
+    })
 }
 
 fn slot_report(slot: Slot, booted: Slot, entry: Option<EntryFile>) -> SlotReport {
@@ -765,6 +908,14 @@ fn status(json: bool) -> Result<()> {
         slots,
         last_check: state.last_check,
         update: state.apply,
+        rollout: RolloutReport {
+            seed: Seed::of_machine(Path::new(crate::lock::MACHINE_ID_PATH)),
+            wave: wave_status(
+                WaveRecord::load(Path::new(WAVE_FILE)),
+                &m.running.version,
+                now_unix(),
+            ),
+        },
         config,
     };
     if json {
@@ -820,6 +971,35 @@ fn status(json: bool) -> Result<()> {
         };
         println!("{line}");
     }
+    let r = &report.rollout;
+    match &r.seed.fallback {
+        None => println!(
+            "rollout: seed {} of 0-{} (from {})",
+            r.seed.seed,
+            waves::FALLBACK_SEED,
+            crate::lock::MACHINE_ID_PATH
+        ),
+        Some(why) => println!(
+            "rollout: seed {}, the last wave's: no valid machine ID ({why})",
+            r.seed.seed
+        ),
+    }
+    if let Some(w) = &r.wave {
+        let now = now_unix();
+        if w.open {
+            println!(
+                "rollout: {} opened for this machine at {}",
+                w.version, w.opens_at_utc
+            );
+        } else {
+            println!(
+                "rollout: {} opens for this machine at {} (in {})",
+                w.version,
+                w.opens_at_utc,
+                waves::span(w.opens_at.saturating_sub(now))
+            );
+        }
+    }
     for (k, v) in &report.config {
         println!("config: {k}={v}");
     }
@@ -837,4 +1017,150 @@ fn ago(at: u64) -> String {
 
 pub fn current_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/update-engine"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::waves::Wave;
+
+    const PUBLISHED: u64 = 1_800_000_000;
+
+    fn release(version: &str, waves: Option<Vec<Wave>>) -> feed::Release {
+        feed::Release {
+            format: 1,
+            board: "qemu-x86_64".into(),
+            channel: "stable".into(),
+            version: version.into(),
+            payload: PayloadRef {
+                url: "x.payload".into(),
+                size: 3 << 20,
+                sha256: "ab".repeat(32),
+            },
+            published: PUBLISHED,
+            expires: PUBLISHED + 86_400,
+            waves,
+        }
+    }
+
+    fn seed(seed: u16) -> Seed {
+        Seed {
+            seed,
+            fallback: None,
+        }
+    }
+
+    fn waves() -> Option<Vec<Wave>> {
+        waves::parse_spec("512@0s,1024@1h,2048@4h").ok()
+    }
+
+    #[test]
+    fn a_closed_wave_is_reported_and_not_installed() {
+        let r = release("2.0", waves());
+        // Seed 700 is in the second wave: it opens an hour after publishing.
+        let opens = PUBLISHED + 3600;
+        let v = verdict(&r, "1.0", "stable", &seed(700), opens - 600, false);
+        assert!(!v.install);
+        assert_eq!(v.check.available, None);
+        assert_eq!(
+            v.check.result,
+            "not yet: wave opens at 2027-01-15 09:00:00 UTC (seed 700, in 10 min): 2.0 \
+             (running 1.0, payload 3.0 MiB) is rolling out in waves"
+        );
+        let record = v.wave.expect("a wave record");
+        assert_eq!((record.seed, record.opens_at), (700, opens));
+        assert_eq!(record.version, "2.0");
+
+        // At the time it opens it installs, and says so.
+        let v = verdict(&r, "1.0", "stable", &seed(700), opens, false);
+        assert!(v.install);
+        assert_eq!(v.check.available.as_deref(), Some("2.0"));
+        assert!(
+            v.check
+                .result
+                .starts_with("update available: 2.0 (running 1.0, payload 3.0 MiB); wave opened at 2027-01-15 09:00:00 UTC (seed 700)"),
+            "{}",
+            v.check.result
+        );
+        // A first-wave seed was in from the start; a last-wave one is not yet.
+        assert!(verdict(&r, "1.0", "stable", &seed(5), PUBLISHED, false).install);
+        assert!(!verdict(&r, "1.0", "stable", &seed(2000), opens, false).install);
+    }
+
+    #[test]
+    fn ignore_waves_installs_before_the_wave() {
+        let r = release("2.0", waves());
+        let v = verdict(&r, "1.0", "stable", &seed(2000), PUBLISHED, true);
+        assert!(v.install);
+        assert!(
+            v.check.result.contains("ignored (--ignore-waves)"),
+            "{}",
+            v.check.result
+        );
+    }
+
+    #[test]
+    fn without_waves_or_when_up_to_date_nothing_changes() {
+        let plain = release("2.0", None);
+        for s in [0, 2047] {
+            let v = verdict(&plain, "1.0", "stable", &seed(s), PUBLISHED, false);
+            assert_eq!(
+                v,
+                Verdict {
+                    check: Check {
+                        at: PUBLISHED,
+                        result: "update available: 2.0 (running 1.0, payload 3.0 MiB)".into(),
+                        available: Some("2.0".into()),
+                    },
+                    install: true,
+                    wave: None,
+                }
+            );
+        }
+        // Running the release already: up to date, waves or not.
+        for r in [release("2.0", None), release("2.0", waves())] {
+            let v = verdict(&r, "2.0", "stable", &seed(2000), PUBLISHED, false);
+            assert!(!v.install && v.wave.is_none());
+            assert_eq!(
+                v.check.result,
+                "up to date: running 2.0, the stable channel offers 2.0"
+            );
+        }
+    }
+
+    #[test]
+    fn status_shows_the_wave_until_the_release_runs() {
+        let record = WaveRecord {
+            version: "2.0".into(),
+            seed: 700,
+            opens_at: PUBLISHED,
+            checked_at: PUBLISHED - 5,
+        };
+        let w = wave_status(Some(record.clone()), "1.0", PUBLISHED - 1).unwrap();
+        assert!(!w.open);
+        assert_eq!(w.opens_at_utc, "2027-01-15 08:00:00 UTC");
+        assert!(
+            wave_status(Some(record.clone()), "1.0", PUBLISHED)
+                .unwrap()
+                .open
+        );
+        assert!(wave_status(Some(record), "2.0", PUBLISHED).is_none());
+        assert!(wave_status(None, "1.0", PUBLISHED).is_none());
+    }
+
+    #[test]
+    fn apply_takes_ignore_waves_for_the_feed_only() {
+        let cli = Cli::try_parse_from(["update-engine", "apply", "--ignore-waves"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Apply {
+                ignore_waves: true,
+                source: None,
+                ..
+            }
+        ));
+        let err = Cli::try_parse_from(["update-engine", "apply", "--ignore-waves", "x.payload"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }

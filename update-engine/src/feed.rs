@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::keys::{SecretKey, Signature, SignatureError, TrustedKeys};
+use crate::waves::{self, Wave, WaveError};
 
 pub const FEED_CONTEXT: &[u8] = b"slipway release feed v1";
 pub const FORMAT: u32 = 1;
@@ -39,6 +40,12 @@ pub struct Release {
     /// Seconds since 1970 (UTC). An expired feed is refused, so a mirror
     /// or attacker replaying an old feed cannot hold machines back forever.
     pub expires: u64,
+    /// Phased rollout (`waves.rs`, README.md "Phased rollout"): which
+    /// machines may install how long after `published`. Absent: all of
+    /// them at once, and the field is not written, so a feed without waves
+    /// is the same text as before waves existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Vec<Wave>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +63,8 @@ pub enum FeedError {
     Signature(#[from] SignatureError),
     #[error("feed field {field}: {why}")]
     Field { field: &'static str, why: String },
+    #[error("feed field {0}")]
+    Waves(WaveError),
     #[error("feed expired at {expires} (now {now}): the server has not published a fresh feed")]
     Expired { expires: u64, now: u64 },
     #[error("feed is for board {found}, this machine is {want}")]
@@ -140,6 +149,9 @@ impl Release {
         if self.expires <= self.published {
             return Err(f("expires", "is not after published"));
         }
+        if let Some(w) = &self.waves {
+            waves::validate(w, self.published, self.expires).map_err(FeedError::Waves)?;
+        }
         Ok(())
     }
 }
@@ -161,6 +173,7 @@ mod tests {
             },
             published: 100,
             expires: 200,
+            waves: None,
         }
     }
 

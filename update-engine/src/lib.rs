@@ -22,4 +22,5 @@ pub mod progress;
 pub mod state;
 pub mod system;
 pub mod version;
+pub mod waves;
 pub mod window;

@@ -1,9 +1,9 @@
-//! The formats as files: a small payload and a feed, signed with the test
-//! key of seed `[42; 32]`, kept in `tests/fixtures/`. This test rebuilds
-//! them and requires the same bytes, so a change to either format shows up
-//! as a diff in review (rewrite them with `SLIPWAY_BLESS_FIXTURES=1` when
-//! the change is meant), and checks that the stored files still parse and
-//! verify.
+//! The formats as files: a small payload and a feed (and the same feed
+//! with waves), signed with the test key of seed `[42; 32]`, kept in
+//! `tests/fixtures/`. This test rebuilds them and requires the same bytes,
+//! so a change to either format shows up as a diff in review (rewrite them
+//! with `SLIPWAY_BLESS_FIXTURES=1` when the change is meant), and checks
+//! that the stored files still parse and verify.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,7 @@ use slipway_update::feed::{PayloadRef, Release};
 use slipway_update::keys::{SecretKey, TrustedKeys};
 use slipway_update::manifest::{VerityInfo, MIN_CHUNK};
 use slipway_update::payload::{self, ChunkReader};
+use slipway_update::waves::Wave;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -42,7 +43,7 @@ fn build() -> Vec<(&'static str, Vec<u8>)> {
     let m = payload::manifest_for(&release, parts).unwrap();
     let mut bytes = Vec::new();
     payload::write(&mut bytes, &m, parts, &[&key()]).unwrap();
-    let feed = Release {
+    let feed_release = Release {
         format: 1,
         board: "qemu-x86_64".into(),
         channel: "stable".into(),
@@ -56,11 +57,32 @@ fn build() -> Vec<(&'static str, Vec<u8>)> {
         },
         published: 1_796_000_000,
         expires: 4_102_444_800,
+        waves: None,
+    };
+    let feed = feed_release.sign(&[&key()]);
+    // The same release rolled out in three waves (README.md "Phased rollout").
+    let feed_waves = Release {
+        waves: Some(vec![
+            Wave {
+                seeds_below: 512,
+                after_s: 0,
+            },
+            Wave {
+                seeds_below: 1024,
+                after_s: 3600,
+            },
+            Wave {
+                seeds_below: 2048,
+                after_s: 14_400,
+            },
+        ]),
+        ..feed_release
     }
     .sign(&[&key()]);
     vec![
         ("payload.bin", bytes),
         ("feed.json", feed),
+        ("feed-waves.json", feed_waves),
         (
             "test-key.pub",
             key()
@@ -109,4 +131,19 @@ fn fixtures_are_current_and_verify() {
     let feed = std::fs::read(dir().join("feed.json")).unwrap();
     let r = Release::verify(&feed, &keys, 1_800_000_000, "qemu-x86_64", "stable").unwrap();
     assert_eq!(r.payload.size, bytes.len() as u64);
+    assert_eq!(r.waves, None);
+    let feed = std::fs::read(dir().join("feed-waves.json")).unwrap();
+    let w = Release::verify(&feed, &keys, 1_800_000_000, "qemu-x86_64", "stable").unwrap();
+    assert_eq!(
+        Release {
+            waves: None,
+            ..w.clone()
+        },
+        r
+    );
+    let waves = w.waves.expect("feed-waves.json has waves");
+    assert_eq!(
+        slipway_update::waves::format_spec(&waves),
+        "512@0s,1024@1h,2048@4h"
+    );
 }

@@ -22,6 +22,7 @@ use slipway_update::feed::{PayloadRef, Release as FeedRelease};
 use slipway_update::keys::SecretKey;
 use slipway_update::manifest::{VerityInfo, MIN_CHUNK};
 use slipway_update::payload::{self, Release, HEADER_LEN, MAGIC, MANIFEST_CONTEXT};
+use slipway_update::waves::Wave;
 
 // ---------------------------------------------------------------- generator
 
@@ -469,6 +470,7 @@ fn feed_release(version: &str, url: &str) -> FeedRelease {
         },
         published: bodies::NOW - 3600,
         expires: bodies::NOW + 7 * 86_400,
+        waves: None,
     }
 }
 
@@ -481,7 +483,20 @@ fn with_mode(mode: u8, bytes: &[u8]) -> Vec<u8> {
 fn feed_seeds() -> Vec<Vec<u8>> {
     let trusted = bodies::secret_key();
     let a = feed_release("2.0.1", "../payloads/qemu-x86_64/2.0.1.payload");
-    let b = feed_release("2.1~rc1", "http://127.0.0.1:8080/p/2.1~rc1.payload");
+    let b = FeedRelease {
+        // Mutations of a phased rollout reach the waves' checks.
+        waves: Some(vec![
+            Wave {
+                seeds_below: 512,
+                after_s: 0,
+            },
+            Wave {
+                seeds_below: 2048,
+                after_s: 3600,
+            },
+        ]),
+        ..feed_release("2.1~rc1", "http://127.0.0.1:8080/p/2.1~rc1.payload")
+    };
     vec![
         with_mode(bodies::FEED_RAW, &a.sign(&[trusted])),
         with_mode(bodies::FEED_RAW, &b.sign(&[&other_key(), trusted])),

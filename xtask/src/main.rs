@@ -89,6 +89,24 @@ struct PublishArgs {
     /// the development key]
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Roll the release out in waves: SEEDS_BELOW@DELAY,… e.g.
+    /// 512@0s,1024@1h,2048@4h. Each machine has a seed 0-2047 from its
+    /// machine ID; seeds below 512 may install at once, below 1024 after
+    /// an hour, the rest after 4 h (seeds at or above the last bound go
+    /// with the last wave). Delays count from now, the feed's `published`:
+    /// publishing again restarts them. Units d, h, m, s (1h30m). Without
+    /// it every machine may install at once
+    #[arg(long, value_name = "WAVES", value_parser = parse_waves)]
+    waves: Option<Waves>,
+}
+
+/// `--waves`, parsed (clap wants one value type, not a `Vec` it would
+/// split itself).
+#[derive(Debug, Clone)]
+struct Waves(Vec<slipway_update::waves::Wave>);
+
+fn parse_waves(s: &str) -> std::result::Result<Waves, String> {
+    slipway_update::waves::parse_spec(s).map(Waves)
 }
 
 #[derive(Debug, Args)]
@@ -359,13 +377,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Publish(a) => {
-            let published = release::publish(&release::PublishOptions {
-                image_dir: a.image.unwrap_or_else(|| paths::image_dir(&a.board)),
-                dir: a.dir,
-                channel: a.channel,
-                valid_for: a.valid_days.saturating_mul(86_400),
-                key: a.key,
-            })?;
+            let published = release::publish_with_waves(
+                &release::PublishOptions {
+                    image_dir: a.image.unwrap_or_else(|| paths::image_dir(&a.board)),
+                    dir: a.dir,
+                    channel: a.channel,
+                    valid_for: a.valid_days.saturating_mul(86_400),
+                    key: a.key,
+                },
+                a.waves.as_ref().map(|w| &w.0[..]),
+            )?;
             let r = &published.release;
             println!(
                 "published {} {} on channel {}: {} (payload {}, {} bytes); the feed expires \
@@ -378,6 +399,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 r.payload.size,
                 (r.expires - r.published) / 86_400
             );
+            if let Some(w) = &r.waves {
+                println!(
+                    "rolling out in waves {} from {}",
+                    slipway_update::waves::format_spec(w),
+                    slipway_update::waves::utc(r.published)
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::ServeUpdates(a) => {

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use slipway_update::feed::{PayloadRef, Release};
 use slipway_update::keys::{PublicKey, SecretKey};
 use slipway_update::payload;
+use slipway_update::waves::{self, Wave};
 
 use crate::paths;
 
@@ -167,6 +168,28 @@ pub struct Published {
 /// and writes the signed feed `DIR/<channel>/<board>.json` pointing at it
 /// (relative URL, so the folder can be served from anywhere).
 pub fn publish(opts: &PublishOptions) -> Result<Published> {
+    publish_with_waves(opts, None)
+}
+
+/// [`publish`], the release rolled out in `waves` (update-engine's README,
+/// "Phased rollout"), counted from the feed's `published` time, which is
+/// now: publishing again restarts them. Waves the machines would refuse
+/// are refused here, before anything is written.
+pub fn publish_with_waves(opts: &PublishOptions, waves: Option<&[Wave]>) -> Result<Published> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let expires = now.saturating_add(opts.valid_for);
+    if let Some(w) = waves {
+        waves::validate(w, now, expires).with_context(|| {
+            format!(
+                "--waves {} (the feed is valid for {} s from now)",
+                waves::format_spec(w),
+                opts.valid_for
+            )
+        })?;
+    }
     let payload_src = opts.image_dir.join(PAYLOAD_FILE);
     let mut f = std::fs::File::open(&payload_src).with_context(|| {
         format!(
@@ -210,10 +233,6 @@ pub fn publish(opts: &PublishOptions) -> Result<Published> {
         let f = std::fs::File::open(&payload_dst)?;
         slipway_update::hashing::sha256_reader(f, u64::MAX)?
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let release = Release {
         format: slipway_update::feed::FORMAT,
         board: m.board.clone(),
@@ -225,7 +244,8 @@ pub fn publish(opts: &PublishOptions) -> Result<Published> {
             sha256,
         },
         published: now,
-        expires: now + opts.valid_for,
+        expires,
+        waves: waves.map(<[Wave]>::to_vec),
     };
     // The feed goes last: until it is renamed into place, machines see the
     // previous release and never a feed naming a payload not yet copied.
@@ -269,5 +289,102 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// An image folder holding a small signed payload of version 2.0, and
+    /// the key that signed it.
+    fn image_dir(dir: &Path) -> PathBuf {
+        let (key_path, _) = keygen(dir, "k", false).unwrap();
+        let key = SecretKey::load(&key_path).unwrap();
+        let image = dir.join("image");
+        std::fs::create_dir_all(&image).unwrap();
+        let root = vec![7u8; 2 * 4096];
+        let verity = vec![0x5a; 4096];
+        let (kernel, initrd) = (b"kernel".repeat(100), b"initrd".repeat(100));
+        let release = payload::Release {
+            os_name: "Slipway".into(),
+            version: "2.0".into(),
+            board: "qemu-x86_64".into(),
+            build_id: "test".into(),
+            cmdline: "quiet".into(),
+            verity: slipway_update::manifest::VerityInfo {
+                root_hash: "ab".repeat(32),
+                salt: "cd".repeat(32),
+                data_blocks: 2,
+            },
+            chunk_size: slipway_update::manifest::MIN_CHUNK,
+        };
+        write_payload(
+            &image.join(PAYLOAD_FILE),
+            &release,
+            [&root, &verity, &kernel, &initrd],
+            &key,
+        )
+        .unwrap();
+        image
+    }
+
+    fn options(dir: &Path) -> PublishOptions {
+        PublishOptions {
+            image_dir: dir.join("image"),
+            dir: dir.join("pub"),
+            channel: "stable".into(),
+            valid_for: 86_400,
+            key: Some(dir.join("k.key")),
+        }
+    }
+
+    fn verify(dir: &Path, feed: &Path) -> Release {
+        let keys =
+            slipway_update::keys::TrustedKeys::new(vec![
+                PublicKey::load(&dir.join("k.pub")).unwrap()
+            ]);
+        let bytes = std::fs::read(feed).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Release::verify(&bytes, &keys, now, "qemu-x86_64", "stable").unwrap()
+    }
+
+    #[test]
+    fn publish_writes_waves_into_the_signed_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        image_dir(dir.path());
+        let waves = waves::parse_spec("512@0s,1024@1h,2048@4h").unwrap();
+        let p = publish_with_waves(&options(dir.path()), Some(&waves)).unwrap();
+        assert_eq!(p.feed, dir.path().join("pub/stable/qemu-x86_64.json"));
+        let r = verify(dir.path(), &p.feed);
+        assert_eq!(r.waves.as_deref(), Some(&waves[..]));
+        assert_eq!(r, p.release);
+        assert!(p.payload.exists());
+
+        // Without waves: no waves field at all, as before waves existed.
+        let p = publish(&options(dir.path())).unwrap();
+        assert_eq!(verify(dir.path(), &p.feed).waves, None);
+        let text = std::fs::read_to_string(&p.feed).unwrap();
+        assert!(!text.contains("waves"), "{text}");
+    }
+
+    #[test]
+    fn publish_refuses_waves_machines_would_refuse_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        image_dir(dir.path());
+        for (spec, field) in [
+            ("1024@0s,512@1h", "waves[1].seeds_below"),
+            ("512@1h,2048@0s", "waves[1].after_s"),
+            ("512@0s,4096@1h", "waves[1].seeds_below"),
+            // The feed is valid for a day: a wave after two never opens.
+            ("512@0s,2048@2d", "waves[1].after_s"),
+        ] {
+            let waves = waves::parse_spec(spec).unwrap();
+            let err = publish_with_waves(&options(dir.path()), Some(&waves)).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(
+                text.contains(field) && text.contains("--waves"),
+                "{spec}: {text}"
+            );
+        }
+        assert!(!dir.path().join("pub").exists(), "something was published");
     }
 }
