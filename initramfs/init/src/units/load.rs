@@ -45,9 +45,6 @@ pub fn load_unit(root: &Path, name: &str, ctx: &Context) -> (Unit, Vec<Diagnosti
         return (u, Vec::new());
     }
 
-    let mut dirs = vec![name.to_string()];
-    dirs.extend(template.clone());
-    let drop_ins = find_drop_ins(root, &dirs);
     let pulled = pulled_by(root, name);
 
     let mut builder = Builder::new(&parsed, ctx, root);
@@ -68,6 +65,18 @@ pub fn load_unit(root: &Path, name: &str, ctx: &Context) -> (Unit, Vec<Diagnosti
             }
         }
     }
+    // Drop-ins under every name of the unit apply, as in systemd: the
+    // unit's own, its template's, and its `Alias=` names' (cloud-config
+    // writes `etcd2.service.d/` for Debian's `etcd.service`, whose
+    // `Alias=etcd2.service` is known only once its file is read).
+    let mut dirs = vec![name.to_string()];
+    dirs.extend(template.clone());
+    for alias in &builder.unit.install.alias {
+        if !dirs.contains(alias) {
+            dirs.push(alias.clone());
+        }
+    }
+    let drop_ins = find_drop_ins(root, &dirs);
     let mut unreadable = Vec::new();
     for d in &drop_ins {
         match std::fs::read_to_string(&d.host) {

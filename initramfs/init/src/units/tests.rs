@@ -58,6 +58,29 @@ fn argv(u: &Unit) -> Vec<String> {
 }
 
 #[test]
+fn drop_ins_of_an_alias_name_apply() {
+    // Debian's etcd.service with cloud-config's coreos.etcd2 drop-in,
+    // which Container Linux wrote under the etcd2.service name.
+    let t = Tree::new();
+    t.write(
+        &format!("{USR}/etcd.service"),
+        "[Service]\nEnvironment=ETCD_NAME=%H\nExecStart=/usr/bin/etcd\n[Install]\nAlias=etcd2.service\n",
+    )
+    .write(
+        &format!("{RUN}/etcd2.service.d/20-cloudinit.conf"),
+        "[Service]\nEnvironment=\"ETCD_NAME=node1\"\n",
+    );
+    let (u, d) = t.one("etcd.service");
+    assert!(d.is_empty(), "{d:?}");
+    let env = u.service.as_ref().unwrap().environment_map();
+    assert_eq!(env.get("ETCD_NAME").map(String::as_str), Some("node1"));
+    assert_eq!(
+        u.sources.last().unwrap(),
+        &PathBuf::from(format!("{RUN}/etcd2.service.d/20-cloudinit.conf"))
+    );
+}
+
+#[test]
 fn drop_in_resets_exec_start() {
     let t = Tree::new();
     t.write(
