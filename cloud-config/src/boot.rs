@@ -4,9 +4,12 @@
 //!    are mounted read-only under `/run/slipway/seed/<device>` and read,
 //!    then every source is tried in the precedence of [`crate::datasource`]
 //!    (the EC2 metadata service only where the firmware says EC2).
-//! 2. `bootcmd` runs at every boot. Everything else is per instance: it is
-//!    applied once per instance ID (recorded under `/var/lib`), so a reboot
-//!    does not create users twice or re-run `runcmd`.
+//! 2. `bootcmd` runs at every boot, and so does what lives in `/run` or
+//!    acts on the boot (`coreos.units` commands, `runtime` units, the
+//!    `coreos.etcd2`/`fleet`/`flannel` drop-ins), as coreos-cloudinit ran
+//!    them. Everything else is per instance: it is applied once per
+//!    instance ID (recorded under `/var/lib`), so a reboot does not create
+//!    users twice or re-run `runcmd`.
 //! 3. A cloud-config with errors is not applied at all: its findings go to
 //!    the console with line and column, and the exit status is 1. A `#!`
 //!    script runs once per instance, its output logged.
@@ -349,8 +352,17 @@ fn apply_cloud_config(
         failed |= !run_command(&planned.step, &planned.argv, log);
     }
     if apply::already_applied(opts) {
+        // What lives in /run is gone after a reboot: put it back (the
+        // etcd2 drop-in, runtime units) and queue the units' commands
+        // again, as coreos-cloudinit did at every boot.
+        let outcome = apply::apply_every_boot(config, opts);
+        for line in outcome.log_text().lines() {
+            log.note(line);
+        }
+        failed |= outcome.failed();
         log.say(&format!(
-            "{name}: instance {} already configured; ran bootcmd only",
+            "{name}: instance {} already configured; ran bootcmd and re-applied what lives \
+             in /run (coreos.units commands, coreos.etcd2/fleet/flannel drop-ins)",
             opts.instance_id
         ));
         return i32::from(failed);

@@ -1119,3 +1119,33 @@ fn a_malformed_daemon_json_is_written_anyway_after_a_warning() {
         "{\"debug\": true,}\n"
     );
 }
+
+#[test]
+fn every_boot_puts_back_what_lives_in_run_and_nothing_else() {
+    let root = seed_root();
+    let text = "#cloud-config\nhostname: node1\nwrite_files:\n  - path: /etc/once\n    content: x\n\
+                coreos:\n  etcd2:\n    name: node1\n  units:\n    - name: web.service\n      \
+                content: |\n        [Service]\n        ExecStart=/bin/true\n      command: start\n    \
+                - name: tmp.service\n      runtime: true\n      content: |\n        [Service]\n        \
+                ExecStart=/bin/true\n    - name: etcd2.service\n      command: start\n";
+    let report = validate(text.as_bytes());
+    let config = report.config.clone().expect("parses");
+    let out = cloud_config::apply::apply_every_boot(&config, &options(root.path()));
+    assert!(!out.failed(), "{}", out.log_text());
+    assert_eq!(
+        read(
+            root.path(),
+            "/run/systemd/system/etcd2.service.d/20-cloudinit.conf"
+        ),
+        "[Service]\nEnvironment=\"ETCD_NAME=node1\"\n"
+    );
+    assert!(root.path().join("run/systemd/system/tmp.service").is_file());
+    assert_eq!(
+        read(root.path(), "/run/slipway/unit-commands"),
+        "start web.service\nstart etcd2.service\n"
+    );
+    // Once-per-instance items are left alone.
+    for once in ["etc/once", "etc/hostname", "etc/systemd/system/web.service"] {
+        assert!(!root.path().join(once).exists(), "{once} was written");
+    }
+}

@@ -339,10 +339,47 @@ pub fn apply(config: &CloudConfig, opts: &ApplyOptions) -> Outcome {
     generated_files(&mut run, config, hostname);
 
     // 5. Units.
+    apply_units(&mut run, config, false);
+
+    // 6. Deferred files.
+    for (i, f) in config.write_files.iter().enumerate() {
+        if f.defer {
+            run.write_file(i, f);
+        }
+    }
+    run.outcome
+}
+
+/// What lives in `/run` or acts on this boot only, re-applied at every boot
+/// of an instance already configured: the `coreos.etcd2`/`fleet`/`flannel`
+/// drop-ins, `runtime: true` units, and the `coreos.units` commands (as
+/// coreos-cloudinit, which ran at every boot, did: `etcd2.service` with
+/// `command: start` starts after each reboot, with its configuration).
+/// Everything else stays once per instance.
+pub fn apply_every_boot(config: &CloudConfig, opts: &ApplyOptions) -> Outcome {
+    let mut run = Runner {
+        opts,
+        outcome: Outcome::default(),
+        failed_users: BTreeMap::new(),
+        sudo_rules: Vec::new(),
+    };
+    env_drop_ins(&mut run, config);
+    apply_units(&mut run, config, true);
+    run.outcome
+}
+
+/// `coreos.units`: each unit's files (only the `runtime` ones with
+/// `runtime_only`), then the queue of their commands.
+fn apply_units(run: &mut Runner<'_>, config: &CloudConfig, runtime_only: bool) {
+    let root = run.opts.root.clone();
     for (i, u) in config.coreos.units.iter().enumerate() {
-        let ok = run.step(format!("coreos.units[{i}] {}", u.name), || {
-            with_line(u.line, units::apply_unit(&root, u))
-        });
+        let ok = if runtime_only && !u.runtime {
+            true
+        } else {
+            run.step(format!("coreos.units[{i}] {}", u.name), || {
+                with_line(u.line, units::apply_unit(&root, u))
+            })
+        };
         match (&u.command, ok) {
             (Some(c), true) => run.outcome.unit_commands.push(UnitCommand {
                 command: c.clone(),
@@ -358,14 +395,6 @@ pub fn apply(config: &CloudConfig, opts: &ApplyOptions) -> Outcome {
             units::write_commands(&root, &commands).map(|()| Vec::new())
         });
     }
-
-    // 6. Deferred files.
-    for (i, f) in config.write_files.iter().enumerate() {
-        if f.defer {
-            run.write_file(i, f);
-        }
-    }
-    run.outcome
 }
 
 /// The default user: created if missing when it has keys, then its key
@@ -445,6 +474,33 @@ fn generated_files(run: &mut Runner<'_>, config: &CloudConfig, hostname: Option<
             .map(|()| Vec::new())
         });
     }
+    env_drop_ins(run, config);
+    if let Some(oem) = &coreos.oem {
+        run.step(format!("coreos.oem {}", generated::OEM_RELEASE), || {
+            let text = generated::oem_release(oem)?;
+            fsops::write_atomic(
+                &root,
+                &fsops::under_root(&root, generated::OEM_RELEASE),
+                text.as_bytes(),
+                0o644,
+                fsops::Owner::default(),
+            )
+            .map(|()| Vec::new())
+        });
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary())
+    }
+}
+
+/// `coreos.etcd2`, `coreos.fleet`, `coreos.flannel`: one drop-in each, in
+/// `/run` (so at every boot, see [`apply_every_boot`]).
+fn env_drop_ins(run: &mut Runner<'_>, config: &CloudConfig) {
+    let root = run.opts.root.clone();
+    let coreos = &config.coreos;
     for (section, service, prefix) in generated::SERVICES {
         let env = match section {
             "etcd2" => &coreos.etcd2,
@@ -466,24 +522,5 @@ fn generated_files(run: &mut Runner<'_>, config: &CloudConfig, hostname: Option<
             )
             .map(|()| Vec::new())
         });
-    }
-    if let Some(oem) = &coreos.oem {
-        run.step(format!("coreos.oem {}", generated::OEM_RELEASE), || {
-            let text = generated::oem_release(oem)?;
-            fsops::write_atomic(
-                &root,
-                &fsops::under_root(&root, generated::OEM_RELEASE),
-                text.as_bytes(),
-                0o644,
-                fsops::Owner::default(),
-            )
-            .map(|()| Vec::new())
-        });
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.summary())
     }
 }
