@@ -142,7 +142,7 @@ fn round(cfg: &Config, exe: &std::path::Path) -> Result<()> {
         .as_ref()
         .and_then(|at| coordinator::failed_in_fleet(at, &release.version))
     {
-        log(&format!(
+        say(&format!(
             "not installing {}: it failed its trial boots on another machine of the fleet ({record})",
             release.version
         ));
