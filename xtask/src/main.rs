@@ -31,7 +31,8 @@ enum Cmd {
     /// target/slipway/images/<board>/
     BuildImage(BuildArgs),
     /// Boot the latest image in QEMU with its serial console on this
-    /// terminal (Ctrl-C ends QEMU)
+    /// terminal (Ctrl-C ends QEMU); with --cluster N, N machines on a
+    /// private network
     Qemu(QemuArgs),
     /// Run the whole suite: build the image, then unit, host and VM boot tests
     Test(TestArgs),
@@ -157,6 +158,7 @@ struct BuildArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("seed").args(["user_data", "user_data_dir"])))]
 struct QemuArgs {
     /// Board whose latest image to boot
     #[arg(long, default_value = "qemu-x86_64")]
@@ -183,21 +185,36 @@ struct QemuArgs {
     disk_size: Option<u64>,
     /// Hand the guest this user-data (cloud-config or a `#!` script) on a
     /// NoCloud seed disk (FAT, label `cidata`); its instance ID follows the
-    /// file's contents
+    /// file's contents. With --cluster, every machine gets it
     #[arg(long, value_name = "FILE")]
     user_data: Option<PathBuf>,
-    /// With --user-data: make an OpenStack ConfigDrive (label `config-2`)
-    /// instead of a NoCloud seed
-    #[arg(long, requires = "user_data")]
+    /// With --cluster: machine n's user-data is the file of DIR named n
+    /// without its extension (1.yaml, 2.yaml, … or 3.sh); each machine
+    /// needs one
+    #[arg(long, value_name = "DIR", requires = "cluster", conflicts_with_all = ["user_data", "fw_cfg_user_data"])]
+    user_data_dir: Option<PathBuf>,
+    /// With --user-data or --user-data-dir: make an OpenStack ConfigDrive
+    /// (label `config-2`) instead of a NoCloud seed
+    #[arg(long, requires = "seed")]
     config_drive: bool,
     /// Hand the guest this user-data through QEMU's fw_cfg
     /// (opt/org.slipway/user-data) instead of a seed disk
     #[arg(long, value_name = "FILE", conflicts_with = "user_data")]
     fw_cfg_user_data: Option<PathBuf>,
     /// Forward this port on 127.0.0.1 to the guest's SSH server (port 22):
-    /// `ssh -p PORT core@127.0.0.1`
+    /// `ssh -p PORT core@127.0.0.1`. With --cluster, machine n gets
+    /// PORT+n-1
     #[arg(long, value_name = "PORT")]
     ssh_port: Option<u16>,
+    /// Start N machines (2 to 254), each with its own overlay and seed
+    /// disk, sharing a private Ethernet network on their second NIC (eth1,
+    /// MAC 52:54:00:12:34:0n; a switch in this process, over unix sockets:
+    /// no host interface, no multicast) beside the usual user-mode eth0.
+    /// Console lines are printed as `[n] …` and kept in
+    /// target/slipway/vm-logs/qemu-cluster-<n>.log; a typed line goes to
+    /// the console of the machine last picked with a line `@n`
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=254))]
+    cluster: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -431,21 +448,48 @@ fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
             image.display()
         );
     }
+    let kind = if a.config_drive {
+        xtask::seed::SeedKind::ConfigDrive
+    } else {
+        xtask::seed::SeedKind::NoCloud
+    };
     let mut machine = qemu::Machine::new(image);
     machine.memory_mib = a.memory;
     machine.kvm = a.kvm;
     machine.no_reboot = a.no_reboot;
     machine.disk_size = a.disk_size;
     machine.fw_cfg_user_data = a.fw_cfg_user_data;
-    machine.host_forwards.extend(a.ssh_port.map(|p| (p, 22)));
-    machine.user_data = a.user_data.map(|file| {
-        let kind = if a.config_drive {
-            xtask::seed::SeedKind::ConfigDrive
+    machine.user_data = a.user_data.map(|file| (kind.clone(), file));
+    if let Some(count) = a.cluster {
+        let mut machines = Vec::new();
+        for n in 1..=count {
+            let mut m = machine.clone();
+            if let Some(port) = a.ssh_port {
+                let port = port
+                    .checked_add(n - 1)
+                    .with_context(|| format!("--ssh-port {port}: no port for machine {n}"))?;
+                m.host_forwards.push((port, 22));
+            }
+            if let Some(dir) = &a.user_data_dir {
+                let file = xtask::vm::cluster::user_data_for(dir, usize::from(n))?;
+                m.user_data = Some((kind.clone(), file));
+            }
+            machines.push(m);
+        }
+        let ok = xtask::vm::cluster::run_foreground(
+            machines,
+            &xtask::vm::cluster::ForegroundOptions {
+                timeout: a.timeout.map(Duration::from_secs),
+                log_dir: paths::slipway_dir().join("vm-logs"),
+            },
+        )?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
         } else {
-            xtask::seed::SeedKind::NoCloud
-        };
-        (kind, file)
-    });
+            ExitCode::FAILURE
+        });
+    }
+    machine.host_forwards.extend(a.ssh_port.map(|p| (p, 22)));
     let dir = tempfile::Builder::new().prefix("slipway-qemu-").tempdir()?;
     let (files, fw) = qemu::prepare(&machine, dir.path())?;
     let mut child = qemu::command(&machine, &files, &fw)?
@@ -483,5 +527,23 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn qemu_cluster_arguments() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["cargo xtask", "qemu"].iter().chain(args)).map(|c| c.cmd)
+        };
+        let Ok(Cmd::Qemu(a)) = parse(&["--cluster", "3", "--user-data-dir", "d"]) else {
+            panic!("--cluster 3 --user-data-dir d refused");
+        };
+        assert_eq!(a.cluster, Some(3));
+        assert_eq!(a.user_data_dir, Some(PathBuf::from("d")));
+        assert!(parse(&["--cluster", "1"]).is_err());
+        assert!(parse(&["--cluster", "255"]).is_err());
+        assert!(parse(&["--user-data-dir", "d"]).is_err());
+        assert!(parse(&["--cluster", "2", "--user-data-dir", "d", "--user-data", "f"]).is_err());
+        assert!(parse(&["--config-drive"]).is_err());
+        assert!(parse(&["--cluster", "2", "--user-data-dir", "d", "--config-drive"]).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! Running an image in QEMU: OVMF firmware with a fresh copy of its VARS
 //! per run, the image behind a qcow2 overlay (the built image is never
-//! modified), serial console, user-mode networking, TCG unless asked for KVM.
+//! modified), serial console, user-mode networking (and optionally a second
+//! NIC on a private LAN, [`crate::vm::lan`]), TCG unless asked for KVM.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::seed::{write_seed, SeedKind};
 use crate::util::which;
+use crate::vm::lan::LanPort;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
@@ -94,6 +96,9 @@ pub struct Machine {
     /// User-data handed over by QEMU's fw_cfg instead
     /// (`opt/org.slipway/user-data`, which the guest reads from sysfs).
     pub fw_cfg_user_data: Option<PathBuf>,
+    /// A second NIC (the guest's `eth1`, after the user-mode `eth0`) on a
+    /// private LAN shared with other machines.
+    pub lan: Option<LanPort>,
     pub extra_args: Vec<String>,
 }
 
@@ -110,6 +115,7 @@ impl Machine {
             patches: Vec::new(),
             user_data: None,
             fw_cfg_user_data: None,
+            lan: None,
             extra_args: Vec::new(),
         }
     }
@@ -181,6 +187,16 @@ pub fn prepare(machine: &Machine, dir: &Path) -> Result<(RunFiles, Firmware)> {
     std::fs::copy(&fw.vars, &vars)
         .with_context(|| format!("copying {} to {}", fw.vars.display(), vars.display()))?;
     let qmp = dir.join("qmp.sock");
+    if let Some(port) = &machine.lan {
+        // QEMU binds the port's socket and leaves the file behind when it
+        // exits; a machine started again on its port must bind anew.
+        match std::fs::remove_file(&port.local) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", port.local.display()))
+            }
+            _ => {}
+        }
+    }
     let seed = match &machine.user_data {
         Some((kind, user_data)) => {
             let bytes = std::fs::read(user_data)
@@ -231,6 +247,10 @@ pub fn command(machine: &Machine, files: &RunFiles, fw: &Firmware) -> Result<Com
             files.overlay.display()
         ))
         .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    // After the user-mode NIC: PCI order makes it the guest's eth1.
+    if let Some(port) = &machine.lan {
+        cmd.args(port.qemu_args("lan0")?);
+    }
     if let Some(file) = &machine.fw_cfg_user_data {
         // QEMU splits -fw_cfg options at commas; a path with one cannot be
         // passed this way.

@@ -2,11 +2,15 @@
 //! transcript, waits with timeouts, commands typed into the guest's rescue
 //! shell, and a QMP socket for power events (`system_powerdown`,
 //! `system_reset`, `quit`). Later tests (updates, power cuts) build on it.
+//! [`Cluster`] runs several machines on a private LAN ([`lan`]).
 
+pub mod cluster;
+pub mod lan;
 mod qmp;
 mod serial;
 pub mod ssh;
 
+pub use cluster::Cluster;
 pub use qmp::Qmp;
 pub use serial::Transcript;
 
