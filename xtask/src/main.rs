@@ -198,7 +198,8 @@ struct QemuArgs {
     #[arg(long, requires = "seed")]
     config_drive: bool,
     /// Hand the guest this user-data through QEMU's fw_cfg
-    /// (opt/org.slipway/user-data) instead of a seed disk
+    /// (opt/org.slipway/user-data) instead of a seed disk. With --cluster,
+    /// every machine gets it
     #[arg(long, value_name = "FILE", conflicts_with = "user_data")]
     fw_cfg_user_data: Option<PathBuf>,
     /// Forward this port on 127.0.0.1 to the guest's SSH server (port 22):
@@ -208,7 +209,7 @@ struct QemuArgs {
     ssh_port: Option<u16>,
     /// Start N machines (2 to 254), each with its own overlay and seed
     /// disk, sharing a private Ethernet network on their second NIC (eth1,
-    /// MAC 52:54:00:12:34:0n; a switch in this process, over unix sockets:
+    /// MAC 52:54:00:12:34:<n in hex>; a switch in this process, over unix sockets:
     /// no host interface, no multicast) beside the usual user-mode eth0.
     /// Console lines are printed as `[n] …` and kept in
     /// target/slipway/vm-logs/qemu-cluster-<n>.log; a typed line goes to

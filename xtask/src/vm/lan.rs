@@ -32,7 +32,7 @@ pub const MAX_PORTS: usize = 254;
 /// Longest path a unix socket address holds (`sun_path` less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// The MAC of machine `n` (1-based) on a LAN: `52:54:00:12:34:0n` (QEMU's
+/// The MAC of machine `n` (1-based) on a LAN: `52:54:00:12:34:<n in hex>` (QEMU's
 /// prefix; QEMU gives the user-mode NIC `52:54:00:12:34:56`, which is on
 /// another network, so the two never meet).
 pub fn mac(n: usize) -> [u8; 6] {
