@@ -37,7 +37,9 @@ enum Cmd {
     },
     /// What the init runs at every boot: fetch user-data (seed disks,
     /// fw_cfg, cloud-config-url=, EC2), check it, apply it once per
-    /// instance, run bootcmd every boot; log to /var/log/cloud-config.log
+    /// instance, run bootcmd and re-apply what lives in /run (unit
+    /// commands, etcd2/fleet/flannel drop-ins) every boot; log to
+    /// /var/log/cloud-config.log
     Boot,
 }
 
