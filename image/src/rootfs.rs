@@ -1,11 +1,13 @@
 //! The read-only root filesystem image: squashfs written in pure Rust with
-//! `backhand`, zstd-compressed (level 19, 1 MiB blocks), every inode owned
+//! `backhand`, xz-compressed with the x86 BCJ filter (1 MiB blocks, 1 MiB
+//! dictionary), every inode owned
 //! by root and stamped with one time, so the same tree always gives the
 //! same bytes.
 
 use std::io::{Cursor, Seek, Write};
 
-use backhand::compression::{CompressionOptions, Compressor, Zstd};
+use backhand::compression::{CompressionOptions, Compressor, Xz};
+use backhand::v4::compressor::XzFilter;
 use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
 
 use crate::tree::{Node, Tree};
@@ -30,20 +32,27 @@ pub enum RootfsError {
     },
 }
 
-/// zstd level 19 with 1 MiB blocks. Measured on the root with Debian's
-/// container engine (238 MB of files, mostly Go programs; mksquashfs with
-/// one compressor thread, as backhand writes): zstd 3 / 128 KiB gives
-/// 86.8 MB in 1.3 s; 12 / 1 MiB 76.9 MB in 5 s; 16 / 1 MiB 74.4 MB in 35 s;
-/// 19 / 1 MiB 70.5 MB in 56 s (22 is no smaller); xz / 1 MiB 64.1 MB in
-/// 66 s. Level 19 keeps the whole disk under Talos's 89 MB when compressed
-/// with xz, and zstd reads back several times faster than xz, which every
-/// `docker` invocation and container start pays for (page faults on a 45 MB
-/// CLI and a 75 MB daemon); the build pays about a minute once.
-pub const ZSTD_LEVEL: u32 = 19;
+/// xz with the x86 BCJ filter. Measured on the root with Debian's container
+/// engine and etcd (252 MB of files, mostly Go programs; mksquashfs, 1 MiB
+/// blocks): zstd 19 gives 82.6 MB, xz with BCJ x86 72.0 MB. With etcd
+/// (issue 14: 21.5 MB etcd + 17 MB etcdctl, 12.4 MB more at zstd 19) only
+/// xz keeps the whole disk under Talos's 89 MB when compressed with xz
+/// (zstd 19 would give about 94 MB) without leaving out a program users
+/// need. The price is reading: unpacking the whole root took 6.2 s with xz
+/// against 0.74 s with zstd on one core here, which a program's first start
+/// pays for the pages it touches (dockerd, containerd, docker: a few
+/// seconds once per boot on real hardware, more under TCG); the page cache
+/// keeps them after that. Earlier figures for the root without etcd: zstd
+/// 3 / 128 KiB 86.8 MB, zstd 19 / 1 MiB 70.5 MB, xz / 1 MiB 64.1 MB.
+pub const COMPRESSION: &str = "xz-bcj-x86";
 
-/// Data block size: larger blocks let zstd find the repeats across a Go
-/// program's sections (1 MiB, the largest squashfs allows: 70.5 MB against
-/// 73.5 MB at 256 KiB, same level).
+/// backhand's xz filter bit for x86 BCJ (squashfs-tools' `-Xbcj x86`):
+/// branch targets in x86 code made absolute, so repeated calls compress.
+const XZ_FILTER_X86: u32 = 0x0001;
+
+/// Data block size: larger blocks let the compressor find the repeats
+/// across a Go program's sections (1 MiB, the largest squashfs allows;
+/// with zstd 19 it gave 70.5 MB against 73.5 MB at 256 KiB).
 pub const BLOCK_SIZE: u32 = 1 << 20;
 
 /// Writes `tree` as a squashfs 4.0 image to `out`; returns the bytes written.
@@ -67,10 +76,15 @@ pub fn write_squashfs<W: Write + Seek>(
     fs.set_root_mode(0o755);
     fs.set_root_uid(0);
     fs.set_root_gid(0);
+    // The kernel's squashfs accepts an xz dictionary that is a power of
+    // two no larger than the block size.
     let compressor = FilesystemCompressor::new(
-        Compressor::Zstd,
-        Some(CompressionOptions::Zstd(Zstd {
-            compression_level: ZSTD_LEVEL,
+        Compressor::Xz,
+        Some(CompressionOptions::Xz(Xz {
+            dictionary_size: BLOCK_SIZE,
+            filters: XzFilter::new(XZ_FILTER_X86),
+            bit_opts: None,
+            fb: None,
         })),
     )
     .map_err(RootfsError::Write)?;

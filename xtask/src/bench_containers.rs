@@ -248,10 +248,12 @@ pub fn run(opts: &Options) -> Result<()> {
     let mb = |b: u64| b as f64 / 1e6;
     println!("\n== disk.raw compressed (the image with the engine)");
     println!(
-        "  xz -6     {:>7.1} MB   ({xz_secs:.0} s)   reference: Talos metal image {TALOS_XZ_MB:.0} MB xz",
+        "  xz -6     {:>7.1} MB   ({xz_secs:.0} s)   target and reference: <= Talos metal image {TALOS_XZ_MB:.0} MB xz",
         mb(xz)
     );
-    println!("  zstd -3   {:>7.1} MB   (target <= 60 MB)", mb(zst));
+    // The 60 MB zstd target predates Debian's engine and etcd (about
+    // 290 MB installed); the target is Talos's xz size above.
+    println!("  zstd -3   {:>7.1} MB", mb(zst));
     Ok(())
 }
 

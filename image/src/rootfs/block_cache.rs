@@ -1,5 +1,5 @@
 //! A cache of compressed squashfs blocks, keyed by the sha256 of the
-//! uncompressed block: zstd level 19 costs about a minute for a root with
+//! uncompressed block: xz costs about a minute for a root with
 //! the container engine, and consecutive builds (a test release, the
 //! reproducible-build test, a one-line change) share nearly every block.
 //!
@@ -72,7 +72,7 @@ impl CompressionAction for CachedCompressor {
         // The key holds everything that shapes the output besides the
         // bytes: the writer's settings (one compressor, one level, one
         // block size for the whole program).
-        let tag = format!("zstd-{}-{block_size}\0", super::ZSTD_LEVEL);
+        let tag = format!("{}-{block_size}\0", super::COMPRESSION);
         let entry = (bytes.len() >= MIN_CACHED)
             .then(|| Self::entry(bytes, &tag))
             .flatten();
@@ -80,7 +80,7 @@ impl CompressionAction for CachedCompressor {
             if let Ok(cached) = std::fs::read(path) {
                 let mut check = Vec::with_capacity(bytes.len());
                 if DefaultCompressor
-                    .decompress(&cached, &mut check, Compressor::Zstd)
+                    .decompress(&cached, &mut check, Compressor::Xz)
                     .is_ok()
                     && check == bytes
                 {
