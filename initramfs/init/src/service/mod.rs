@@ -400,6 +400,9 @@ impl Manager {
                 }
                 _ => continue,
             };
+            // `start etcd2.service` starts etcd.service, as `request` does.
+            let canonical = units::alias_target(&self.cfg.root, unit);
+            let unit = canonical.as_deref().unwrap_or(unit);
             self.load(&[unit.to_string()]);
             if job != Job::Stop {
                 self.boot_units.insert(unit.to_string());

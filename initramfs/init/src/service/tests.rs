@@ -515,6 +515,17 @@ fn alias_links_on_enable_name_the_same_unit() {
             .any(|u| u.name == "etcd.service" && u.active == ActiveState::Active)
     });
     assert!(f.m.unit_infos().iter().all(|u| u.name != "etcd2.service"));
+    f.m.stop_all();
+    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
+    // cloud-config's queue (`coreos.units` with `command: start`) names the
+    // alias too: it is the same one unit.
+    f.m.boot("start etcd2.service\n");
+    f.until("etcd up from the queue", Duration::from_secs(5), |m| {
+        m.unit_infos()
+            .iter()
+            .any(|u| u.name == "etcd.service" && u.active == ActiveState::Active)
+    });
+    assert!(f.m.unit_infos().iter().all(|u| u.name != "etcd2.service"));
     let msg = f.m.disable("etcd.service").unwrap();
     assert!(msg.contains("/etc/systemd/system/etcd2.service"), "{msg}");
     assert!(!f.path("etc/systemd/system/etcd2.service").exists());

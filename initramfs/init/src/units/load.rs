@@ -71,6 +71,11 @@ pub fn load_unit(root: &Path, name: &str, ctx: &Context) -> (Unit, Vec<Diagnosti
     // `Alias=etcd2.service` is known only once its file is read).
     let mut dirs = vec![name.to_string()];
     dirs.extend(template.clone());
+    // Loaded by an alias link's name: the linked file's own name is one
+    // of the unit's names too.
+    if let Some(target) = super::alias_target(root, name) {
+        dirs.push(target);
+    }
     for alias in &builder.unit.install.alias {
         if !dirs.contains(alias) {
             dirs.push(alias.clone());

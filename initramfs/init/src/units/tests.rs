@@ -78,6 +78,26 @@ fn drop_ins_of_an_alias_name_apply() {
         u.sources.last().unwrap(),
         &PathBuf::from(format!("{RUN}/etcd2.service.d/20-cloudinit.conf"))
     );
+
+    // Loaded by the alias link's name, the unit still gets the drop-ins
+    // of the file it links to.
+    t.link("etcd.service", &format!("{USR}/etcd2.service"))
+        .write(
+            &format!("{USR}/etcd.service.d/10-vendor.conf"),
+            "[Service]\nRestart=always\n",
+        );
+    let (u, d) = t.one("etcd2.service");
+    assert!(d.is_empty(), "{d:?}");
+    assert!(
+        u.sources.contains(&PathBuf::from(format!(
+            "{USR}/etcd.service.d/10-vendor.conf"
+        ))),
+        "{:?}",
+        u.sources
+    );
+    assert!(u.sources.contains(&PathBuf::from(format!(
+        "{RUN}/etcd2.service.d/20-cloudinit.conf"
+    ))));
 }
 
 #[test]
