@@ -80,6 +80,13 @@ impl NotifySocket {
             UnixDatagram::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
         crate::ioctl::pass_credentials(&socket)
             .map_err(|e| format!("SO_PASSCRED on {}: {e}", path.display()))?;
+        // Sending to a unix socket needs write permission on its file, and
+        // services run as their `User=` (etcd as `etcd`): everyone may
+        // send, as to systemd's notify socket. Who sent is known from the
+        // kernel's credentials, not from the file's mode.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("making {} writable for services: {e}", path.display()))?;
         socket
             .set_nonblocking(true)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -166,6 +173,10 @@ mod tests {
         drop(n);
         std::fs::write(&path, "").unwrap();
         let n = NotifySocket::bind(&path).unwrap();
+        // Services that run as another user can send too.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o777, "{mode:o}");
         let c = UnixDatagram::unbound().unwrap();
         c.send_to(b"READY=1\nSTATUS=up", &path).unwrap();
         let got = n.receive();
