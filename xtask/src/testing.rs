@@ -140,3 +140,25 @@ pub fn test_release(
         .with_context(|| format!("writing {}", stamp_path.display()))?;
     Ok(out)
 }
+
+/// The extra files of a release that fails its health check: a oneshot
+/// unit wanted by `multi-user.target` that exits 1. The update and cluster
+/// tests both install it as `<v1>.3`, so [`test_release`] builds it once.
+pub fn failing_unit() -> Vec<(String, u32, Vec<u8>)> {
+    let unit = b"[Unit]\nDescription=Fails on purpose (a release that must be rolled back)\n\
+                 [Service]\nType=oneshot\nExecStart=/bin/false\n"
+        .to_vec();
+    vec![
+        (
+            "usr/lib/systemd/system/fails-on-purpose.service".into(),
+            0o644,
+            unit.clone(),
+        ),
+        // The loader reads names in `.wants/`; a file serves as the link.
+        (
+            "usr/lib/systemd/system/multi-user.target.wants/fails-on-purpose.service".into(),
+            0o644,
+            unit,
+        ),
+    ]
+}

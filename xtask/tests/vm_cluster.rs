@@ -1,25 +1,34 @@
-//! VM test of the multi-machine harness (`xtask::vm::Cluster`): three
-//! machines of the image under test on one private LAN (a switch in this
-//! process, unix sockets only), each given a static address on its second
-//! NIC (`eth1`) by a `.network` unit in its own user-data, as a
-//! Container Linux fleet's private network was. One boot of the three
-//! machines; every check runs on it:
-//! - each machine applied its own user-data (hostname `node<n>`), `eth1`
-//!   carries the LAN MAC of its port and `10.77.0.<n>/24`, and `eth0` still
-//!   has its DHCP lease from QEMU's user networking;
-//! - machine 1 reaches machines 2 and 3 (ICMP, and HTTP to a busybox
-//!   `httpd` on machine 2), machine 3 reaches machine 1, an address nobody
-//!   holds does not answer, and the frames went through the switch.
+//! A fleet of three machines of the image under test, booted once from
+//! user-data in the seeds' style, on one private LAN (a switch in this
+//! process, unix sockets only: `xtask::vm::Cluster`). Every check runs on
+//! that one boot, in order:
 //!
-//! Later scenarios (an etcd cluster, a rolling update) boot the same way
-//! with [`boot_cluster`], adding their own user-data to
-//! [`base_user_data`], and run their checks after [`check_lan`].
+//! 1. The LAN: each machine applied its own user-data (hostname
+//!    `node<n>`), `eth1` carries the LAN MAC of its port and
+//!    `10.77.0.<n>/24` from a `.network` unit, `eth0` still has its DHCP
+//!    lease from QEMU's user networking; machine 1 reaches machines 2 and 3
+//!    (ICMP, HTTP), machine 3 reaches machine 1, an address nobody holds
+//!    does not answer, and the frames went through the switch.
+//! 2. etcd from `coreos.etcd2` (`$private_ipv4` from the `.network` unit,
+//!    `etcd2.service` started by `coreos.units`): every member lists three
+//!    started members, and a key written on machine 1 is read on machine 3.
+//! 3. A rolling update under `reboot-strategy: etcd-lock`: v2 is published;
+//!    all three install it side by side and reboot one at a time (each
+//!    machine's lock hold, taken → released as its daemon prints them on
+//!    the console, overlaps no other), all end on v2 blessed, and the lock
+//!    is free with `max` unchanged.
+//! 4. A release whose trial boot fails (v3, a unit that exits 1): the one
+//!    machine that takes the lock tries it three times, is back on v2,
+//!    records the failure in etcd and frees the lock; the other two never
+//!    boot v3.
 
 use std::time::{Duration, Instant};
 
 use xtask::qemu::Machine;
+use xtask::release::{self, PublishOptions};
 use xtask::seed::SeedKind;
-use xtask::testing::vm_test_image;
+use xtask::serve::{ServeOptions, Server};
+use xtask::testing::{failing_unit, test_release, vm_test_image};
 use xtask::vm::{lan, Cluster, Vm};
 
 const MACHINES: usize = 3;
@@ -31,6 +40,8 @@ const MEMORY_MIB: u32 = 768;
 /// loaded CI machine).
 const BOOT: Duration = Duration::from_secs(1200);
 const CMD: Duration = Duration::from_secs(120);
+/// Each machine's disk (a thin qcow2 overlay: only what is written costs).
+const DISK_BYTES: u64 = 4 << 30;
 /// slipway-networkd scans links every 5 s; it starts late in a slow boot.
 const ADDRESS: Duration = Duration::from_secs(300);
 
@@ -55,16 +66,6 @@ fn lan_network_unit(n: usize) -> String {
     )
 }
 
-/// Machine `n`'s user-data: its hostname and LAN address, plus `units`
-/// (more `coreos.units` items, indented as [`lan_network_unit`]'s) and
-/// `top` (more top-level keys).
-fn base_user_data(n: usize, units: &str, top: &str) -> String {
-    format!(
-        "#cloud-config\nhostname: node{n}\n{top}coreos:\n  units:\n{}{units}",
-        lan_network_unit(n)
-    )
-}
-
 /// Boots [`MACHINES`] machines of the image under test on one LAN, machine
 /// `n` with `user_data(n)` on a NoCloud seed, and waits until each is
 /// ready and holds its LAN address on `eth1`. `None` when VM tests are
@@ -78,6 +79,10 @@ fn boot_cluster(test: &str, user_data: impl Fn(usize) -> String) -> Option<Clust
             std::fs::write(&path, user_data(n)).unwrap();
             let mut m = Machine::new(image.join("disk.qcow2"));
             m.memory_mib = MEMORY_MIB;
+            // /var grows into the disk at first boot; the image alone
+            // leaves it 128 MiB, less than etcd's preallocated WAL (64 MB
+            // a file) and a page cache of updates need.
+            m.disk_size = Some(DISK_BYTES);
             m.user_data = Some((SeedKind::NoCloud, path));
             m
         })
@@ -190,18 +195,355 @@ fn check_lan(cluster: &mut Cluster) {
     eprintln!("LAN switch: {stats:?}");
 }
 
-#[test]
-fn three_machines_reach_each_other_on_a_private_lan() {
+/// etcd's timing for three TCG guests on two host cores: a heartbeat every
+/// 500 ms and an election after 5 s of silence. etcd's defaults (100 ms,
+/// 1 s) are made for real machines; a guest starved of CPU for a second
+/// would start elections over and over.
+const ETCD_HEARTBEAT_MS: u32 = 500;
+const ETCD_ELECTION_MS: u32 = 5000;
+/// From the ready lines to a 3-member cluster with a leader.
+const ETCD_UP: Duration = Duration::from_secs(600);
+/// From publishing a release to the whole fleet having rolled (installs
+/// side by side, then three reboots one at a time, each to a blessed boot).
+const ROLL: Duration = Duration::from_secs(2400);
+
+const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 \
+                       --dial-timeout=10s --command-timeout=20s";
+
+/// Machine `n`'s user-data in the seeds' style: an etcd member of a static
+/// three-member cluster on the LAN (`$private_ipv4` is its `.network`
+/// unit's address), updates from `feed` under locksmith's etcd lock inside
+/// a window that is open now.
+fn fleet_user_data(n: usize, feed: &str, window_start: &str) -> String {
+    let initial: Vec<String> = (1..=MACHINES)
+        .map(|i| format!("node{i}=http://{}:2380", lan_ip(i)))
+        .collect();
+    format!(
+        "#cloud-config
+hostname: node{n}
+write_files:
+  # After coreos.update's update.conf (deferred): check every minute.
+  - path: /etc/slipway/update.conf
+    append: true
+    defer: true
+    content: |
+      INTERVAL=1m
+      JITTER=0s
+coreos:
+  etcd2:
+    name: node{n}
+    initial-advertise-peer-urls: http://$private_ipv4:2380
+    listen-peer-urls: http://$private_ipv4:2380
+    listen-client-urls: http://$private_ipv4:2379,http://127.0.0.1:2379
+    advertise-client-urls: http://$private_ipv4:2379
+    initial-cluster: {}
+    initial-cluster-state: new
+    initial-cluster-token: slipway-vm-fleet
+    heartbeat-interval: {ETCD_HEARTBEAT_MS}
+    election-timeout: {ETCD_ELECTION_MS}
+  update:
+    reboot_strategy: etcd-lock
+    server: {feed}
+    group: test
+  locksmith:
+    window_start: \"{window_start}\"
+    window_length: 12h
+  units:
+{}    - name: etcd2.service
+      command: start
+",
+        initial.join(","),
+        lan_network_unit(n)
+    )
+}
+
+/// `HH:MM` UTC an hour ago: a daily window of 12 h from then is open now.
+fn window_start_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minute_of_day = ((now / 60) % 1440 + 1440 - 60) % 1440;
+    format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
+}
+
+fn ready_line(version: &str, slot: char) -> String {
+    format!("slipway: ready version={version} slot={slot} ")
+}
+
+/// The UNIX time after `marker` in a console line (`… at 1765000000 …`).
+fn time_after(line: &str, marker: &str) -> Option<u64> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let at = rest.split(" at ").nth(1)?;
+    at.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// Each machine's lock holds as (taken, released) UNIX times, from the
+/// daemon's console lines.
+fn lock_holds(cluster: &mut Cluster) -> Vec<Vec<(u64, Option<u64>)>> {
+    cluster
+        .vms()
+        .iter()
+        .map(|vm| {
+            let mut holds: Vec<(u64, Option<u64>)> = Vec::new();
+            for line in vm.transcript().lines() {
+                if let Some(t) = time_after(&line, "reboot lock taken by") {
+                    holds.push((t, None));
+                } else if let Some(t) = time_after(&line, "reboot lock released by") {
+                    if let Some(last) = holds.last_mut() {
+                        last.1 = Some(t);
+                    }
+                }
+            }
+            holds
+        })
+        .collect()
+}
+
+/// Waits until `done` holds for the console lines of every machine.
+fn wait_fleet(
+    cluster: &mut Cluster,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(usize, &[String]) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let states: Vec<bool> = cluster
+            .vms()
+            .iter()
+            .enumerate()
+            .map(|(i, vm)| done(i, &vm.transcript().lines()))
+            .collect();
+        if states.iter().all(|d| *d) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let mut tails = String::new();
+            for (i, vm) in cluster.vms().iter().enumerate() {
+                tails.push_str(&format!(
+                    "--- machine {} (done: {}), {}:\n{}\n",
+                    i + 1,
+                    states[i],
+                    vm.log_path().display(),
+                    vm.transcript().tail(40)
+                ));
+            }
+            panic!("{what}: not done within {} s\n{tails}", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+fn count(lines: &[String], needle: &str) -> usize {
+    lines.iter().filter(|l| l.contains(needle)).count()
+}
+
+/// Runs `command` on `vm` until `enough` says its output is what is
+/// wanted; panics with the last output after `timeout`.
+fn wait_until(vm: &mut Vm, command: &str, timeout: Duration, enough: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, out) = vm.run(command, CMD).unwrap();
+        if enough(&out) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let (_, log) = vm
+                .run(
+                    "tail -n 40 /var/log/services/etcd.service.log; slipctl status etcd.service",
+                    CMD,
+                )
+                .unwrap();
+            panic!(
+                "`{command}` never gave what was wanted within {} s; last output:\n{out}\n\
+                 etcd's log:\n{log}\nconsole ({}):\n{}",
+                timeout.as_secs(),
+                vm.log_path().display(),
+                vm.transcript().tail(30)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+fn check_etcd(cluster: &mut Cluster) {
     let started = Instant::now();
-    let Some(mut cluster) = boot_cluster("cluster", |n| base_user_data(n, "", "")) else {
+    // Every member lists three started members; every endpoint is healthy
+    // (each commits a proposal through the leader).
+    for vm in cluster.vms() {
+        wait_until(vm, &format!("{ETCDCTL} member list 2>&1"), ETCD_UP, |out| {
+            out.lines()
+                .filter(|l| l.contains(", started, node"))
+                .count()
+                == MACHINES
+        });
+        wait_until(
+            vm,
+            &format!("{ETCDCTL} endpoint health --cluster 2>&1"),
+            ETCD_UP,
+            |out| out.matches(" is healthy").count() == MACHINES,
+        );
+    }
+    eprintln!(
+        "fleet: etcd cluster of {MACHINES} healthy {:.0} s after the LAN checks",
+        started.elapsed().as_secs_f64()
+    );
+    ok(
+        &mut cluster[0],
+        &format!("{ETCDCTL} put slipway-vm-test written-on-node1"),
+    );
+    assert_eq!(
+        ok(
+            &mut cluster[2],
+            &format!("{ETCDCTL} get slipway-vm-test --print-value-only")
+        ),
+        "written-on-node1"
+    );
+}
+
+fn lock_status(vm: &mut Vm) -> serde_json::Value {
+    let out = ok(vm, "update-engine lock status --json 2>/dev/null");
+    let json = out.find('{').map_or("", |i| &out[i..]);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("lock status --json: {e}: {out}"))
+}
+
+fn manifest_version(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+    let m: serde_json::Value = serde_json::from_str(&text).expect("manifest.json parses");
+    m["version"].as_str().unwrap().to_string()
+}
+
+fn publish(image: &std::path::Path, dir: &std::path::Path) {
+    release::publish(&PublishOptions {
+        image_dir: image.to_path_buf(),
+        dir: dir.to_path_buf(),
+        channel: "test".to_string(),
+        valid_for: 86_400,
+        key: None,
+    })
+    .unwrap_or_else(|e| panic!("publishing {}: {e:#}", image.display()));
+}
+
+#[test]
+fn fleet_forms_etcd_and_rolls_updates_one_reboot_at_a_time() {
+    let started = Instant::now();
+    let Some(image) = vm_test_image("fleet") else {
         return;
     };
+    let v1 = manifest_version(&image);
+    let (v2, v3) = (format!("{v1}.2"), format!("{v1}.3"));
+    let img2 = test_release(&image, &v2, Vec::new()).unwrap();
+    let img3 = test_release(&image, &v3, failing_unit()).unwrap();
+    let feed_dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        log: false,
+        ..ServeOptions::new(feed_dir.path())
+    })
+    .unwrap();
+    // QEMU's user network reaches the host's loopback at 10.0.2.2.
+    let feed = format!("http://10.0.2.2:{}", server.addr.port());
+    let window = window_start_now();
+    let Some(mut cluster) = boot_cluster("fleet", |n| fleet_user_data(n, &feed, &window)) else {
+        return;
+    };
+
+    // 1, 2: the LAN and etcd.
     check_lan(&mut cluster);
+    check_etcd(&mut cluster);
+
+    // 3. v2 rolls across the fleet one reboot at a time.
+    let t_publish = Instant::now();
+    publish(&img2, feed_dir.path());
+    let v2_ready = ready_line(&v2, 'b');
+    wait_fleet(&mut cluster, "the roll to v2", ROLL, |_, lines| {
+        count(lines, &v2_ready) >= 1 && count(lines, "reboot lock released by") >= 1
+    });
+    let roll = t_publish.elapsed();
+    let holds = lock_holds(&mut cluster);
+    let mut all: Vec<(u64, u64, usize)> = Vec::new();
+    for (i, h) in holds.iter().enumerate() {
+        assert_eq!(h.len(), 1, "machine {}: lock holds {h:?}", i + 1);
+        let (taken, released) = h[0];
+        let released = released.unwrap_or_else(|| panic!("machine {}: never released", i + 1));
+        all.push((taken, released, i + 1));
+        eprintln!(
+            "fleet: machine {} held the reboot lock {} s",
+            i + 1,
+            released - taken
+        );
+    }
+    all.sort();
+    for pair in all.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "machines {} and {} held the lock at once: {all:?}",
+            pair[0].2,
+            pair[1].2
+        );
+    }
+    eprintln!(
+        "fleet: publish to all {MACHINES} blessed on {v2}: {:.0} s",
+        roll.as_secs_f64()
+    );
+    for vm in cluster.vms() {
+        let status = ok(vm, "update-engine status");
+        assert!(
+            status.contains(&format!("booted: slot b running {v2}")),
+            "{status}"
+        );
+    }
+    let lock = lock_status(&mut cluster[0]);
+    assert_eq!(lock["holders"], serde_json::json!([]), "{lock}");
+    assert_eq!(lock["max"], 1, "{lock}");
+    assert_eq!(lock["semaphore"], 1, "{lock}");
+
+    // 4. v3 fails its trial boots on the first machine to take the lock;
+    // nobody else boots it.
+    publish(&img3, feed_dir.path());
+    let back = format!("{v3} failed its trial boots; back on {v2}");
+    let refused_reboot = format!("not rebooting into {v3}");
+    let refused_install = format!("not installing {v3}");
+    wait_fleet(
+        &mut cluster,
+        "the fleet turning v3 down",
+        ROLL,
+        |_, lines| {
+            count(lines, &back) + count(lines, &refused_reboot) + count(lines, &refused_install)
+                >= 1
+        },
+    );
+    let v3_ready = ready_line(&v3, 'a');
+    let mut failed_on = Vec::new();
+    for (i, vm) in cluster.vms().iter_mut().enumerate() {
+        let lines = vm.transcript().lines();
+        let tries = count(&lines, &v3_ready);
+        if count(&lines, &back) > 0 {
+            failed_on.push(i + 1);
+            assert_eq!(tries, 3, "machine {}: v3 tried {tries} times", i + 1);
+        } else {
+            assert_eq!(tries, 0, "machine {} booted v3", i + 1);
+        }
+        let status = ok(vm, "update-engine status");
+        assert!(
+            status.contains(&format!("booted: slot b running {v2}")),
+            "machine {}: {status}",
+            i + 1
+        );
+    }
+    assert_eq!(failed_on.len(), 1, "machines that tried v3: {failed_on:?}");
+    let lock = lock_status(&mut cluster[0]);
+    assert_eq!(lock["holders"], serde_json::json!([]), "{lock}");
+    let record = ok(
+        &mut cluster[1],
+        &format!("{ETCDCTL} get slipway/updateengine/failed-releases/{v3} --print-value-only"),
+    );
+    assert!(record.contains("rolled_back_to"), "{record}");
+
     for vm in cluster.vms() {
         vm.qmp().unwrap().quit().unwrap();
     }
-    eprintln!(
-        "cluster: whole test {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    server.stop();
+    eprintln!("fleet: whole test {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use xtask::qemu::Machine;
 use xtask::release::{self, PublishOptions};
 use xtask::serve::{ServeOptions, Server};
-use xtask::testing::{test_release, vm_test_image};
+use xtask::testing::{failing_unit, test_release, vm_test_image};
 use xtask::vm::Vm;
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -47,25 +47,6 @@ fn publish(image: &Path, dir: &Path, channel: &str) {
         key: None,
     })
     .unwrap_or_else(|e| panic!("publishing {}: {e:#}", image.display()));
-}
-
-fn failing_unit() -> Vec<(String, u32, Vec<u8>)> {
-    let unit = b"[Unit]\nDescription=Fails on purpose (a release that must be rolled back)\n\
-                 [Service]\nType=oneshot\nExecStart=/bin/false\n"
-        .to_vec();
-    vec![
-        (
-            "usr/lib/systemd/system/fails-on-purpose.service".into(),
-            0o644,
-            unit.clone(),
-        ),
-        // The loader reads names in `.wants/`; a file serves as the link.
-        (
-            "usr/lib/systemd/system/multi-user.target.wants/fails-on-purpose.service".into(),
-            0o644,
-            unit,
-        ),
-    ]
 }
 
 /// A small pseudo-random source seeded from the clock, printed so a
