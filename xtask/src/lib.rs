@@ -4,11 +4,13 @@
 //! benchmarks. Image-format logic lives in the library crates, not here.
 
 pub mod bench;
+pub mod bench_cluster;
 pub mod bench_containers;
 pub mod bench_update;
 pub mod board;
 pub mod build;
 pub mod elf_closure;
+pub mod fleet;
 pub mod guest;
 pub mod inputs;
 pub mod oci;

@@ -264,6 +264,21 @@ enum BenchCmd {
     /// (xz and zstd) next to Talos's 89 MB xz; needs docker-registry and
     /// skopeo on the host
     Containers(BenchContainersArgs),
+    /// A fleet of three machines on a private LAN: power-on to a healthy
+    /// 3-member etcd, a rolling update under etcd-lock (publish to all
+    /// blessed) next to one machine alone updating, and each machine's
+    /// reboot-lock hold
+    Cluster(BenchClusterArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchClusterArgs {
+    /// Board to build and measure
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Measure this built image folder instead of building the board's
+    #[arg(long)]
+    image: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -379,6 +394,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 board: a.board,
                 image: a.image,
                 runs: a.runs.max(1),
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Cluster(a)) => {
+            xtask::bench_cluster::run(&xtask::bench_cluster::Options {
+                board: a.board,
+                image: a.image,
             })?;
             Ok(ExitCode::SUCCESS)
         }

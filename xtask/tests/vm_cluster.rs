@@ -24,8 +24,8 @@
 
 use std::time::{Duration, Instant};
 
+use xtask::fleet::{self, count, lan_ip, lock_holds, ready_line, ETCDCTL};
 use xtask::qemu::Machine;
-use xtask::release::{self, PublishOptions};
 use xtask::seed::SeedKind;
 use xtask::serve::{ServeOptions, Server};
 use xtask::testing::{failing_unit, test_release, vm_test_image};
@@ -44,27 +44,6 @@ const CMD: Duration = Duration::from_secs(120);
 const DISK_BYTES: u64 = 4 << 30;
 /// slipway-networkd scans links every 5 s; it starts late in a slow boot.
 const ADDRESS: Duration = Duration::from_secs(300);
-
-/// Machine `n`'s address on the LAN (an RFC 1918 range that exists only
-/// between the guests: it is never routed to the host).
-fn lan_ip(n: usize) -> String {
-    format!("10.77.0.{n}")
-}
-
-/// The `coreos.units` entry that gives machine `n` its LAN address, as a
-/// list item indented for `coreos:` → `units:`.
-fn lan_network_unit(n: usize) -> String {
-    format!(
-        "    - name: 20-lan.network
-      content: |
-        [Match]
-        Name=eth1
-        [Network]
-        Address={}/24
-",
-        lan_ip(n)
-    )
-}
 
 /// Boots [`MACHINES`] machines of the image under test on one LAN, machine
 /// `n` with `user_data(n)` on a NoCloud seed, and waits until each is
@@ -195,110 +174,11 @@ fn check_lan(cluster: &mut Cluster) {
     eprintln!("LAN switch: {stats:?}");
 }
 
-/// etcd's timing for three TCG guests on two host cores: a heartbeat every
-/// 500 ms and an election after 5 s of silence. etcd's defaults (100 ms,
-/// 1 s) are made for real machines; a guest starved of CPU for a second
-/// would start elections over and over.
-const ETCD_HEARTBEAT_MS: u32 = 500;
-const ETCD_ELECTION_MS: u32 = 5000;
 /// From the ready lines to a 3-member cluster with a leader.
 const ETCD_UP: Duration = Duration::from_secs(600);
 /// From publishing a release to the whole fleet having rolled (installs
 /// side by side, then three reboots one at a time, each to a blessed boot).
 const ROLL: Duration = Duration::from_secs(2400);
-
-const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 \
-                       --dial-timeout=10s --command-timeout=20s";
-
-/// Machine `n`'s user-data in the seeds' style: an etcd member of a static
-/// three-member cluster on the LAN (`$private_ipv4` is its `.network`
-/// unit's address), updates from `feed` under locksmith's etcd lock inside
-/// a window that is open now.
-fn fleet_user_data(n: usize, feed: &str, window_start: &str) -> String {
-    let initial: Vec<String> = (1..=MACHINES)
-        .map(|i| format!("node{i}=http://{}:2380", lan_ip(i)))
-        .collect();
-    format!(
-        "#cloud-config
-hostname: node{n}
-write_files:
-  # After coreos.update's update.conf (deferred): check every minute.
-  - path: /etc/slipway/update.conf
-    append: true
-    defer: true
-    content: |
-      INTERVAL=1m
-      JITTER=0s
-coreos:
-  etcd2:
-    name: node{n}
-    initial-advertise-peer-urls: http://$private_ipv4:2380
-    listen-peer-urls: http://$private_ipv4:2380
-    listen-client-urls: http://$private_ipv4:2379,http://127.0.0.1:2379
-    advertise-client-urls: http://$private_ipv4:2379
-    initial-cluster: {}
-    initial-cluster-state: new
-    initial-cluster-token: slipway-vm-fleet
-    heartbeat-interval: {ETCD_HEARTBEAT_MS}
-    election-timeout: {ETCD_ELECTION_MS}
-  update:
-    reboot_strategy: etcd-lock
-    server: {feed}
-    group: test
-  locksmith:
-    window_start: \"{window_start}\"
-    window_length: 12h
-  units:
-{}    - name: etcd2.service
-      command: start
-",
-        initial.join(","),
-        lan_network_unit(n)
-    )
-}
-
-/// `HH:MM` UTC an hour ago: a daily window of 12 h from then is open now.
-fn window_start_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let minute_of_day = ((now / 60) % 1440 + 1440 - 60) % 1440;
-    format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
-}
-
-fn ready_line(version: &str, slot: char) -> String {
-    format!("slipway: ready version={version} slot={slot} ")
-}
-
-/// The UNIX time after `marker` in a console line (`… at 1765000000 …`).
-fn time_after(line: &str, marker: &str) -> Option<u64> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let at = rest.split(" at ").nth(1)?;
-    at.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-/// Each machine's lock holds as (taken, released) UNIX times, from the
-/// daemon's console lines.
-fn lock_holds(cluster: &mut Cluster) -> Vec<Vec<(u64, Option<u64>)>> {
-    cluster
-        .vms()
-        .iter()
-        .map(|vm| {
-            let mut holds: Vec<(u64, Option<u64>)> = Vec::new();
-            for line in vm.transcript().lines() {
-                if let Some(t) = time_after(&line, "reboot lock taken by") {
-                    holds.push((t, None));
-                } else if let Some(t) = time_after(&line, "reboot lock released by") {
-                    if let Some(last) = holds.last_mut() {
-                        last.1 = Some(t);
-                    }
-                }
-            }
-            holds
-        })
-        .collect()
-}
 
 /// Waits until `done` holds for the console lines of every machine.
 fn wait_fleet(
@@ -333,10 +213,6 @@ fn wait_fleet(
         }
         std::thread::sleep(Duration::from_secs(5));
     }
-}
-
-fn count(lines: &[String], needle: &str) -> usize {
-    lines.iter().filter(|l| l.contains(needle)).count()
 }
 
 /// Runs `command` on `vm` until `enough` says its output is what is
@@ -415,14 +291,7 @@ fn manifest_version(dir: &std::path::Path) -> String {
 }
 
 fn publish(image: &std::path::Path, dir: &std::path::Path) {
-    release::publish(&PublishOptions {
-        image_dir: image.to_path_buf(),
-        dir: dir.to_path_buf(),
-        channel: "test".to_string(),
-        valid_for: 86_400,
-        key: None,
-    })
-    .unwrap_or_else(|e| panic!("publishing {}: {e:#}", image.display()));
+    fleet::publish(image, dir).unwrap_or_else(|e| panic!("publishing {}: {e:#}", image.display()));
 }
 
 #[test]
@@ -444,8 +313,10 @@ fn fleet_forms_etcd_and_rolls_updates_one_reboot_at_a_time() {
     .unwrap();
     // QEMU's user network reaches the host's loopback at 10.0.2.2.
     let feed = format!("http://10.0.2.2:{}", server.addr.port());
-    let window = window_start_now();
-    let Some(mut cluster) = boot_cluster("fleet", |n| fleet_user_data(n, &feed, &window)) else {
+    let window = fleet::window_start_now();
+    let Some(mut cluster) =
+        boot_cluster("fleet", |n| fleet::user_data(n, MACHINES, &feed, &window))
+    else {
         return;
     };
 
@@ -461,7 +332,11 @@ fn fleet_forms_etcd_and_rolls_updates_one_reboot_at_a_time() {
         count(lines, &v2_ready) >= 1 && count(lines, "reboot lock released by") >= 1
     });
     let roll = t_publish.elapsed();
-    let holds = lock_holds(&mut cluster);
+    let holds: Vec<_> = cluster
+        .vms()
+        .iter()
+        .map(|vm| lock_holds(&vm.transcript().lines()))
+        .collect();
     let mut all: Vec<(u64, u64, usize)> = Vec::new();
     for (i, h) in holds.iter().enumerate() {
         assert_eq!(h.len(), 1, "machine {}: lock holds {h:?}", i + 1);
