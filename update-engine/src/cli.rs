@@ -829,6 +829,9 @@ struct StatusReport {
     last_check: Option<Check>,
     update: Option<crate::state::ApplyRecord>,
     rollout: RolloutReport,
+    /// The fleet's reboot lock as this machine holds it (recorded before
+    /// the reboot, freed once the new boot is blessed), if it does.
+    reboot_lock: Option<crate::lock::coordinator::Hold>,
     config: Vec<(String, String)>,
 }
 
@@ -916,6 +919,13 @@ fn status(json: bool) -> Result<()> {
                 now_unix(),
             ),
         },
+        reboot_lock: crate::lock::coordinator::load_hold(Path::new(
+            crate::lock::coordinator::HOLD_FILE,
+        ))
+        .unwrap_or_else(|e| {
+            eprintln!("update-engine: {e:#}");
+            None
+        }),
         config,
     };
     if json {
@@ -970,6 +980,15 @@ fn status(json: bool) -> Result<()> {
             ),
         };
         println!("{line}");
+    }
+    if let Some(h) = &report.reboot_lock {
+        println!(
+            "reboot lock: held by {} for {} (from {}), taken {}; freed once the new boot is blessed",
+            h.id,
+            h.version,
+            h.from_version,
+            ago(h.acquired_at)
+        );
     }
     let r = &report.rollout;
     match &r.seed.fallback {
