@@ -49,14 +49,38 @@ pub fn lan_network_unit(n: usize) -> String {
     )
 }
 
+/// How the members find each other.
+#[derive(Debug, Clone)]
+pub enum Bootstrap {
+    /// `initial-cluster` lists every member (`machines` of them).
+    Static { machines: usize },
+    /// etcd's v2 discovery protocol at this URL
+    /// (`http://…/v2/keys/_etcd/registry/<token>`).
+    Discovery(String),
+}
+
 /// Machine `n`'s user-data in the seeds' style: an etcd member of a static
 /// cluster of `machines` on the LAN (`$private_ipv4` is its `.network`
 /// unit's address), updates from `feed` (channel `test`, checked every
 /// minute) under locksmith's etcd lock inside a window from `window_start`.
 pub fn user_data(n: usize, machines: usize, feed: &str, window_start: &str) -> String {
-    let initial: Vec<String> = (1..=machines)
-        .map(|i| format!("node{i}=http://{}:2380", lan_ip(i)))
-        .collect();
+    user_data_with(n, &Bootstrap::Static { machines }, feed, window_start)
+}
+
+/// [`user_data`] with the bootstrap given.
+pub fn user_data_with(n: usize, bootstrap: &Bootstrap, feed: &str, window_start: &str) -> String {
+    let cluster = match bootstrap {
+        Bootstrap::Static { machines } => {
+            let initial: Vec<String> = (1..=*machines)
+                .map(|i| format!("node{i}=http://{}:2380", lan_ip(i)))
+                .collect();
+            format!(
+                "    initial-cluster: {}\n    initial-cluster-state: new\n",
+                initial.join(",")
+            )
+        }
+        Bootstrap::Discovery(url) => format!("    discovery: {url}\n"),
+    };
     format!(
         "#cloud-config
 hostname: node{n}
@@ -75,9 +99,7 @@ coreos:
     listen-peer-urls: http://$private_ipv4:2380
     listen-client-urls: http://$private_ipv4:2379,http://127.0.0.1:2379
     advertise-client-urls: http://$private_ipv4:2379
-    initial-cluster: {}
-    initial-cluster-state: new
-    initial-cluster-token: slipway-vm-fleet
+{cluster}    initial-cluster-token: slipway-vm-fleet
     heartbeat-interval: {ETCD_HEARTBEAT_MS}
     election-timeout: {ETCD_ELECTION_MS}
   update:
@@ -91,9 +113,131 @@ coreos:
 {}    - name: etcd2.service
       command: start
 ",
-        initial.join(","),
         lan_network_unit(n)
     )
+}
+
+/// A real etcd on the host's loopback with the v2 API on (etcd 3.4 serves
+/// v2 only with `--enable-v2`): the discovery service of etcd's v2
+/// discovery protocol, as discovery.etcd.io was for Container Linux. The
+/// guests reach it at 10.0.2.2. Stopped on drop.
+pub struct HostEtcd {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for HostEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// etcdctl speaking the v2 API to `endpoint`, without the caller's
+/// `ETCDCTL*` variables.
+fn etcdctl_v2(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let mut cmd = std::process::Command::new("etcdctl");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCDCTL") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("ETCDCTL_API", "2")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .output()
+        .context("running etcdctl (apt-get install etcd-client)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "etcdctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl HostEtcd {
+    /// Starts a one-member etcd on free loopback ports and waits until it
+    /// answers (its log is in its temporary folder, shown on failure).
+    pub fn start() -> anyhow::Result<HostEtcd> {
+        use anyhow::Context;
+        let dir = tempfile::tempdir()?;
+        let (port, peer) = (free_port()?, free_port()?);
+        let client = format!("http://127.0.0.1:{port}");
+        let peer = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let mut cmd = std::process::Command::new("etcd");
+        // etcd reads every flag from ETCD_* too: none of the caller's.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .args(["--name", "discovery", "--enable-v2"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("discovery={peer}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting etcd (apt-get install etcd-server)")?;
+        let mut etcd = HostEtcd { child, port, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while etcdctl_v2(&client, &["ls", "/"]).is_err() {
+            if std::time::Instant::now() > deadline || etcd.child.try_wait()?.is_some() {
+                let log =
+                    std::fs::read_to_string(etcd.dir.path().join("etcd.log")).unwrap_or_default();
+                anyhow::bail!("the host's etcd did not come up; its log:\n{log}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Ok(etcd)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A new discovery token for a cluster of `size` members (the
+    /// protocol's `_config/size` key); the URL the guests use.
+    pub fn new_discovery(&self, token: &str, size: usize) -> anyhow::Result<String> {
+        let key = format!("/_etcd/registry/{token}/_config/size");
+        etcdctl_v2(&self.endpoint(), &["set", &key, &size.to_string()])?;
+        Ok(format!(
+            "http://10.0.2.2:{}/v2/keys/_etcd/registry/{token}",
+            self.port
+        ))
+    }
+
+    /// The members registered under `token` (`_config` is hidden in v2).
+    pub fn registered(&self, token: &str) -> anyhow::Result<Vec<String>> {
+        let out = etcdctl_v2(
+            &self.endpoint(),
+            &["ls", &format!("/_etcd/registry/{token}")],
+        )?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
 }
 
 /// `HH:MM` UTC an hour ago: a daily window of 12 h from then is open now.
@@ -165,5 +309,11 @@ mod tests {
         let report = cloud_config::validate(text.as_bytes());
         assert!(!report.has_errors(), "{}", report.render_text("fleet"));
         assert!(text.contains("node3=http://10.77.0.3:2380"));
+        let url = "http://10.0.2.2:2379/v2/keys/_etcd/registry/t1";
+        let text = user_data_with(1, &Bootstrap::Discovery(url.into()), "http://x", "17:00");
+        let report = cloud_config::validate(text.as_bytes());
+        assert!(!report.has_errors(), "{}", report.render_text("fleet"));
+        assert!(text.contains(&format!("    discovery: {url}\n")), "{text}");
+        assert!(!text.contains("initial-cluster:"), "{text}");
     }
 }

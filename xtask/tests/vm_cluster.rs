@@ -32,6 +32,10 @@ use xtask::testing::{failing_unit, test_release, vm_test_image};
 use xtask::vm::{lan, Cluster, Vm};
 
 const MACHINES: usize = 3;
+
+/// One cluster at a time: the tests of this file would otherwise boot
+/// their machines side by side (six TCG guests on two cores).
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Each guest's memory: enough for the services and a page cache under
 /// TCG; three of them fit the CI machine many times over.
 const MEMORY_MIB: u32 = 768;
@@ -296,6 +300,7 @@ fn publish(image: &std::path::Path, dir: &std::path::Path) {
 
 #[test]
 fn fleet_forms_etcd_and_rolls_updates_one_reboot_at_a_time() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let Some(image) = vm_test_image("fleet") else {
         return;
@@ -421,4 +426,57 @@ fn fleet_forms_etcd_and_rolls_updates_one_reboot_at_a_time() {
     }
     server.stop();
     eprintln!("fleet: whole test {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// etcd's v2 discovery protocol, as Container Linux fleets bootstrapped
+/// with discovery.etcd.io: a real etcd on the host (v2 API on) holds the
+/// token's `_config/size`; three machines whose user-data names only the
+/// discovery URL find each other through it and form one cluster.
+#[test]
+fn etcd_forms_through_the_v2_discovery_protocol() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    if vm_test_image("fleet-discovery").is_none() {
+        return;
+    }
+    let host = fleet::HostEtcd::start().unwrap();
+    let token = "slipway-vm-discovery";
+    let url = host.new_discovery(token, MACHINES).unwrap();
+    let window = fleet::window_start_now();
+    let bootstrap = fleet::Bootstrap::Discovery(url);
+    // No feed: the daemons find nothing to install.
+    let feed = "http://10.0.2.2:9";
+    let Some(mut cluster) = boot_cluster("fleet-discovery", |n| {
+        fleet::user_data_with(n, &bootstrap, feed, &window)
+    }) else {
+        return;
+    };
+    for vm in cluster.vms() {
+        wait_until(vm, &format!("{ETCDCTL} member list 2>&1"), ETCD_UP, |out| {
+            out.lines()
+                .filter(|l| l.contains(", started, node"))
+                .count()
+                == MACHINES
+        });
+    }
+    let members = host.registered(token).unwrap();
+    assert_eq!(members.len(), MACHINES, "registered: {members:?}");
+    ok(
+        &mut cluster[1],
+        &format!("{ETCDCTL} put slipway-vm-test found-by-discovery"),
+    );
+    assert_eq!(
+        ok(
+            &mut cluster[2],
+            &format!("{ETCDCTL} get slipway-vm-test --print-value-only")
+        ),
+        "found-by-discovery"
+    );
+    for vm in cluster.vms() {
+        vm.qmp().unwrap().quit().unwrap();
+    }
+    eprintln!(
+        "fleet-discovery: whole test {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 }
