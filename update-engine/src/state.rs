@@ -79,15 +79,33 @@ impl State {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.new");
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        write_json(path, self)
     }
+}
+
+/// Writes `value` as pretty JSON to `path` by temporary name, fsync and
+/// rename, then fsyncs the folder: a reader or a power cut sees the old
+/// file or the new one, and the new one survives a reboot that follows
+/// (the reboot-lock record depends on that). The engine's one writer of
+/// its files under `/var/lib/slipway/update/`.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.new");
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Where a transition is refused: steps run in order, each once.

@@ -224,16 +224,9 @@ impl WaveRecord {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
     }
 
-    /// Written by temporary name and rename, like the state file.
+    /// Written as the state file is ([`crate::state::write_json`]).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.new");
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        crate::state::write_json(path, self)
     }
 
     /// Removes the file (a check that found no waves, or nothing newer).

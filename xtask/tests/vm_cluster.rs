@@ -247,17 +247,22 @@ fn wait_until(vm: &mut Vm, command: &str, timeout: Duration, enough: impl Fn(&st
     }
 }
 
+/// Waits until `vm`'s member lists all [`MACHINES`] members as started.
+fn wait_members_started(vm: &mut Vm) {
+    wait_until(vm, &format!("{ETCDCTL} member list 2>&1"), ETCD_UP, |out| {
+        out.lines()
+            .filter(|l| l.contains(", started, node"))
+            .count()
+            == MACHINES
+    });
+}
+
 fn check_etcd(cluster: &mut Cluster) {
     let started = Instant::now();
     // Every member lists three started members; every endpoint is healthy
     // (each commits a proposal through the leader).
     for vm in cluster.vms() {
-        wait_until(vm, &format!("{ETCDCTL} member list 2>&1"), ETCD_UP, |out| {
-            out.lines()
-                .filter(|l| l.contains(", started, node"))
-                .count()
-                == MACHINES
-        });
+        wait_members_started(vm);
         wait_until(
             vm,
             &format!("{ETCDCTL} endpoint health --cluster 2>&1"),
@@ -452,12 +457,7 @@ fn etcd_forms_through_the_v2_discovery_protocol() {
         return;
     };
     for vm in cluster.vms() {
-        wait_until(vm, &format!("{ETCDCTL} member list 2>&1"), ETCD_UP, |out| {
-            out.lines()
-                .filter(|l| l.contains(", started, node"))
-                .count()
-                == MACHINES
-        });
+        wait_members_started(vm);
     }
     let members = host.registered(token).unwrap();
     assert_eq!(members.len(), MACHINES, "registered: {members:?}");

@@ -164,27 +164,10 @@ pub fn load_hold(path: &Path) -> Result<Option<Hold>> {
 }
 
 fn save_hold(path: &Path, hold: &Hold) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("json.new");
-    let mut bytes = serde_json::to_vec_pretty(hold)?;
-    bytes.push(b'\n');
-    // The record must survive the reboot it announces: synced before the
-    // rename and the directory after, or a power cut could leave a lock
-    // held with nobody knowing to free it.
-    {
-        use std::io::Write;
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    // The record must survive the reboot it announces, or a power cut
+    // could leave a lock held with nobody knowing to free it: write_json
+    // syncs the file and its folder.
+    crate::state::write_json(path, hold).with_context(|| format!("writing {}", path.display()))
 }
 
 fn forget_hold(path: &Path) -> Result<()> {
