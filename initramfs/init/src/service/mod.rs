@@ -408,6 +408,11 @@ impl Manager {
                 self.boot_units.insert(unit.to_string());
             }
             self.queue_job(unit, job);
+            if job != Job::Stop {
+                // What it pulls in starts with it (`start docker.service`
+                // needs containerd.service, its Wants=), as for `request`.
+                self.queue_deps(unit);
+            }
             self.propagate(unit, job);
         }
         self.step();

@@ -534,6 +534,33 @@ fn alias_links_on_enable_name_the_same_unit() {
 }
 
 #[test]
+fn a_queued_start_pulls_in_what_the_unit_wants() {
+    // Neither is enabled: only cloud-config's queue names the engine, as
+    // `coreos.units: [{name: docker.service, command: start}]` does.
+    let mut f = fixture(&[
+        (
+            "!engine.service",
+            "[Unit]\nWants=runtime.service\nAfter=runtime.service\n[Service]\nExecStart=/bin/sh -c 'exec sleep 100'\n",
+        ),
+        (
+            "!runtime.service",
+            "[Service]\nExecStart=/bin/sh -c 'exec sleep 100'\n",
+        ),
+    ]);
+    f.m.boot("start engine.service\n");
+    f.until("both up", Duration::from_secs(5), |m| {
+        let infos = m.unit_infos();
+        ["engine.service", "runtime.service"].iter().all(|n| {
+            infos
+                .iter()
+                .any(|u| u.name == *n && u.active == ActiveState::Active)
+        })
+    });
+    f.m.stop_all();
+    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
+}
+
+#[test]
 fn limits_and_oom_score_reach_the_service() {
     let mut f = fixture(&[(
         "l.service",
