@@ -18,6 +18,7 @@ use crate::config::{Config, RebootStrategy};
 use crate::esp::EntryState;
 use crate::lock::coordinator::{self, Settled, Taken, HOLD_FILE};
 use crate::state::now_unix;
+use crate::swarm_hook;
 use crate::system::{self, System};
 
 /// Before the first check: let the boot settle (and be blessed) first.
@@ -51,6 +52,12 @@ fn settle() -> Option<Duration> {
             return Some(RETRY_BROKEN_CONFIG);
         }
     };
+    // A node drained for the reboot takes work again once this boot is
+    // blessed, and before the lock goes to the next machine.
+    let slot = sys.machine.running.slot;
+    if matches!(sys.esp.entry(slot), Ok(Some(e)) if e.state == EntryState::Good) {
+        swarm_hook::activate_after_boot(&say);
+    }
     match coordinator::settle(&sys, Path::new(HOLD_FILE), &say) {
         Ok(Settled::Free) => None,
         Ok(Settled::Pending(why)) => {
@@ -179,6 +186,7 @@ fn reboot_per_strategy(sys: &System, cfg: &Config, version: &str) -> Result<()> 
     }
     let Some(at) = coordinator::lock_place(cfg)? else {
         say(&format!("{version} installed; rebooting into it"));
+        swarm_hook::drain_before_reboot(&say);
         return system::request_reboot();
     };
     let id = crate::lock::machine_id(Path::new(crate::lock::MACHINE_ID_PATH))?;
@@ -192,10 +200,13 @@ fn reboot_per_strategy(sys: &System, cfg: &Config, version: &str) -> Result<()> 
             ));
             Ok(())
         }
-        Taken::Reboot => system::request_reboot().inspect_err(|_| {
-            // No reboot is coming: a held lock would stop the fleet.
-            coordinator::abandon(path, &say);
-        }),
+        Taken::Reboot => {
+            swarm_hook::drain_before_reboot(&say);
+            system::request_reboot().inspect_err(|_| {
+                // No reboot is coming: a held lock would stop the fleet.
+                coordinator::abandon(path, &say);
+            })
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod payload;
 pub mod progress;
 pub mod state;
+pub mod swarm_hook;
 pub mod system;
 pub mod version;
 pub mod waves;

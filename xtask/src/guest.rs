@@ -19,24 +19,26 @@ pub struct GuestBinaries {
     pub init: PathBuf,
     pub cloud_config: PathBuf,
     /// `(path in the root, binary)`: `usr/bin/slipctl`, the network daemon,
-    /// the update engine.
+    /// the update engine, the swarm agent.
     pub root_programs: Vec<(&'static str, PathBuf)>,
 }
 
 /// `(package, binary)` of every guest program.
-const PROGRAMS: [(&str, &str); 5] = [
+const PROGRAMS: [(&str, &str); 6] = [
     ("slipway-init", "slipway-init"),
     ("slipway-cloud-config", "slipway-cloud-config"),
     ("slipway-control", "slipctl"),
     ("slipway-network", "slipway-networkd"),
     ("slipway-update-engine", "update-engine"),
+    ("slipway-swarm", "slipway-swarm"),
 ];
 
 /// Where the root-only programs go (`PROGRAMS[2..]`, in order).
-const ROOT_PATHS: [&str; 3] = [
+const ROOT_PATHS: [&str; 4] = [
     "usr/bin/slipctl",
     "usr/lib/slipway/slipway-networkd",
     "usr/bin/update-engine",
+    "usr/lib/slipway/slipway-swarm",
 ];
 
 /// Builds the guest programs and returns the paths of the static binaries.
@@ -58,9 +60,16 @@ pub fn build() -> Result<GuestBinaries> {
         );
     }
     let dir = paths::target_dir().join(TARGET).join("release");
-    let [init, cloud_config, slipctl, networkd, update_engine] =
+    let [init, cloud_config, slipctl, networkd, update_engine, swarm] =
         PROGRAMS.map(|(_, bin)| dir.join(bin));
-    for bin in [&init, &cloud_config, &slipctl, &networkd, &update_engine] {
+    for bin in [
+        &init,
+        &cloud_config,
+        &slipctl,
+        &networkd,
+        &update_engine,
+        &swarm,
+    ] {
         if !bin.is_file() {
             bail!(
                 "cargo built the guest programs but {} is missing",
@@ -68,7 +77,7 @@ pub fn build() -> Result<GuestBinaries> {
             );
         }
     }
-    let [ctl_path, netd_path, engine_path] = ROOT_PATHS;
+    let [ctl_path, netd_path, engine_path, swarm_path] = ROOT_PATHS;
     Ok(GuestBinaries {
         init,
         cloud_config,
@@ -76,6 +85,7 @@ pub fn build() -> Result<GuestBinaries> {
             (ctl_path, slipctl),
             (netd_path, networkd),
             (engine_path, update_engine),
+            (swarm_path, swarm),
         ],
     })
 }

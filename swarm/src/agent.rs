@@ -1,0 +1,186 @@
+//! `slipway-swarm agent`, the service: become a member (retrying with
+//! backoff and saying why each attempt failed), set this node's labels,
+//! then keep watch: rejoin if the node stops being a member, and on a
+//! manager publish the join tokens and carry out the workers' requests
+//! (availability, labels) that arrive through etcd.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::conf::{Role, SwarmConf};
+use crate::docker::{self, SwarmInfo};
+use crate::etcd::{key, Etcd};
+use crate::membership::{self, MAX_RETRY};
+
+/// How often a member looks again.
+const WATCH: Duration = Duration::from_secs(10);
+/// How often a manager republishes the tokens (a rotation shows up).
+const PUBLISH: Duration = Duration::from_secs(60);
+
+fn etcd_of(conf: &SwarmConf) -> Result<Option<Etcd>> {
+    if conf.etcd_endpoints.is_empty() {
+        return Ok(None);
+    }
+    Etcd::new(&conf.etcd_endpoints).map(Some)
+}
+
+/// Blocks until the node is a member.
+fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> SwarmInfo {
+    let mut retry = membership::FIRST_RETRY;
+    let mut last = String::new();
+    loop {
+        let info = docker::wait_engine(say);
+        if info.is_member() {
+            return info;
+        }
+        let outcome = match info.local_node_state.as_str() {
+            "pending" => Err("a join is in progress".to_string()),
+            "locked" => Err("the swarm is locked (autolock): `docker swarm unlock` needed".into()),
+            _ => membership::next_step(conf, etcd)
+                .and_then(|step| membership::run_step(&step, conf, say))
+                .map_err(|e| format!("{e:#}")),
+        };
+        match outcome {
+            Ok(true) => {
+                retry = membership::FIRST_RETRY;
+                continue;
+            }
+            Ok(false) => {}
+            Err(why) => {
+                // Said once per distinct reason, not every few seconds.
+                if why != last {
+                    say(&format!(
+                        "not a member yet, retrying (every ≤ {} s): {why}",
+                        MAX_RETRY.as_secs()
+                    ));
+                    last = why;
+                }
+            }
+        }
+        std::thread::sleep(retry);
+        retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// This node's labels: set directly on a manager, asked of the managers
+/// on a worker.
+fn set_own_labels(conf: &SwarmConf, info: &SwarmInfo, etcd: Option<&Etcd>) -> Result<()> {
+    if conf.labels.is_empty() {
+        return Ok(());
+    }
+    if info.control_available {
+        return docker::add_labels(&info.node_id, &conf.labels);
+    }
+    match etcd {
+        Some(etcd) => etcd.put(
+            &key(&format!("labels/{}", info.node_id)),
+            &labels_text(&conf.labels),
+        ),
+        None => anyhow::bail!("a worker's labels need a manager to set them: no etcd configured"),
+    }
+}
+
+/// On a manager: carries out the workers' requests, then deletes them.
+fn serve_requests(etcd: &Etcd, say: &dyn Fn(&str)) -> Result<()> {
+    for (k, value) in etcd.get_prefix(&key("requests/"))? {
+        let node = k.rsplit('/').next().unwrap_or_default();
+        match value.as_str() {
+            "drain" | "active" => {
+                docker::set_availability(node, &value)?;
+                say(&format!("node {node} set to {value} at its request"));
+            }
+            other => say(&format!("ignoring request `{other}` for node {node} ({k})")),
+        }
+        etcd.delete(&k)?;
+    }
+    for (k, value) in etcd.get_prefix(&key("labels/"))? {
+        let node = k.rsplit('/').next().unwrap_or_default();
+        docker::add_labels(node, &parse_labels(&value))?;
+        etcd.delete(&k)?;
+    }
+    Ok(())
+}
+
+pub fn run(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<()> {
+    for (line, k) in &conf.unknown {
+        say(&format!("swarm.conf line {line}: unknown key {k}, ignored"));
+    }
+    let etcd = etcd_of(conf)?;
+    loop {
+        let info = become_member(conf, etcd.as_ref(), say);
+        say(&format!(
+            "member: node {} ({}), address {}",
+            info.node_id,
+            if info.control_available {
+                "manager"
+            } else {
+                "worker"
+            },
+            info.node_addr
+        ));
+        if conf.role == Role::Manager && !info.control_available {
+            say("user-data asks for a manager but this node is a worker; promote it with `docker node promote`");
+        }
+        if let Err(e) = set_own_labels(conf, &info, etcd.as_ref()) {
+            say(&format!("labels: {e:#}"));
+        }
+        let mut published = None::<Instant>;
+        loop {
+            let now = match docker::swarm_info() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("slipway-swarm: {e:#}");
+                    std::thread::sleep(WATCH);
+                    continue;
+                }
+            };
+            if !now.is_member() {
+                say(&format!(
+                    "no longer a member (state {}): joining again",
+                    now.local_node_state
+                ));
+                break;
+            }
+            if let (true, Some(etcd)) = (now.control_available, etcd.as_ref()) {
+                if published.is_none_or(|t| t.elapsed() >= PUBLISH) {
+                    match membership::publish(etcd, &now) {
+                        Ok(()) => published = Some(Instant::now()),
+                        Err(e) => eprintln!("slipway-swarm: publishing: {e:#}"),
+                    }
+                }
+                if let Err(e) = serve_requests(etcd, say) {
+                    eprintln!("slipway-swarm: requests: {e:#}");
+                }
+            }
+            std::thread::sleep(WATCH);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip() {
+        let l = parse_labels("disk=ssd, region=west");
+        assert_eq!(labels_text(&l), "disk=ssd,region=west");
+    }
+}
