@@ -6,7 +6,7 @@
 //! - [`schema`] is the typed configuration, [`parse`] builds it from YAML
 //!   keeping every node's position, [`validate`] reports findings with line
 //!   and column ([`findings`] renders them), [`etcd`] knows etcd 3.4's
-//!   flags for `coreos.etcd2`;
+//!   flags for `coreos.etcd2`, [`swarm`] the rules of `coreos.swarm`;
 //! - [`datasource`] fetches user-data and metadata (NoCloud, ConfigDrive,
 //!   `cloud-config-url=`, QEMU fw_cfg, EC2-style metadata service);
 //! - [`apply`] writes a configuration into a root directory, [`boot`] is
@@ -23,6 +23,7 @@ pub mod findings;
 pub mod parse;
 pub mod schema;
 pub mod substitute;
+pub mod swarm;
 pub mod userdata;
 pub mod validate;
 mod yaml;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::findings::Finding;
 use crate::schema::{
     CaCerts, CloudConfig, Command, Coreos, DropIn, EnvMap, Group, Locksmith, Oem, PowerState, Run,
-    Unit, Update, User, WriteFile,
+    Swarm, Unit, Update, User, WriteFile,
 };
 use crate::yaml::{self, Node, ScalarKind, Value};
 
@@ -39,7 +39,7 @@ const TOP_KEYS: [&str; 12] = [
     "ca_certs",
     "coreos",
 ];
-const COREOS_KEYS: [&str; 8] = [
+const COREOS_KEYS: [&str; 9] = [
     "units",
     "update",
     "locksmith",
@@ -47,6 +47,7 @@ const COREOS_KEYS: [&str; 8] = [
     "fleet",
     "flannel",
     "oem",
+    "swarm",
     "etcd",
 ];
 const USER_KEYS: [&str; 15] = [
@@ -94,6 +95,14 @@ const LOCKSMITH_KEYS: [&str; 7] = [
     "etcd_keyfile",
     "window_start",
     "window_length",
+];
+const SWARM_KEYS: [&str; 6] = [
+    "role",
+    "advertise_addr",
+    "managers",
+    "etcd_endpoints",
+    "join_token",
+    "labels",
 ];
 const OEM_KEYS: [&str; 5] = ["id", "name", "version_id", "home_url", "bug_report_url"];
 const POWER_KEYS: [&str; 5] = ["mode", "delay", "message", "timeout", "condition"];
@@ -606,6 +615,7 @@ impl Ctx {
                 "fleet" => c.fleet = self.env_map(v, &p, |_| None),
                 "flannel" => c.flannel = self.env_map(v, &p, |_| None),
                 "oem" => c.oem = Some(self.oem(v, &p)),
+                "swarm" => c.swarm = Some(self.swarm(e.key_node, v, &p)),
                 "etcd" => {
                     let msg = "deprecated key \"etcd\" (etcd v1 is not shipped; use \"etcd2\")";
                     self.note(&e, crate::findings::Level::Warning, msg.to_string());
@@ -722,6 +732,72 @@ impl Ctx {
             }
         }
         o
+    }
+
+    /// `coreos.swarm`. Label keys are kept as written (no `-` → `_`: they
+    /// are docker's names, not ours); a label's position is its key's.
+    fn swarm(&mut self, key: &Node, n: &Node, path: &str) -> Swarm {
+        let mut s = Swarm {
+            line: key.line,
+            ..Swarm::default()
+        };
+        for e in self.entries(n, path) {
+            let (v, p) = (e.value, child(path, &e.key));
+            let line = e.key_node.line;
+            match e.key.as_str() {
+                "role" => (s.role, s.lines.role) = (self.string(v, &p), line),
+                "advertise_addr" => {
+                    (s.advertise_addr, s.lines.advertise_addr) = (self.string(v, &p), line);
+                }
+                "managers" => (s.managers, s.lines.managers) = (self.names(v, &p), line),
+                "etcd_endpoints" => {
+                    (s.etcd_endpoints, s.lines.etcd_endpoints) = (self.names(v, &p), line);
+                }
+                "join_token" => (s.join_token, s.lines.join_token) = (self.string(v, &p), line),
+                "labels" => (s.labels, s.lines.labels) = (self.labels(v, &p), line),
+                _ => self.unknown(&e, &SWARM_KEYS),
+            }
+        }
+        // Findings about the section as a whole point at `swarm:`.
+        self.at(path, key);
+        s
+    }
+
+    /// Node labels: a mapping read by raw key (docker's `a-b` and `a_b`
+    /// are two labels, so keys are not normalised as ours are).
+    fn labels(&mut self, n: &Node, path: &str) -> Vec<(String, String)> {
+        self.at(path, n);
+        let pairs = match &n.value {
+            Value::Map(pairs) => pairs,
+            _ if n.is_null() => return Vec::new(),
+            _ => {
+                self.wrong_type(n, path, "mapping");
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
+        for (k, v) in pairs {
+            let key = scalar_raw(k).unwrap_or(k.type_name()).to_string();
+            let p = child(path, &key);
+            let value = if v.is_null() {
+                Some(String::new())
+            } else {
+                self.string(v, &p)
+            };
+            if let Some(line) = first_line.insert(key.clone(), k.line) {
+                let msg =
+                    format!("duplicate key {key:?} (first on line {line}); the last one is used");
+                self.findings.push(Finding::warning(k.line, k.column, msg));
+                out.retain(|(existing, _)| *existing != key);
+            }
+            // Findings about a label point at its key.
+            self.at(&p, k);
+            if let Some(value) = value {
+                out.push((key, value));
+            }
+        }
+        out
     }
 
     /// Service settings: any key, scalar values kept raw; `key_problem`

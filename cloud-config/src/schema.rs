@@ -204,6 +204,7 @@ pub struct Coreos {
     pub fleet: EnvMap,
     pub flannel: EnvMap,
     pub oem: Option<Oem>,
+    pub swarm: Option<Swarm>,
 }
 
 /// Ordered `key → raw value` pairs; keys have `-` turned into `_`.
@@ -287,6 +288,41 @@ pub struct Locksmith {
     pub etcd_keyfile: Option<String>,
     pub window_start: Option<String>,
     pub window_length: Option<String>,
+}
+
+/// `coreos.swarm`: this machine's part in a Docker swarm (see
+/// [`crate::swarm`] for the rules and `apply/swarm_conf.rs` for the file
+/// the agent reads). Values are as written, after substitution.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Swarm {
+    /// The line of `swarm:` itself.
+    pub line: usize,
+    /// `manager` or `worker`; required.
+    pub role: Option<String>,
+    /// An address or an interface name. When not written, validation fills
+    /// in `$private_ipv4` substituted (so it may stay the literal
+    /// `$private_ipv4` when no value is known).
+    pub advertise_addr: Option<String>,
+    /// `host[:port]` of managers to join (a list or a comma-separated string).
+    pub managers: Vec<String>,
+    /// http(s) URLs of the etcd where join tokens are published and read.
+    pub etcd_endpoints: Vec<String>,
+    pub join_token: Option<String>,
+    /// Node labels in the order written (a null value is an empty label).
+    pub labels: Vec<(String, String)>,
+    /// The line of each key as written.
+    pub lines: SwarmLines,
+}
+
+/// 1-based lines of the `coreos.swarm` keys; 0 for a key not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SwarmLines {
+    pub role: usize,
+    pub advertise_addr: usize,
+    pub managers: usize,
+    pub etcd_endpoints: usize,
+    pub join_token: usize,
+    pub labels: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]

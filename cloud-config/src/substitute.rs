@@ -67,7 +67,8 @@ impl Substitutions {
 
     /// The values to substitute into `text` (cloud-config before
     /// substitution): these, with `$private_ipv4` filled in from the
-    /// fallbacks when the metadata gave none and `text` uses it.
+    /// fallbacks when the metadata gave none and `text` uses it (or has a
+    /// `coreos.swarm` without `advertise_addr`, whose default it is).
     ///
     /// Substitution runs before parsing, yet the `.network` units are only
     /// known after it: `text` is parsed once as it is, only for its units
@@ -75,13 +76,24 @@ impl Substitutions {
     /// and positions of the second parse are the same).
     pub fn resolve(&self, text: &str) -> (Substitutions, Option<Fallback>) {
         let mut out = self.clone();
-        if self.value("private_ipv4").is_some() || !uses(text, "private_ipv4") {
+        // `coreos.swarm.advertise_addr` not written means `$private_ipv4`
+        // too (the text names it only when that section is there).
+        let used = uses(text, "private_ipv4");
+        if self.value("private_ipv4").is_some() || !(used || text.contains("swarm")) {
             return (out, None);
         }
-        let units = crate::parse::parse(text)
-            .config
-            .map(|c| c.coreos.units)
-            .unwrap_or_default();
+        let Some(config) = crate::parse::parse(text).config else {
+            return (out, None);
+        };
+        let swarm_default = config
+            .coreos
+            .swarm
+            .as_ref()
+            .is_some_and(|s| s.advertise_addr.is_none());
+        if !used && !swarm_default {
+            return (out, None);
+        }
+        let units = config.coreos.units;
         if let Some((index, address)) = network_unit_ipv4(&units) {
             out.private_ipv4 = Some(address.to_string());
             let name = units[index].name.clone();

@@ -11,6 +11,10 @@
 //! - `coreos.update`: `reboot_strategy` is one of [`REBOOT_STRATEGIES`];
 //!   `fleetlock` needs `fleetlock_url`, an `http://` URL (the update
 //!   engine has no TLS); `fleetlock_group` is Zincati's group syntax.
+//! - `coreos.swarm` ([`crate::swarm`]): `role`, addresses, URLs, the
+//!   join token and labels; a worker needs a way to find a manager;
+//!   `advertise_addr` defaults to `$private_ipv4` substituted (a warning
+//!   when it has no value: the address is then left to docker).
 //! - `write_files` paths must be under a writable place of the machine,
 //!   [`WRITABLE_ROOTS`]: `/etc`, `/var`, `/home`, `/root`, `/opt`, `/run`,
 //!   `/tmp` (an error otherwise: the rest is the read-only root).
@@ -51,7 +55,10 @@ pub fn validate_with(bytes: &[u8], subs: &Substitutions) -> Report {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (subs, fallback) = subs.resolve(text);
     let source = substitute(text, &subs);
-    let parsed = parse::parse(&source);
+    let mut parsed = parse::parse(&source);
+    if let Some(config) = parsed.config.as_mut() {
+        crate::swarm::fill_defaults(config, &subs);
+    }
     let mut findings = parsed.findings;
     if let Some(config) = &parsed.config {
         let mut checker = Checker {
@@ -176,6 +183,9 @@ impl Checker<'_> {
             self.locksmith(l);
         }
         self.etcd2(&c.coreos.etcd2);
+        for p in crate::swarm::problems(&c.coreos, self.subs) {
+            self.push(&p.path, p.level, p.message);
+        }
     }
 
     /// Says where `$private_ipv4` came from when no metadata gave it:
@@ -193,7 +203,10 @@ impl Checker<'_> {
                 (line, column, message)
             }
             Fallback::Interface => {
-                let (line, column) = substitute::first_use(text, "private_ipv4").unwrap_or((1, 1));
+                // Only `coreos.swarm`'s default may use it: point there.
+                let (line, column) = substitute::first_use(text, "private_ipv4")
+                    .or_else(|| self.positions.get("coreos.swarm").copied())
+                    .unwrap_or((1, 1));
                 let message = format!(
                     "$private_ipv4 is {value}: no metadata gives one and no .network unit of the \
                      user-data has an IPv4 Address=, so it is the address of a network interface"

@@ -1149,3 +1149,43 @@ fn every_boot_puts_back_what_lives_in_run_and_nothing_else() {
         assert!(!root.path().join(once).exists(), "{once} was written");
     }
 }
+
+/// A swarm member as the README's example writes it: swarm.conf with the
+/// default address from the static `.network` unit, the local etcd, fleet
+/// metadata as labels; root-only (a join token may be in it); written once
+/// per instance like update.conf, never by the every-boot pass.
+#[test]
+fn swarm_conf_from_user_data() {
+    let root = seed_root();
+    let text = "#cloud-config\ncoreos:\n  etcd2:\n    name: node1\n    \
+                listen-client-urls: http://$private_ipv4:2379,http://127.0.0.1:2379\n  \
+                fleet:\n    metadata: region=west,disk=ssd\n  swarm:\n    role: worker\n    \
+                managers: [10.77.0.2, \"10.77.0.3:2400\"]\n    \
+                join_token: SWMTKN-1-abc-def\n    labels:\n      region: east\n  \
+                units:\n    - name: 10-lan.network\n      content: |\n        [Match]\n        \
+                Name=eth1\n        [Network]\n        Address=10.77.0.1/24\n";
+    let report = validate(text.as_bytes());
+    let findings: Vec<&str> = report.findings.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(report.findings.len(), 2, "{findings:?}");
+    assert!(findings[1].contains("wins over \"west\""), "{findings:?}");
+    let config = report.config.clone().expect("parses");
+
+    let every_boot = cloud_config::apply::apply_every_boot(&config, &options(root.path()));
+    assert!(!every_boot.failed(), "{}", every_boot.log_text());
+    assert!(!root.path().join("etc/slipway/swarm.conf").exists());
+
+    let outcome = apply_report(&report, &ApplyOptions::new(root.path(), "i-1")).unwrap();
+    assert!(!outcome.failed(), "{}", outcome.log_text());
+    assert_eq!(
+        result(&outcome, "coreos.swarm /etc/slipway/swarm.conf"),
+        &StepResult::Done
+    );
+    assert_eq!(
+        read(root.path(), "/etc/slipway/swarm.conf"),
+        "# Written by slipway cloud-config from coreos.swarm\nROLE=worker\n\
+         ADVERTISE_ADDR=10.77.0.1\nMANAGERS=10.77.0.2:2377,10.77.0.3:2400\n\
+         ETCD_ENDPOINTS=http://127.0.0.1:2379\nJOIN_TOKEN=SWMTKN-1-abc-def\n\
+         LABELS=disk=ssd,region=east\n"
+    );
+    assert_eq!(mode(root.path(), "/etc/slipway/swarm.conf"), 0o600);
+}

@@ -10,7 +10,8 @@
 //! 3. `write_files` without `defer` (`write_files.rs`);
 //! 4. generated files: `/etc/hosts` (`manage_etc_hosts: localhost`),
 //!    `/etc/slipway/update.conf`, etcd2/fleet/flannel drop-ins,
-//!    `/etc/oem-release` (`generated.rs`);
+//!    `/etc/oem-release` (`generated.rs`), `/etc/slipway/swarm.conf`
+//!    (`swarm_conf.rs`);
 //! 5. `coreos.units`, then the queue of unit commands (`units.rs`);
 //! 6. `write_files` with `defer: true`.
 //!
@@ -45,6 +46,7 @@ mod generated;
 mod hostname;
 mod instance;
 mod ssh_keys;
+mod swarm_conf;
 mod units;
 mod write_files;
 
@@ -469,6 +471,19 @@ fn generated_files(run: &mut Runner<'_>, config: &CloudConfig, hostname: Option<
                 &fsops::under_root(&root, generated::UPDATE_CONF),
                 text.as_bytes(),
                 0o644,
+                fsops::Owner::default(),
+            )
+            .map(|()| Vec::new())
+        });
+    }
+    if coreos.swarm.is_some() {
+        run.step(format!("coreos.swarm {}", swarm_conf::SWARM_CONF), || {
+            let text = swarm_conf::swarm_conf(coreos)?.unwrap_or_default();
+            fsops::write_atomic(
+                &root,
+                &fsops::under_root(&root, swarm_conf::SWARM_CONF),
+                text.as_bytes(),
+                swarm_conf::SWARM_CONF_MODE,
                 fsops::Owner::default(),
             )
             .map(|()| Vec::new())
