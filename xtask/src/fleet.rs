@@ -117,6 +117,33 @@ coreos:
     )
 }
 
+/// [`user_data`] for a swarm: the same etcd cluster and updates, plus
+/// Docker told that the host's registry (`registry_host`, plain HTTP) is
+/// insecure, and `coreos.swarm` making every machine a manager (three
+/// managers tolerate one lost) labelled `machine=<n>`.
+pub fn swarm_user_data(
+    n: usize,
+    machines: usize,
+    feed: &str,
+    window_start: &str,
+    registry_host: &str,
+) -> String {
+    let base = user_data(n, machines, feed, window_start);
+    let daemon_json = crate::bench_containers::daemon_json(registry_host);
+    let with_docker = base.replacen(
+        "write_files:\n",
+        &format!(
+            "write_files:\n  - path: /etc/docker/daemon.json\n    content: |\n      {daemon_json}"
+        ),
+        1,
+    );
+    with_docker.replacen(
+        "coreos:\n",
+        &format!("coreos:\n  swarm:\n    role: manager\n    labels:\n      machine: \"{n}\"\n"),
+        1,
+    )
+}
+
 /// A real etcd on the host's loopback with the v2 API on (etcd 3.4 serves
 /// v2 only with `--enable-v2`): the discovery service of etcd's v2
 /// discovery protocol, as discovery.etcd.io was for Container Linux. The
@@ -301,6 +328,15 @@ mod tests {
         .to_vec();
         assert_eq!(lock_holds(&lines), vec![(100, Some(130)), (200, None)]);
         assert_eq!(count(&lines, &ready_line("2", 'b')), 1);
+    }
+
+    #[test]
+    fn swarm_user_data_is_valid_cloud_config() {
+        let text = swarm_user_data(2, 3, "http://10.0.2.2:8000", "17:00", "10.0.2.2:5000");
+        let report = cloud_config::validate(text.as_bytes());
+        assert!(!report.has_errors(), "{}", report.render_text("swarm"));
+        assert!(text.contains("  swarm:\n    role: manager\n"), "{text}");
+        assert!(text.contains("insecure-registries"), "{text}");
     }
 
     #[test]

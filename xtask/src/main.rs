@@ -269,6 +269,10 @@ enum BenchCmd {
     /// blessed) next to one machine alone updating, and each machine's
     /// reboot-lock hold
     Cluster(BenchClusterArgs),
+    /// Docker swarm mode on three machines: service create to every
+    /// machine answering, a halted machine's replica running elsewhere,
+    /// HTTP through the routing mesh next to a host-mode container
+    Swarm(BenchClusterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -394,6 +398,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 board: a.board,
                 image: a.image,
                 runs: a.runs.max(1),
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Swarm(a)) => {
+            xtask::bench_swarm::run(&xtask::bench_swarm::Options {
+                board: a.board,
+                image: a.image,
             })?;
             Ok(ExitCode::SUCCESS)
         }

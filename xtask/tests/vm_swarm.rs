@@ -1,0 +1,491 @@
+//! Docker's swarm mode across three machines of the image under test,
+//! formed from user-data alone (`coreos.swarm`, join tokens through the
+//! etcd cluster `coreos.etcd2` forms), booted once; every check runs on
+//! that one boot, in order:
+//!
+//! 1. The swarm: one machine initialised it, the other two joined through
+//!    etcd; three Ready managers; each node carries the label its
+//!    user-data gave.
+//! 2. A replicated web service from the host's registry (Debian's
+//!    `docker-registry`): three replicas on three nodes, reached from the
+//!    host through the routing mesh on every machine; a service pinned by
+//!    a label constraint to machine 1 answers on machines 2 and 3 too (the
+//!    mesh, not a local container); a constraint no node meets leaves the
+//!    service pending with the scheduler's reason.
+//! 3. Machine 3 is halted (QMP `stop`: from the swarm's side, a machine
+//!    that lost power) and its replica comes back on the others; it is
+//!    resumed and rejoins.
+//! 4. A rolling OS update under etcd-lock: each machine drains itself
+//!    before its reboot and is active again after the healthy boot, while
+//!    a poller on the host asks every machine's mesh port for the page;
+//!    the failed requests are counted (machines not rebooting must keep
+//!    answering). No machine initialises or joins again after a reboot.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use xtask::bench_containers::{free_port, IMAGE_NAME, PAGE};
+use xtask::fleet::{self, count, lock_holds, ready_line};
+use xtask::qemu::Machine;
+use xtask::registry::{self, push_web_image, Registry};
+use xtask::seed::SeedKind;
+use xtask::serve::{ServeOptions, Server};
+use xtask::testing::{in_ci, test_release, vm_test_image};
+use xtask::vm::{Cluster, Vm};
+
+const MACHINES: usize = 3;
+/// dockerd, containerd and etcd side by side, with room for page cache.
+const MEMORY_MIB: u32 = 1280;
+/// Three guests share two host cores under TCG.
+const BOOT: Duration = Duration::from_secs(1200);
+const CMD: Duration = Duration::from_secs(180);
+const DISK_BYTES: u64 = 4 << 30;
+/// From the ready lines to three managers: etcd forms, dockerd starts
+/// (its first start reads ~100 MB of programs from the xz root), the
+/// swarm is initialised and joined.
+const SWARM_UP: Duration = Duration::from_secs(1500);
+/// From `docker service create` to every machine answering: three pulls
+/// from the host's registry under TCG.
+const SERVICE_UP: Duration = Duration::from_secs(900);
+/// Swarm notices a node gone after its heartbeats stop (5 s period).
+const RESCHEDULE: Duration = Duration::from_secs(600);
+const ROLL: Duration = Duration::from_secs(3000);
+/// Guest ports the mesh publishes.
+const WEB: u16 = 8080;
+const PINNED: u16 = 8081;
+
+fn ok(vm: &mut Vm, command: &str) -> String {
+    let (rc, out) = vm.run(command, CMD).unwrap();
+    assert_eq!(rc, 0, "`{command}` failed:\n{out}");
+    out.trim().to_string()
+}
+
+/// Runs `command` until `enough` holds for its output; panics with the
+/// last output and the agent's log after `timeout`.
+fn wait_until(
+    vm: &mut Vm,
+    command: &str,
+    timeout: Duration,
+    enough: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, out) = vm.run(command, CMD).unwrap();
+        if enough(&out) {
+            return out;
+        }
+        if Instant::now() > deadline {
+            let (_, log) = vm
+                .run(
+                    "tail -n 30 /var/log/services/slipway-swarm.service.log; \
+                     tail -n 20 /var/log/services/docker.service.log",
+                    CMD,
+                )
+                .unwrap();
+            panic!(
+                "`{command}` never gave what was wanted within {} s; last output:\n{out}\n\
+                 logs:\n{log}\nconsole ({}):\n{}",
+                timeout.as_secs(),
+                vm.log_path().display(),
+                vm.transcript().tail(30)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+fn page_ok(addr: SocketAddr) -> bool {
+    matches!(registry::http_get(addr, "/", Duration::from_secs(3)), Ok((200, body)) if body.contains(PAGE))
+}
+
+fn wait_pages(addrs: &[SocketAddr], timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    for (i, a) in addrs.iter().enumerate() {
+        while !page_ok(*a) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: machine {} ({a}) never answered",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// `docker service ps` lines of the running tasks: `node state`.
+fn running_tasks(vm: &mut Vm, service: &str) -> Vec<String> {
+    ok(
+        vm,
+        &format!(
+            "docker service ps {service} --filter desired-state=running \
+             --format '{{{{.Node}}}} {{{{.CurrentState}}}}'"
+        ),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// One request of the poller: when, to which machine, answered or not.
+type Sample = (u64, usize, bool);
+
+/// Asks each machine's mesh port for the page in turn until stopped.
+fn poll(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>, out: Arc<Mutex<Vec<Sample>>>) {
+    while !stop.load(Ordering::Relaxed) {
+        for (i, a) in addrs.iter().enumerate() {
+            let t = unix_ms();
+            let answered = page_ok(*a);
+            out.lock().unwrap().push((t, i + 1, answered));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_update() {
+    let test = "swarm";
+    let started = Instant::now();
+    let Some(image) = vm_test_image(test) else {
+        return;
+    };
+    if let Some(why) = registry::missing_tools() {
+        assert!(!in_ci(), "{test}: cannot run in CI: {why}");
+        eprintln!("{test}: SKIPPED (not in CI): {why}");
+        return;
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(image.join("manifest.json")).unwrap()).unwrap();
+    let v1 = manifest["version"].as_str().unwrap().to_string();
+    let v2 = format!("{v1}.2");
+    let release = {
+        let (image, v2) = (image.clone(), v2.clone());
+        std::thread::spawn(move || {
+            test_release(&image, &v2, Vec::new()).unwrap_or_else(|e| panic!("building {v2}: {e:#}"))
+        })
+    };
+    let registry = Registry::start().unwrap();
+    push_web_image(&registry, &image, PAGE, IMAGE_NAME).unwrap();
+    let reg = registry.guest_host();
+    let feed_dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        log: false,
+        ..ServeOptions::new(feed_dir.path())
+    })
+    .unwrap();
+    let feed = format!("http://10.0.2.2:{}", server.addr.port());
+    let window = fleet::window_start_now();
+
+    let seeds = tempfile::tempdir().unwrap();
+    let mut web = Vec::new();
+    let mut pinned = Vec::new();
+    let machines: Vec<Machine> = (1..=MACHINES)
+        .map(|n| {
+            let path = seeds.path().join(format!("{n}.yaml"));
+            let text = fleet::swarm_user_data(n, MACHINES, &feed, &window, &reg);
+            std::fs::write(&path, text).unwrap();
+            let mut m = Machine::new(image.join("disk.qcow2"));
+            m.memory_mib = MEMORY_MIB;
+            m.disk_size = Some(DISK_BYTES);
+            m.user_data = Some((SeedKind::NoCloud, path));
+            let (w, p) = (free_port().unwrap(), free_port().unwrap());
+            web.push(SocketAddr::from(([127, 0, 0, 1], w)));
+            pinned.push(SocketAddr::from(([127, 0, 0, 1], p)));
+            m.host_forwards = vec![(w, WEB), (p, PINNED)];
+            m
+        })
+        .collect();
+    let mut cluster = Cluster::start(test, machines).unwrap();
+    cluster.wait_all("slipway: ready ", BOOT).unwrap();
+    eprintln!(
+        "{test}: ready after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // 1. The swarm, from user-data alone.
+    cluster
+        .wait_all("slipway: swarm: member: node", SWARM_UP)
+        .unwrap();
+    let nodes = wait_until(
+        &mut cluster[0],
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}'",
+        SWARM_UP,
+        |out| {
+            out.lines()
+                .filter(|l| {
+                    l.contains(" Ready Active ")
+                        && (l.ends_with("Leader") || l.ends_with("Reachable"))
+                })
+                .count()
+                == MACHINES
+        },
+    );
+    eprintln!(
+        "{test}: {MACHINES} managers after {:.0} s:\n{nodes}",
+        started.elapsed().as_secs_f64()
+    );
+    let consoles: Vec<Vec<String>> = cluster
+        .vms()
+        .iter()
+        .map(|vm| vm.transcript().lines())
+        .collect();
+    let inits: usize = consoles
+        .iter()
+        .map(|l| count(l, "slipway: swarm: initialised a new swarm"))
+        .sum();
+    let joins: usize = consoles
+        .iter()
+        .map(|l| count(l, "slipway: swarm: joined the swarm as a manager"))
+        .sum();
+    assert_eq!(
+        (inits, joins),
+        (1, MACHINES - 1),
+        "one init, the others join"
+    );
+    for n in 1..=MACHINES {
+        let label = ok(
+            &mut cluster[0],
+            &format!(
+                "docker node inspect node{n} --format '{{{{index .Spec.Labels \"machine\"}}}}'"
+            ),
+        );
+        assert_eq!(
+            label,
+            n.to_string(),
+            "node{n}'s label from coreos.swarm.labels"
+        );
+    }
+    // The join tokens are in etcd, where the joiners read them.
+    let token = ok(
+        &mut cluster[1],
+        &format!(
+            "{} get slipway/swarm/join-token/worker --print-value-only",
+            fleet::ETCDCTL
+        ),
+    );
+    assert!(token.starts_with("SWMTKN-1-"), "{token}");
+
+    // 2. A replicated service, through the mesh on every machine.
+    let t = Instant::now();
+    ok(
+        &mut cluster[0],
+        &format!(
+            "docker service create --detach --name web --replicas 3 -p {WEB}:80 {reg}/{IMAGE_NAME}"
+        ),
+    );
+    wait_pages(&web, SERVICE_UP, "the replicated service");
+    let tasks = wait_until(
+        &mut cluster[0],
+        "docker service ls --format '{{.Name}} {{.Replicas}}'",
+        SERVICE_UP,
+        |o| o.contains("web 3/3"),
+    );
+    eprintln!(
+        "{test}: service create to every machine answering: {:.0} s ({tasks})",
+        t.elapsed().as_secs_f64()
+    );
+    let mut on: Vec<String> = running_tasks(&mut cluster[0], "web")
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    on.sort();
+    assert_eq!(on, ["node1", "node2", "node3"], "spread over the nodes");
+    // Pinned to machine 1 by its label; machines 2 and 3 answer anyway.
+    ok(
+        &mut cluster[0],
+        &format!(
+            "docker service create --detach --name pinned --constraint node.labels.machine==1 \
+             -p {PINNED}:80 {reg}/{IMAGE_NAME}"
+        ),
+    );
+    wait_pages(&pinned, SERVICE_UP, "the pinned service");
+    let where_pinned = running_tasks(&mut cluster[0], "pinned");
+    assert!(
+        where_pinned.len() == 1 && where_pinned[0].starts_with("node1 "),
+        "{where_pinned:?}"
+    );
+    // A constraint nobody meets: pending, with the scheduler's reason.
+    ok(
+        &mut cluster[0],
+        &format!("docker service create --detach --name nowhere --constraint node.labels.machine==9 {reg}/{IMAGE_NAME}"),
+    );
+    let pending = wait_until(
+        &mut cluster[0],
+        "docker service ps nowhere --no-trunc --format '{{.CurrentState}} | {{.Error}}'",
+        CMD,
+        |o| o.contains("Pending") && o.contains("no suitable node"),
+    );
+    eprintln!("{test}: unsatisfiable constraint: {pending}");
+    ok(&mut cluster[0], "docker service rm pinned nowhere");
+
+    // 3. Machine 3 loses power (halted); its replica moves.
+    let t = Instant::now();
+    cluster[2].qmp().unwrap().execute("stop", None).unwrap();
+    wait_until(&mut cluster[0], "docker service ps web --filter desired-state=running --format '{{.Node}} {{.CurrentState}}'", RESCHEDULE, |o| {
+        let lines: Vec<&str> = o.lines().filter(|l| l.contains("Running")).collect();
+        lines.len() == 3 && lines.iter().all(|l| !l.starts_with("node3 "))
+    });
+    let moved = t.elapsed();
+    eprintln!(
+        "{test}: machine 3 halted; its replica running elsewhere after {:.0} s",
+        moved.as_secs_f64()
+    );
+    wait_pages(&web[..2], CMD, "machines 1 and 2 after machine 3 stopped");
+    cluster[2].qmp().unwrap().execute("cont", None).unwrap();
+    wait_until(
+        &mut cluster[0],
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'",
+        RESCHEDULE,
+        |o| {
+            o.lines()
+                .filter(|l| {
+                    l.contains(" Ready ") && (l.ends_with("Leader") || l.ends_with("Reachable"))
+                })
+                .count()
+                == MACHINES
+        },
+    );
+    eprintln!(
+        "{test}: machine 3 back after {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 4. The rolling update, polled from the host throughout.
+    let img2 = release.join().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let poller = {
+        let (addrs, stop, samples) = (web.clone(), stop.clone(), samples.clone());
+        std::thread::spawn(move || poll(addrs, stop, samples))
+    };
+    let t = Instant::now();
+    fleet::publish(&img2, feed_dir.path()).unwrap();
+    let v2_ready = ready_line(&v2, 'b');
+    let deadline = Instant::now() + ROLL;
+    loop {
+        let done = cluster.vms().iter().all(|vm| {
+            let lines = vm.transcript().lines();
+            count(&lines, &v2_ready) >= 1 && count(&lines, "reboot lock released by") >= 1
+        });
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            let tails: Vec<String> = cluster
+                .vms()
+                .iter()
+                .map(|vm| vm.transcript().tail(40))
+                .collect();
+            panic!(
+                "the roll to {v2} did not finish within {} s:\n{}",
+                ROLL.as_secs(),
+                tails.join("\n---\n")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    // A few seconds more: the last machine's node is active again.
+    std::thread::sleep(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+    let roll = t.elapsed();
+    let samples = samples.lock().unwrap().clone();
+
+    let mut holds = Vec::new();
+    for (i, vm) in cluster.vms().iter().enumerate() {
+        let lines = vm.transcript().lines();
+        let h = lock_holds(&lines);
+        assert_eq!(h.len(), 1, "machine {}: lock holds {h:?}", i + 1);
+        let (taken, released) = (h[0].0, h[0].1.expect("released"));
+        holds.push((taken * 1000, released * 1000));
+        assert_eq!(
+            count(&lines, "slipway: swarm: draining node"),
+            1,
+            "machine {} drained once",
+            i + 1
+        );
+        assert_eq!(
+            count(&lines, "active again after the update"),
+            1,
+            "machine {} active again",
+            i + 1
+        );
+        // Already a member after its reboot: no init, no join.
+        assert_eq!(
+            count(&lines, "slipway: swarm: initialised") + count(&lines, "slipway: swarm: joined"),
+            count(&consoles[i], "slipway: swarm: initialised")
+                + count(&consoles[i], "slipway: swarm: joined"),
+            "machine {} joined again after its reboot",
+            i + 1
+        );
+    }
+    // A machine's own port is down while it reboots (between taking and
+    // freeing the lock, plus a margin for the guest clock): not counted.
+    let rebooting = |m: usize, t: u64| t + 5000 >= holds[m - 1].0 && t <= holds[m - 1].1 + 5000;
+    let counted: Vec<&Sample> = samples
+        .iter()
+        .filter(|(t, m, _)| !rebooting(*m, *t))
+        .collect();
+    let failed = counted.iter().filter(|(_, _, ok)| !ok).count();
+    // The longest time no machine answered at all.
+    let mut gap = 0u64;
+    let mut last_ok = samples.first().map_or(0, |s| s.0);
+    for (t, _, answered) in &samples {
+        if *answered {
+            gap = gap.max(t - last_ok);
+            last_ok = *t;
+        }
+    }
+    eprintln!(
+        "{test}: rolling update {:.0} s; {} requests, {} to machines not rebooting, {failed} of those failed; \
+         {} to rebooting machines; longest time without any answer {:.1} s",
+        roll.as_secs_f64(),
+        samples.len(),
+        counted.len(),
+        samples.len() - counted.len(),
+        gap as f64 / 1000.0
+    );
+    assert!(
+        counted.len() > 100,
+        "too few requests to judge: {}",
+        counted.len()
+    );
+    assert!(
+        failed * 100 <= counted.len(),
+        "{failed} of {} requests to machines not rebooting failed",
+        counted.len()
+    );
+    assert!(
+        gap <= 10_000,
+        "the service did not answer anywhere for {gap} ms"
+    );
+    let nodes = ok(
+        &mut cluster[0],
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}}'",
+    );
+    assert_eq!(
+        nodes
+            .lines()
+            .filter(|l| l.ends_with(" Ready Active"))
+            .count(),
+        MACHINES,
+        "{nodes}"
+    );
+    for vm in cluster.vms() {
+        vm.qmp().unwrap().quit().unwrap();
+    }
+    server.stop();
+    eprintln!(
+        "{test}: whole test {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
