@@ -112,11 +112,17 @@ fn address_args(conf: &SwarmConf) -> Vec<String> {
     let Some(addr) = &conf.advertise_addr else {
         return Vec::new();
     };
+    // An IPv6 address takes brackets before its port.
+    let listen = if addr.contains(':') {
+        format!("[{addr}]:{MANAGER_PORT}")
+    } else {
+        format!("{addr}:{MANAGER_PORT}")
+    };
     vec![
         "--advertise-addr".into(),
         addr.clone(),
         "--listen-addr".into(),
-        format!("{addr}:{MANAGER_PORT}"),
+        listen,
     ]
 }
 
@@ -230,6 +236,8 @@ mod tests {
                 "10.77.0.1:2377"
             ]
         );
+        let conf = crate::conf::parse("ROLE=manager\nADVERTISE_ADDR=fd00::1\n").unwrap();
+        assert_eq!(address_args(&conf)[3], "[fd00::1]:2377");
         let conf = crate::conf::parse("ROLE=manager\n").unwrap();
         assert!(address_args(&conf).is_empty());
     }

@@ -237,7 +237,8 @@ impl HostEtcd {
         Ok(etcd)
     }
 
-    fn endpoint(&self) -> String {
+    /// Its client URL on loopback.
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
