@@ -138,11 +138,24 @@ pub fn run(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<()> {
         if conf.role == Role::Manager && !info.control_available {
             say("user-data asks for a manager but this node is a worker; promote it with `docker node promote`");
         }
-        if let Err(e) = set_own_labels(conf, &info, etcd.as_ref()) {
-            say(&format!("labels: {e:#}"));
-        }
+        // Right after a join the managers may not know the node yet:
+        // labels are tried again on every round until they are set.
+        let mut labelled = false;
+        let mut label_error = String::new();
         let mut published = None::<Instant>;
         loop {
+            if !labelled {
+                match set_own_labels(conf, &info, etcd.as_ref()) {
+                    Ok(()) => labelled = true,
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        if e != label_error {
+                            say(&format!("labels not set yet: {e}"));
+                            label_error = e;
+                        }
+                    }
+                }
+            }
             let now = match docker::swarm_info() {
                 Ok(i) => i,
                 Err(e) => {
