@@ -79,7 +79,8 @@ fn wait_until(
         if Instant::now() > deadline {
             let (_, log) = vm
                 .run(
-                    "tail -n 30 /var/log/services/slipway-swarm.service.log; \
+                    "cat /etc/slipway/swarm.conf; \
+                     tail -n 30 /var/log/services/slipway-swarm.service.log; \
                      tail -n 20 /var/log/services/docker.service.log",
                     CMD,
                 )
@@ -252,17 +253,14 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
         "one init, the others join"
     );
     for n in 1..=MACHINES {
-        let label = ok(
-            &mut cluster[0],
-            &format!(
-                "docker node inspect node{n} --format '{{{{index .Spec.Labels \"machine\"}}}}'"
-            ),
+        // The agents set them right after joining; a round may pass first.
+        let command = format!(
+            "docker node inspect node{n} --format 'label={{{{index .Spec.Labels \"machine\"}}}}'"
         );
-        assert_eq!(
-            label,
-            n.to_string(),
-            "node{n}'s label from coreos.swarm.labels"
-        );
+        let want = format!("label={n}");
+        wait_until(&mut cluster[n - 1], &command, CMD, |o| {
+            o.lines().any(|l| l.trim() == want)
+        });
     }
     // The join tokens are in etcd, where the joiners read them.
     let token = ok(

@@ -127,6 +127,17 @@ mod tests {
     }
 
     #[test]
+    fn labels_from_yaml_reach_the_file() {
+        let yaml =
+            "#cloud-config\ncoreos:\n  etcd2:\n    name: n1\n  swarm:\n    role: manager\n    \
+                    labels:\n      machine: \"1\"\n      disk: ssd\n";
+        let report = crate::validate(yaml.as_bytes());
+        let config = report.config.as_ref().expect("parsed");
+        let text = swarm_conf(&config.coreos).unwrap().unwrap();
+        assert!(text.contains("LABELS=disk=ssd,machine=1\n"), "{text}");
+    }
+
+    #[test]
     fn keys_without_a_value_are_left_out() {
         let c = coreos(Swarm {
             role: Some("worker".into()),
