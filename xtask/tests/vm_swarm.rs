@@ -262,6 +262,14 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
             o.lines().any(|l| l.trim() == want)
         });
     }
+    // coreos.etcd2's drop-in lives under /run/systemd/system, which would
+    // make dockerd pick the systemd cgroup driver (no systemd: no
+    // container could start); the image pins cgroupfs.
+    ok(&mut cluster[0], "test -d /run/systemd/system");
+    assert_eq!(
+        ok(&mut cluster[0], "docker info --format '{{.CgroupDriver}}'"),
+        "cgroupfs"
+    );
     // The join tokens are in etcd, where the joiners read them.
     let token = ok(
         &mut cluster[1],
@@ -338,6 +346,22 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
         moved.as_secs_f64()
     );
     wait_pages(&web[..2], CMD, "machines 1 and 2 after machine 3 stopped");
+    // With one of three managers gone, another reboot would cost the
+    // quorum: the drain an update runs refuses (exit 75) and changes nothing.
+    let (rc, out) = cluster[0]
+        .run("slipway-swarm drain --timeout 60", CMD)
+        .unwrap();
+    assert_eq!(rc, 75, "drain with a manager down:\n{out}");
+    assert!(out.contains("below the quorum of 2"), "{out}");
+    let availability = ok(
+        &mut cluster[0],
+        "docker node inspect self --format '{{.Spec.Availability}}'",
+    );
+    assert_eq!(availability, "active");
+    assert!(
+        !ok(&mut cluster[0], "ls /var/lib/slipway/swarm/ 2>&1 || true")
+            .contains("drained-for-update")
+    );
     cluster[2].qmp().unwrap().execute("cont", None).unwrap();
     wait_until(
         &mut cluster[0],
@@ -356,6 +380,65 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
         "{test}: machine 3 back after {:.0} s",
         t.elapsed().as_secs_f64()
     );
+
+    // 3b. Machine 3 leaves the swarm (demoted first, as a manager must be)
+    // right after the manager token was rotated: the copy in etcd is stale
+    // until a manager's agent publishes the new one (every minute). Its
+    // agent notices, retries with backoff, and rejoins as a new manager.
+    let old_id = ok(&mut cluster[2], "docker info --format '{{.Swarm.NodeID}}'");
+    let rejoins_before = count(
+        &cluster[2].transcript().lines(),
+        "slipway: swarm: joined the swarm as a manager",
+    );
+    ok(
+        &mut cluster[0],
+        "docker swarm join-token --rotate --quiet manager",
+    );
+    ok(&mut cluster[0], "docker node demote node3");
+    ok(&mut cluster[2], "docker swarm leave");
+    wait_until(
+        &mut cluster[0],
+        "docker node ls --format '{{.ID}} {{.Status}}'",
+        RESCHEDULE,
+        |o| o.contains(&format!("{old_id} Down")),
+    );
+    ok(&mut cluster[0], &format!("docker node rm {old_id}"));
+    cluster[2]
+        .wait_line(
+            |l| l.contains("slipway: swarm: joined the swarm as a manager"),
+            RESCHEDULE,
+        )
+        .unwrap();
+    let lines = cluster[2].transcript().lines();
+    assert_eq!(
+        count(&lines, "slipway: swarm: joined the swarm as a manager"),
+        rejoins_before + 1
+    );
+    let stale = count(&lines, "invalid join token") > 0;
+    wait_until(
+        &mut cluster[0],
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'",
+        RESCHEDULE,
+        |o| {
+            o.lines()
+                .filter(|l| {
+                    l.contains(" Ready ") && (l.ends_with("Leader") || l.ends_with("Reachable"))
+                })
+                .count()
+                == MACHINES
+                && o.lines().count() == MACHINES
+        },
+    );
+    eprintln!(
+        "{test}: machine 3 left and rejoined as a new manager (stale token tried first: {stale})"
+    );
+
+    // What each machine said about joining before the update's reboots.
+    let consoles: Vec<Vec<String>> = cluster
+        .vms()
+        .iter()
+        .map(|vm| vm.transcript().lines())
+        .collect();
 
     // 4. The rolling update, polled from the host throughout.
     let img2 = release.join().unwrap();
