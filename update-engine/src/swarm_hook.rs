@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The agent, as the image installs it.
-pub const SWARM: &str = "/usr/lib/slipway/slipway-swarm";
+pub const SWARM: &str = "/usr/bin/slipway-swarm";
 /// Written by cloud-config from `coreos.swarm`.
 pub const SWARM_CONF: &str = "/etc/slipway/swarm.conf";
 /// The agent's record of a drain it made for a reboot

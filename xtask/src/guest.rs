@@ -38,7 +38,7 @@ const ROOT_PATHS: [&str; 4] = [
     "usr/bin/slipctl",
     "usr/lib/slipway/slipway-networkd",
     "usr/bin/update-engine",
-    "usr/lib/slipway/slipway-swarm",
+    "usr/bin/slipway-swarm",
 ];
 
 /// Builds the guest programs and returns the paths of the static binaries.

@@ -309,6 +309,65 @@ fn first_alternatives(field: &str) -> Vec<String> {
         .collect()
 }
 
+/// The pins of a board's lock file (none if it does not exist).
+pub fn read_pins(path: &Path) -> Result<Vec<Locked>> {
+    Ok(read_lock(path)?.packages)
+}
+
+/// What a build with these pins would still have to resolve for `board`
+/// (each a line naming the `board.toml` field), or leave stale in the lock:
+/// the kernel package, the bootloader, busybox and every `packages.extra`
+/// name must each be pinned under its role as [`resolve`] looks it up, and
+/// no pin may be left for an extra the board no longer lists. A lock that
+/// passes is one the build uses as it is, rather than rewriting it with
+/// whatever the archive offers that day. (The dependency closure needs
+/// the `.deb` files to check; the build does that.)
+pub fn unpinned(board: &Board, pins: &[Locked]) -> Vec<String> {
+    let has = |role: Role, requested: &str| {
+        pins.iter()
+            .any(|l| l.role == role && l.requested == requested)
+    };
+    let mut problems = Vec::new();
+    for (field, role, requested) in [
+        ("kernel.package", Role::Kernel, &board.kernel.package),
+        (
+            "packages.bootloader",
+            Role::Bootloader,
+            &board.packages.bootloader,
+        ),
+        ("packages.busybox", Role::Busybox, &board.packages.busybox),
+    ] {
+        if !has(role, requested) {
+            problems.push(format!("{field} `{requested}` is not pinned"));
+        }
+    }
+    for name in &board.packages.extra {
+        if !has(Role::Extra, name) {
+            problems.push(format!("packages.extra `{name}` is not pinned"));
+        }
+    }
+    for l in pins.iter().filter(|l| l.role == Role::Extra) {
+        if !board.packages.extra.contains(&l.requested) {
+            problems.push(format!(
+                "`{}` is pinned as an extra package but packages.extra does not list it",
+                l.requested
+            ));
+        }
+    }
+    for l in pins {
+        if l.version.is_empty()
+            || l.sha256.len() != 64
+            || !l.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            problems.push(format!(
+                "the pin of `{}` has no version or no sha256",
+                l.requested
+            ));
+        }
+    }
+    problems
+}
+
 fn read_lock(path: &Path) -> Result<LockFile> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text)

@@ -17,16 +17,29 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// The bare-metal board, which `cargo xtask test` also builds so a VM test
+/// boots Debian's generic kernel (its drivers are modules the board must
+/// list, where the qemu board's cloud kernel builds them in).
+pub const GENERIC_BOARD: &str = "generic-x86_64";
+
+/// Set by `cargo xtask test` to the folder of the [`GENERIC_BOARD`] image.
+pub const GENERIC_IMAGE_ENV: &str = "SLIPWAY_TEST_GENERIC_IMAGE_DIR";
+
 /// The image a VM test should boot, or `None` to skip outside CI. In CI a
 /// missing image or QEMU fails the test instead.
 pub fn vm_test_image(test: &str) -> Option<PathBuf> {
-    let why = match (
-        std::env::var_os(IMAGE_ENV),
-        qemu::find_qemu(),
-        qemu::find_ovmf(),
-    ) {
+    image_from_env(test, IMAGE_ENV)
+}
+
+/// Like [`vm_test_image`], for the [`GENERIC_BOARD`] image.
+pub fn vm_test_generic_image(test: &str) -> Option<PathBuf> {
+    image_from_env(test, GENERIC_IMAGE_ENV)
+}
+
+fn image_from_env(test: &str, var: &str) -> Option<PathBuf> {
+    let why = match (std::env::var_os(var), qemu::find_qemu(), qemu::find_ovmf()) {
         (Some(dir), Ok(_), Ok(_)) => return Some(PathBuf::from(dir)),
-        (None, _, _) => format!("{IMAGE_ENV} is not set (run the suite with `cargo xtask test`)"),
+        (None, _, _) => format!("{var} is not set (run the suite with `cargo xtask test`)"),
         (_, Err(e), _) | (_, _, Err(e)) => format!("{e:#}"),
     };
     if in_ci() {
@@ -69,12 +82,19 @@ pub fn run(args: &TestArgs) -> Result<()> {
     eprintln!("test: building the {} image", args.board);
     let opts = BuildOptions::new(&args.board)?;
     let report = build_image(&opts)?;
+    let generic_dir = if args.board == GENERIC_BOARD {
+        report.out_dir.clone()
+    } else {
+        eprintln!("test: building the {GENERIC_BOARD} image");
+        build_image(&BuildOptions::new(GENERIC_BOARD)?)?.out_dir
+    };
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.args(["test", "--workspace", "--locked"])
         .current_dir(paths::project_root())
-        .env(IMAGE_ENV, &report.out_dir);
+        .env(IMAGE_ENV, &report.out_dir)
+        .env(GENERIC_IMAGE_ENV, &generic_dir);
     if !args.cargo_test_args.is_empty() {
         cmd.arg("--").args(&args.cargo_test_args);
     }

@@ -270,6 +270,16 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
         ok(&mut cluster[0], "docker info --format '{{.CgroupDriver}}'"),
         "cgroupfs"
     );
+    // The swarm's ports listen on the private address (what the kernel's
+    // VXLAN socket does is the kernel's: printed for the record).
+    let sockets = ok(
+        &mut cluster[0],
+        "netstat -tuln | grep -E ':(2377|7946|4789) '",
+    );
+    eprintln!("{test}: swarm sockets on machine 1:\n{sockets}");
+    for l in sockets.lines().filter(|l| l.contains(":2377 ")) {
+        assert!(l.contains("10.77.0.1:2377"), "2377 beyond the LAN: {l}");
+    }
     // The join tokens are in etcd, where the joiners read them.
     let token = ok(
         &mut cluster[1],
