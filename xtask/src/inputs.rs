@@ -456,7 +456,65 @@ fn fetch_candidate(role: Role, requested: &str) -> Result<Locked> {
 
 /// Runs `apt-get download SPEC` in a fresh folder of the cache and returns
 /// the one `.deb` it produced.
+///
+/// Empty or stale package lists are the usual reason apt finds nothing (a
+/// fresh container has none; lists from months ago name versions the
+/// archive has since replaced), so as root an `apt-get update` runs first
+/// when the lists are empty, or once after apt cannot find the package,
+/// and the download is tried again. Not as root, the error says what to run.
 fn apt_download(spec: &str) -> Result<PathBuf> {
+    use crate::host_setup;
+    let root = host_setup::is_root();
+    if root && !host_setup::package_lists_present() {
+        host_setup::update_lists_once(
+            "the package lists are empty and apt-get download needs them",
+        )?;
+    }
+    let mut result = apt_download_once(spec)?;
+    if let Err(stderr) = &result {
+        if root
+            && apt_found_nothing(stderr)
+            && host_setup::update_lists_once(&format!(
+                "apt-get download {spec} found no such package: the package lists may be stale"
+            ))?
+        {
+            result = apt_download_once(spec)?;
+        }
+    }
+    let failure = match result {
+        Ok(deb) => return Ok(deb),
+        Err(stderr) => stderr,
+    };
+    let last = failure
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let hint = if host_setup::lists_updated() {
+        "with package lists updated in this run"
+    } else if root {
+        "run `apt-get update` if the package lists are missing or stale"
+    } else {
+        "run `sudo apt-get update` if the package lists are missing or stale"
+    };
+    bail!("apt-get download {spec} failed: {last} ({hint})")
+}
+
+/// Whether apt's stderr says the lists do not have the package or version,
+/// or name a file the archive no longer has: what fresh lists can cure.
+fn apt_found_nothing(stderr: &str) -> bool {
+    [
+        "Unable to locate package",
+        "Couldn't find any package",
+        "was not found",
+        "has no installation candidate",
+        "404  Not Found",
+    ]
+    .iter()
+    .any(|s| stderr.contains(s))
+}
+
+/// One `apt-get download SPEC`: the `.deb`, or apt's stderr when it failed.
+fn apt_download_once(spec: &str) -> Result<std::result::Result<PathBuf, String>> {
     let tmp_root = paths::deb_cache();
     std::fs::create_dir_all(&tmp_root)
         .with_context(|| format!("creating {}", tmp_root.display()))?;
@@ -482,12 +540,7 @@ fn apt_download(spec: &str) -> Result<PathBuf> {
         Err(e) => return Err(e).context("running apt-get"),
     };
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
-        bail!(
-            "apt-get download {spec} failed: {last} (run `apt-get update` if the package lists \
-             are missing or stale)"
-        );
+        return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
     }
     let mut debs: Vec<PathBuf> = std::fs::read_dir(tmp.path())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -502,7 +555,7 @@ fn apt_download(spec: &str) -> Result<PathBuf> {
     let deb = debs.remove(0);
     let kept = tmp_root.join(format!(".fetched-{}", std::process::id()));
     std::fs::rename(&deb, &kept)?;
-    Ok(kept)
+    Ok(Ok(kept))
 }
 
 /// Unpacks a pinned package once; a marker holding the sha256 says the
@@ -652,6 +705,25 @@ mod tests {
         ]);
         let names: Vec<&str> = got.iter().map(|l| l.package.as_str()).collect();
         assert_eq!(names, ["linux-image", "dropbear-bin", "libc6", "zlib1g"]);
+    }
+
+    #[test]
+    fn what_fresh_package_lists_can_cure() {
+        // apt-get 2.6's words for a package or version its lists lack, and
+        // for a pool file the archive has replaced.
+        for stderr in [
+            "E: Unable to locate package linux-image-6.1.0-57-cloud-amd64\n\
+             E: Couldn't find any package by glob 'linux-image-6.1.0-57-cloud-amd64'\n\
+             E: Couldn't find any package by regex 'linux-image-6.1.0-57-cloud-amd64'\n",
+            "E: Version '6.1.192-3' for 'linux-image-6.1.0-57-cloud-amd64' was not found\n",
+            "E: Failed to fetch http://mirror/debian/pool/main/b/busybox/busybox-static_1.deb  \
+             404  Not Found [IP: 192.0.2.1 80]\n",
+        ] {
+            assert!(apt_found_nothing(stderr), "{stderr}");
+        }
+        assert!(!apt_found_nothing(
+            "E: Could not open lock file /var/lib/apt/lists/lock - open (13: Permission denied)"
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod build;
 pub mod elf_closure;
 pub mod fleet;
 pub mod guest;
+pub mod host_setup;
 pub mod inputs;
 pub mod oci;
 pub mod package_setup;

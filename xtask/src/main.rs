@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use xtask::build::{build_image, BuildOptions};
+use xtask::host_setup::{self, Purpose};
 use xtask::inputs::InputOptions;
 use xtask::{bench, paths, qemu, release, testing};
 
@@ -54,6 +55,31 @@ enum Cmd {
     /// Serve a published update directory over HTTP (GET, HEAD, Range) for
     /// tests and demos
     ServeUpdates(ServeArgs),
+    /// Prepare this machine for build-image or test (which both do this
+    /// first themselves): the musl Rust target (rustup), the package lists,
+    /// and the Debian packages they use (apt-get, as root). Not as root,
+    /// print the commands to run instead
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, Args)]
+struct SetupArgs {
+    /// The command to prepare for
+    #[arg(long = "for", value_name = "COMMAND", value_enum, default_value_t = SetupFor::Test)]
+    for_command: SetupFor,
+    /// Change nothing: print the commands set-up would run; exit status 1
+    /// if there are any
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SetupFor {
+    /// `cargo xtask build-image` (with disk.qcow2)
+    BuildImage,
+    /// `cargo xtask test`: build-image's needs, QEMU, OVMF and the tools
+    /// the tests run
+    Test,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +359,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::BuildImage(a) => {
             let mut opts = BuildOptions::new(&a.board)?;
+            // Before the guest programs compile: a missing tool found
+            // after minutes of building is minutes lost.
+            host_setup::ensure(Purpose::BuildImage { qcow2: !a.no_qcow2 }, false)?;
             opts.out_dir = a.out;
             opts.version = a.os_version;
             opts.qcow2 = !a.no_qcow2;
@@ -368,6 +397,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Test(a) => {
+            host_setup::ensure(Purpose::Test, false)?;
             testing::run(&testing::TestArgs {
                 board: a.board,
                 cargo_test_args: a.cargo_test_args,
@@ -457,6 +487,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     slipway_update::waves::utc(r.published)
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Setup(a) => {
+            let purpose = match a.for_command {
+                SetupFor::BuildImage => Purpose::BuildImage { qcow2: true },
+                SetupFor::Test => Purpose::Test,
+            };
+            host_setup::ensure(purpose, a.check)?;
+            eprintln!(
+                "setup: this machine has what `cargo xtask {}` needs",
+                match a.for_command {
+                    SetupFor::BuildImage => "build-image",
+                    SetupFor::Test => "test",
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::ServeUpdates(a) => {
