@@ -23,6 +23,9 @@ use crate::etcd::{key, Etcd};
 pub const RECORD: &str = "/var/lib/slipway/swarm/drained-for-update";
 
 const POLL: Duration = Duration::from_secs(3);
+/// How long `activate` keeps asking before it gives up (the update engine
+/// holds the reboot lock meanwhile, so not for ever).
+const ACTIVATE_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drained {
@@ -153,11 +156,36 @@ pub fn activate(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<bool> {
         std::fs::remove_file(RECORD).with_context(|| format!("removing {RECORD}"))?;
         return Ok(false);
     }
-    if info.control_available {
-        docker::set_availability(&node, "active")?;
-    } else {
-        let etcd = Etcd::new(&conf.etcd_endpoints)?;
-        etcd.put(&key(&format!("requests/{node}")), "active")?;
+    // Right after the boot the change can be refused for a while: the
+    // agent's own `node update` (labels) races it ("update out of
+    // sequence"), or the restarted manager has not caught up with the raft
+    // log yet. Seen in vm_swarm under TCG; so it is retried until
+    // ACTIVATE_FOR has passed, and the last refusal is the error.
+    let deadline = Instant::now() + ACTIVATE_FOR;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let done = if info.control_available {
+            docker::set_availability(&node, "active")
+        } else {
+            Etcd::new(&conf.etcd_endpoints)
+                .and_then(|etcd| etcd.put(&key(&format!("requests/{node}")), "active"))
+        };
+        match done {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                if tries == 1 {
+                    say(&format!("node {node} not active yet, retrying: {e:#}"));
+                }
+                std::thread::sleep(POLL);
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "making node {node} active again ({tries} tries in {} s)",
+                    ACTIVATE_FOR.as_secs()
+                )))
+            }
+        }
     }
     std::fs::remove_file(RECORD).with_context(|| format!("removing {RECORD}"))?;
     say(&format!("node {node} active again after the update"));

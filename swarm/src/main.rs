@@ -138,8 +138,15 @@ fn run(cli: Cli) -> Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The update engine runs drain and activate with the console as the
+    // only place a person looks: their failures go there too.
+    let for_the_console = matches!(cli.command, Command::Drain { .. } | Command::Activate);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if for_the_console => {
+            say(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("slipway-swarm: {e:#}");
             ExitCode::FAILURE
