@@ -189,7 +189,37 @@ pub fn activate(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<bool> {
     }
     std::fs::remove_file(RECORD).with_context(|| format!("removing {RECORD}"))?;
     say(&format!("node {node} active again after the update"));
+    if info.control_available {
+        wait_whole(deadline, say);
+    }
     Ok(true)
+}
+
+/// Waits (until `deadline`) for every service to be back at its count
+/// before the update engine frees the reboot lock: the next machine's
+/// drain then takes its tasks to a whole swarm, not to one still missing
+/// the tasks this machine's reboot displaced. Only managers see services.
+fn wait_whole(deadline: Instant, say: &dyn Fn(&str)) {
+    let started = Instant::now();
+    loop {
+        let state = docker::services()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|s| settled_elsewhere(&[], &s));
+        match state {
+            Ok(()) => {
+                say(&format!(
+                    "every service at its count again after {} s",
+                    started.elapsed().as_secs()
+                ));
+                return;
+            }
+            Err(why) if Instant::now() >= deadline => {
+                say(&format!("not waiting longer for the services: {why}"));
+                return;
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
 }
 
 #[cfg(test)]
