@@ -97,6 +97,15 @@ fn wait_until(
     }
 }
 
+/// Nodes that are Ready managers (Leader or Reachable) in the output of
+/// `docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'`.
+fn ready_managers(node_ls: &str) -> usize {
+    node_ls
+        .lines()
+        .filter(|l| l.contains(" Ready ") && (l.ends_with("Leader") || l.ends_with("Reachable")))
+        .count()
+}
+
 fn page_ok(addr: SocketAddr) -> bool {
     matches!(registry::http_get(addr, "/", Duration::from_secs(3)), Ok((200, body)) if body.contains(PAGE))
 }
@@ -392,14 +401,7 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
         &mut cluster[0],
         "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'",
         RESCHEDULE,
-        |o| {
-            o.lines()
-                .filter(|l| {
-                    l.contains(" Ready ") && (l.ends_with("Leader") || l.ends_with("Reachable"))
-                })
-                .count()
-                == MACHINES
-        },
+        |o| ready_managers(o) == MACHINES,
     );
     eprintln!(
         "{test}: machine 3 back after {:.0} s",
@@ -444,15 +446,7 @@ fn swarm_forms_from_user_data_serves_through_the_mesh_and_survives_a_rolling_upd
         &mut cluster[0],
         "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'",
         RESCHEDULE,
-        |o| {
-            o.lines()
-                .filter(|l| {
-                    l.contains(" Ready ") && (l.ends_with("Leader") || l.ends_with("Reachable"))
-                })
-                .count()
-                == MACHINES
-                && o.lines().count() == MACHINES
-        },
+        |o| ready_managers(o) == MACHINES && o.lines().count() == MACHINES,
     );
     eprintln!(
         "{test}: machine 3 left and rejoined as a new manager (stale token tried first: {stale})"
