@@ -159,7 +159,7 @@ pub fn activate(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<bool> {
     // Right after the boot the change can be refused for a while: the
     // agent's own `node update` (labels) races it ("update out of
     // sequence"), or the restarted manager has not caught up with the raft
-    // log yet. Seen in vm_swarm under TCG; so it is retried until
+    // log yet. Seen in the VM fleet test under TCG; so it is retried until
     // ACTIVATE_FOR has passed, and the last refusal is the error.
     let deadline = Instant::now() + ACTIVATE_FOR;
     let mut tries = 0u32;
