@@ -12,11 +12,14 @@
 //! Written by hand because no crate caches backhand's blocks.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
 use sha2::{Digest, Sha256};
+
+use crate::tree::{Node, Tree};
 
 /// Blocks smaller than this are compressed every time.
 const MIN_CACHED: usize = 64 * 1024;
@@ -33,6 +36,56 @@ pub(super) static CACHED: CachedCompressor = CachedCompressor;
 /// is (that build then compresses without a cache).
 pub(super) fn use_dir(dir: PathBuf) -> bool {
     DIR.get_or_init(|| dir.clone()) == &dir
+}
+
+/// Compresses, on every core, each data block of `tree` that the cache
+/// lacks, so that backhand's writer, which compresses one block after the
+/// other, finds them all cached: a cold build's xz pass (about three
+/// minutes on one core for the root with the container engine) then takes
+/// about as long divided by the cores. The writer still checks every entry
+/// it reads, so this only moves work, it never decides bytes.
+///
+/// The blocks are the ones backhand's data writer compresses: a file of at
+/// least one block is cut into `block_size` pieces (the last one may be
+/// shorter); a smaller file goes into a fragment, which is not cached; a
+/// piece of zeros is a hole.
+pub(super) fn prewarm(tree: &Tree, fc: FilesystemCompressor, block_size: u32) {
+    let block = block_size as usize;
+    let wanted: Vec<&[u8]> = tree
+        .iter()
+        .filter_map(|(_, node)| match node {
+            Node::File { data, .. } if data.len() >= block => Some(data.chunks(block)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|piece| piece.len() >= MIN_CACHED && piece.iter().any(|b| *b != 0))
+        .filter(|piece| {
+            let tag = tag(block_size);
+            CachedCompressor::entry(piece, &tag).is_some_and(|p| !p.exists())
+        })
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(wanted.len());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(piece) = wanted.get(i) else { break };
+                // A failure here is the writer's to report, when it
+                // compresses the same block itself.
+                let _ = CACHED.compress(piece, fc, block_size);
+            });
+        }
+    });
+}
+
+/// Everything that shapes a block's compressed bytes besides the bytes:
+/// the writer's settings (one compressor, one level, one block size for
+/// the whole program).
+fn tag(block_size: u32) -> String {
+    format!("{}-{block_size}\0", super::COMPRESSION)
 }
 
 #[derive(Debug)]
@@ -69,10 +122,7 @@ impl CompressionAction for CachedCompressor {
         fc: FilesystemCompressor,
         block_size: u32,
     ) -> Result<Vec<u8>, BackhandError> {
-        // The key holds everything that shapes the output besides the
-        // bytes: the writer's settings (one compressor, one level, one
-        // block size for the whole program).
-        let tag = format!("{}-{block_size}\0", super::COMPRESSION);
+        let tag = tag(block_size);
         let entry = (bytes.len() >= MIN_CACHED)
             .then(|| Self::entry(bytes, &tag))
             .flatten();
