@@ -24,6 +24,7 @@ pub mod release;
 pub mod seed;
 pub mod serve;
 pub mod static_root;
+mod test_lanes;
 pub mod testing;
 pub mod util;
 pub mod vm;

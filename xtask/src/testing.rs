@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::build::{build_image, BuildOptions};
-use crate::{paths, qemu};
+use crate::{paths, qemu, test_lanes};
 
 /// Set by `cargo xtask test` to the folder of the image the VM tests boot.
 pub const IMAGE_ENV: &str = "SLIPWAY_TEST_IMAGE_DIR";
@@ -56,10 +56,13 @@ pub struct TestArgs {
     pub cargo_test_args: Vec<String>,
 }
 
-/// The whole suite: build the board's image, then `cargo test --workspace`
-/// with the VM tests pointed at it. The host tools the tests call are
-/// there by then: `cargo xtask test` runs [`crate::host_setup::ensure`]
-/// first.
+/// The whole suite: build the board's image, then the tests with the VM
+/// tests pointed at it. The host tools the tests call are there by then:
+/// `cargo xtask test` runs [`crate::host_setup::ensure`] first. With
+/// arguments for `cargo test` (a filter, `--nocapture`), one
+/// `cargo test --workspace` with them; without, the steps of
+/// [`test_lanes`], every one run even after another failed, so that a red
+/// run shows every failure.
 pub fn run(args: &TestArgs) -> Result<()> {
     eprintln!("test: building the {} image", args.board);
     let opts = BuildOptions::new(&args.board)?;
@@ -72,17 +75,59 @@ pub fn run(args: &TestArgs) -> Result<()> {
     };
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace", "--locked"])
-        .current_dir(paths::project_root())
-        .env(IMAGE_ENV, &report.out_dir)
-        .env(GENERIC_IMAGE_ENV, &generic_dir);
+    let cargo_test = |args: &[String]| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["test", "--workspace", "--locked"])
+            .args(args)
+            .current_dir(paths::project_root())
+            .env(IMAGE_ENV, &report.out_dir)
+            .env(GENERIC_IMAGE_ENV, &generic_dir);
+        cmd
+    };
     if !args.cargo_test_args.is_empty() {
-        cmd.arg("--").args(&args.cargo_test_args);
+        let mut with_args = vec!["--".to_string()];
+        with_args.extend(args.cargo_test_args.iter().cloned());
+        let status = cargo_test(&with_args)
+            .status()
+            .context("running cargo test")?;
+        if !status.success() {
+            bail!("cargo test failed ({status})");
+        }
+        return Ok(());
     }
-    let status = cmd.status().context("running cargo test")?;
-    if !status.success() {
-        bail!("cargo test failed ({status})");
+
+    let targets = test_lanes::workspace_targets(&cargo, &paths::project_root())?;
+    let schedule = test_lanes::schedule(&test_lanes::plan(&targets));
+    let mut outcomes = Vec::new();
+    let one_by_one = |steps: &[test_lanes::Step], outcomes: &mut Vec<_>| {
+        for step in steps {
+            eprintln!("test: {} (cargo test {})", step.name, step.args.join(" "));
+            outcomes.push(test_lanes::run_step(&step.name, cargo_test(&step.args)));
+        }
+    };
+    one_by_one(&schedule.before, &mut outcomes);
+    for lane in &schedule.lanes {
+        eprintln!("test: [{}] cargo test {}", lane.name, lane.args.join(" "));
+    }
+    outcomes.extend(test_lanes::run_lanes(
+        schedule
+            .lanes
+            .iter()
+            .map(|l| (l.name.clone(), cargo_test(&l.args)))
+            .collect(),
+    ));
+    one_by_one(&schedule.after, &mut outcomes);
+
+    for o in &outcomes {
+        eprintln!("{}", o.line());
+    }
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.result.is_err())
+        .map(|o| o.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("tests failed in: {}", failed.join(", "));
     }
     Ok(())
 }
@@ -118,13 +163,22 @@ pub fn test_release(
         h.update(bytes);
     }
     let stamp = format!("{base_id} {version} {}\n", hex::encode(h.finalize()));
-    let name = if extra.is_empty() {
-        format!("release-{version}")
-    } else {
-        format!("release-{version}-extra")
-    };
-    let out = paths::slipway_dir().join("test-images").join(name);
-    let stamp_path = out.with_extension("stamp");
+    let images = paths::slipway_dir().join("test-images");
+    let ReleaseFiles {
+        out,
+        stamp: stamp_path,
+        lock: lock_path,
+    } = ReleaseFiles::new(&images, version, !extra.is_empty());
+    // The VM lanes of `cargo xtask test` run at the same time, and both
+    // `vm_update` and `vm_containers` install `<v1>.2`: the second caller
+    // waits here, then reuses, instead of rebuilding the folder the first
+    // one's VM is installing from. The kernel drops the lock when the
+    // process ends, however it ends.
+    std::fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     if std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
         && out.join("update.payload").is_file()
     {
@@ -141,6 +195,32 @@ pub fn test_release(
     std::fs::write(&stamp_path, stamp)
         .with_context(|| format!("writing {}", stamp_path.display()))?;
     Ok(out)
+}
+
+/// Where [`test_release`] keeps a release: its folder, the stamp that says
+/// what is in it, and the lock held while checking and building it.
+#[derive(Debug, PartialEq, Eq)]
+struct ReleaseFiles {
+    out: PathBuf,
+    stamp: PathBuf,
+    lock: PathBuf,
+}
+
+impl ReleaseFiles {
+    fn new(images: &std::path::Path, version: &str, extra: bool) -> Self {
+        let name = if extra {
+            format!("release-{version}-extra")
+        } else {
+            format!("release-{version}")
+        };
+        // Not `with_extension`: the version's dots would make every
+        // release's stamp `release-<v1>.stamp`, one file each overwrote.
+        Self {
+            out: images.join(&name),
+            stamp: images.join(format!("{name}.stamp")),
+            lock: images.join(format!("{name}.lock")),
+        }
+    }
 }
 
 /// The extra files of a release that fails its health check: a oneshot
@@ -163,4 +243,27 @@ pub fn failing_unit() -> Vec<(String, u32, Vec<u8>)> {
             unit,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_release_has_its_own_stamp_and_lock() {
+        let images = std::path::Path::new("/t");
+        let v2 = ReleaseFiles::new(images, "0.1.0.2", false);
+        let v3 = ReleaseFiles::new(images, "0.1.0.3", true);
+        assert_eq!(
+            v2,
+            ReleaseFiles {
+                out: "/t/release-0.1.0.2".into(),
+                stamp: "/t/release-0.1.0.2.stamp".into(),
+                lock: "/t/release-0.1.0.2.lock".into(),
+            }
+        );
+        assert_eq!(v3.out, PathBuf::from("/t/release-0.1.0.3-extra"));
+        assert_ne!(v2.stamp, v3.stamp);
+        assert_ne!(v2.lock, v3.lock);
+    }
 }
