@@ -26,17 +26,65 @@ fn etcd_of(conf: &SwarmConf) -> Result<Option<Etcd>> {
     Etcd::new(&conf.etcd_endpoints).map(Some)
 }
 
+/// Written once this machine has been a member: from then on the engine's
+/// swarm state is its own to recover (a worker cut off from its managers
+/// is "pending" or "error" until they answer), never abandoned here.
+pub const MEMBER_RECORD: &str = "/var/lib/slipway/swarm/member";
+
+/// How long a first join may stay unfinished ("pending", or "error" while
+/// the engine retries it in the background) before it is abandoned and
+/// tried afresh. Seen under TCG with three guests on two cores: the
+/// engine's own 20 s join timeout ran out, the background attempt never
+/// completed, and every later `docker swarm join` was refused with "This
+/// node is already part of a swarm".
+const STUCK_JOIN: Duration = Duration::from_secs(240);
+
+/// Whether a join the engine has not completed should be abandoned with
+/// `docker swarm leave --force`: only a first join (nothing to lose), and
+/// only after [`STUCK_JOIN`].
+fn abandon_join(state: &str, unfinished_for: Duration, was_member: bool) -> bool {
+    matches!(state, "pending" | "error") && !was_member && unfinished_for >= STUCK_JOIN
+}
+
 /// Blocks until the node is a member.
 fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> SwarmInfo {
     let mut retry = membership::FIRST_RETRY;
     let mut last = String::new();
+    let mut unfinished_since = None::<Instant>;
     loop {
         let info = docker::wait_engine(say);
         if info.is_member() {
             return info;
         }
-        let outcome = match info.local_node_state.as_str() {
-            "pending" => Err("a join is in progress".to_string()),
+        let state = info.local_node_state.as_str();
+        if !matches!(state, "pending" | "error") {
+            unfinished_since = None;
+        }
+        let outcome = match state {
+            "pending" | "error" => {
+                let since = *unfinished_since.get_or_insert_with(Instant::now);
+                let was_member = std::path::Path::new(MEMBER_RECORD).exists();
+                if abandon_join(state, since.elapsed(), was_member) {
+                    say(&format!(
+                        "a join unfinished after {} s (engine state {state}{}) is abandoned \
+                         (`docker swarm leave --force`) and tried again",
+                        since.elapsed().as_secs(),
+                        if info.error.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", info.error)
+                        }
+                    ));
+                    unfinished_since = None;
+                    docker::docker(&["swarm", "leave", "--force"])
+                        .map(|_| false)
+                        .map_err(|e| format!("{e:#}"))
+                } else if state == "pending" {
+                    Err("a join is in progress".to_string())
+                } else {
+                    Err(format!("the engine's swarm state is error: {}", info.error))
+                }
+            }
             "locked" => Err("the swarm is locked (autolock): `docker swarm unlock` needed".into()),
             _ => membership::next_step(conf, etcd)
                 .and_then(|step| membership::run_step(&step, conf, say))
@@ -61,6 +109,21 @@ fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> S
         }
         std::thread::sleep(retry);
         retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// Records that this machine has been a member (see [`MEMBER_RECORD`]).
+fn record_membership(info: &SwarmInfo, say: &dyn Fn(&str)) {
+    let path = std::path::Path::new(MEMBER_RECORD);
+    if path.exists() {
+        return;
+    }
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, format!("{}\n", info.node_id)));
+    if let Err(e) = written {
+        say(&format!("recording the membership in {MEMBER_RECORD}: {e}"));
     }
 }
 
@@ -125,6 +188,7 @@ pub fn run(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<()> {
     let etcd = etcd_of(conf)?;
     loop {
         let info = become_member(conf, etcd.as_ref(), say);
+        record_membership(&info, say);
         say(&format!(
             "member: node {} ({}), address {}",
             info.node_id,
@@ -190,6 +254,19 @@ pub fn run(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_first_join_left_unfinished_long_enough_is_abandoned() {
+        let long = STUCK_JOIN;
+        let short = STUCK_JOIN - Duration::from_secs(1);
+        assert!(abandon_join("pending", long, false));
+        assert!(abandon_join("error", long + long, false));
+        assert!(!abandon_join("pending", short, false));
+        // A machine that has been a member keeps its membership.
+        assert!(!abandon_join("error", long, true));
+        assert!(!abandon_join("inactive", long, false));
+        assert!(!abandon_join("locked", long, false));
+    }
 
     #[test]
     fn labels_round_trip() {

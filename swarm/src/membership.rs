@@ -127,6 +127,9 @@ fn address_args(conf: &SwarmConf) -> Vec<String> {
 }
 
 /// Runs a step; `Ok(true)` when the node should now be a member.
+/// The start of dockerd's answer to a join it stopped waiting for.
+const BACKGROUND_JOIN: &str = "Timeout was reached before node joined";
+
 pub fn run_step(step: &Step, conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<bool> {
     match step {
         Step::Wait(why) => {
@@ -155,6 +158,16 @@ pub fn run_step(step: &Step, conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<boo
                             conf.role.as_str()
                         ));
                         return Ok(true);
+                    }
+                    // The engine waits 20 s for a join, then goes on with
+                    // it in the background: not a failure, and another
+                    // join now would be refused ("already part of a swarm").
+                    Err(e) if format!("{e:#}").contains(BACKGROUND_JOIN) => {
+                        say(&format!(
+                            "joining through {m}: the engine's wait ran out; \
+                             the join goes on in the background"
+                        ));
+                        return Ok(false);
                     }
                     Err(e) => errors.push(format!("{m}: {e:#}")),
                 }
