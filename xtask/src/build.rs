@@ -209,10 +209,22 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let boards = paths::boards_dir();
     let board = Board::load(&boards, &opts.board)?;
     let board_text = std::fs::read(boards.join(&opts.board).join("board.toml"))?;
-    let inputs = inputs::resolve(&board, &opts.inputs)?;
-    phases.end("inputs");
-
-    let guest = guest::build()?;
+    // The guest programs compile (CPU) while the board's packages are
+    // fetched and checked (mostly network): on a cold machine each takes
+    // minutes, and neither needs the other.
+    let (inputs, guest) = std::thread::scope(|s| {
+        let guest = s.spawn(guest::build);
+        let inputs = inputs::resolve(&board, &opts.inputs);
+        if let Err(e) = &inputs {
+            eprintln!("build-image: {e:#}; waiting for the guest programs' build to end");
+        }
+        let guest = guest
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the guest programs' build panicked")));
+        (inputs, guest)
+    });
+    let (inputs, guest) = (inputs?, guest?);
+    phases.end("inputs+guest");
     let init_bytes =
         std::fs::read(&guest.init).with_context(|| format!("reading {}", guest.init.display()))?;
     let cloud_config_bytes = std::fs::read(&guest.cloud_config)
@@ -224,7 +236,6 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     }
     let busybox = std::fs::read(&inputs.busybox)
         .with_context(|| format!("reading {}", inputs.busybox.display()))?;
-    phases.end("guest");
 
     let setup = Setup::load(&boards)?;
     let setup_text = std::fs::read(package_setup::path(&boards))?;
