@@ -26,24 +26,20 @@ fn etcd_of(conf: &SwarmConf) -> Result<Option<Etcd>> {
     Etcd::new(&conf.etcd_endpoints).map(Some)
 }
 
-/// Written once this machine has been a member: from then on the engine's
-/// swarm state is its own to recover (a worker cut off from its managers
-/// is "pending" or "error" until they answer), never abandoned here.
-pub const MEMBER_RECORD: &str = "/var/lib/slipway/swarm/member";
-
-/// How long a first join may stay unfinished ("pending", or "error" while
-/// the engine retries it in the background) before it is abandoned and
-/// tried afresh. Seen under TCG with three guests on two cores: the
-/// engine's own 20 s join timeout ran out, the background attempt never
-/// completed, and every later `docker swarm join` was refused with "This
-/// node is already part of a swarm".
+/// How long a join this agent started may stay unfinished ("pending", or
+/// "error" while the engine retries it in the background) before it is
+/// abandoned and tried afresh. Seen under TCG with three guests on two
+/// cores: the engine's own 20 s join timeout ran out, the background
+/// attempt never completed, and every later `docker swarm join` was
+/// refused with "This node is already part of a swarm".
 const STUCK_JOIN: Duration = Duration::from_secs(240);
 
 /// Whether a join the engine has not completed should be abandoned with
-/// `docker swarm leave --force`: only a first join (nothing to lose), and
-/// only after [`STUCK_JOIN`].
-fn abandon_join(state: &str, unfinished_for: Duration, was_member: bool) -> bool {
-    matches!(state, "pending" | "error") && !was_member && unfinished_for >= STUCK_JOIN
+/// `docker swarm leave --force`: only one this agent started (a machine
+/// found pending or in error, e.g. a member whose managers are away, is
+/// the engine's to recover), and only after [`STUCK_JOIN`].
+fn abandon_join(state: &str, unfinished_for: Duration, started_here: bool) -> bool {
+    matches!(state, "pending" | "error") && started_here && unfinished_for >= STUCK_JOIN
 }
 
 /// Blocks until the node is a member.
@@ -51,20 +47,28 @@ fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> S
     let mut retry = membership::FIRST_RETRY;
     let mut last = String::new();
     let mut unfinished_since = None::<Instant>;
+    // A join this agent ran that the engine went on with in the background.
+    let mut joining = false;
     loop {
         let info = docker::wait_engine(say);
         if info.is_member() {
+            if joining {
+                say(&format!(
+                    "joined the swarm as a {} (the engine finished the join in the background)",
+                    conf.role.as_str()
+                ));
+            }
             return info;
         }
         let state = info.local_node_state.as_str();
         if !matches!(state, "pending" | "error") {
             unfinished_since = None;
+            joining = false;
         }
         let outcome = match state {
             "pending" | "error" => {
                 let since = *unfinished_since.get_or_insert_with(Instant::now);
-                let was_member = std::path::Path::new(MEMBER_RECORD).exists();
-                if abandon_join(state, since.elapsed(), was_member) {
+                if abandon_join(state, since.elapsed(), joining) {
                     say(&format!(
                         "a join unfinished after {} s (engine state {state}{}) is abandoned \
                          (`docker swarm leave --force`) and tried again",
@@ -76,6 +80,7 @@ fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> S
                         }
                     ));
                     unfinished_since = None;
+                    joining = false;
                     docker::docker(&["swarm", "leave", "--force"])
                         .map(|_| false)
                         .map_err(|e| format!("{e:#}"))
@@ -87,7 +92,14 @@ fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> S
             }
             "locked" => Err("the swarm is locked (autolock): `docker swarm unlock` needed".into()),
             _ => membership::next_step(conf, etcd)
-                .and_then(|step| membership::run_step(&step, conf, say))
+                .and_then(|step| {
+                    let join = matches!(step, membership::Step::Join { .. });
+                    let done = membership::run_step(&step, conf, say)?;
+                    // A join that returned without completing went on in
+                    // the background (see `membership::run_step`).
+                    joining = join && !done;
+                    Ok(done)
+                })
                 .map_err(|e| format!("{e:#}")),
         };
         match outcome {
@@ -109,21 +121,6 @@ fn become_member(conf: &SwarmConf, etcd: Option<&Etcd>, say: &dyn Fn(&str)) -> S
         }
         std::thread::sleep(retry);
         retry = (retry * 2).min(MAX_RETRY);
-    }
-}
-
-/// Records that this machine has been a member (see [`MEMBER_RECORD`]).
-fn record_membership(info: &SwarmInfo, say: &dyn Fn(&str)) {
-    let path = std::path::Path::new(MEMBER_RECORD);
-    if path.exists() {
-        return;
-    }
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(path, format!("{}\n", info.node_id)));
-    if let Err(e) = written {
-        say(&format!("recording the membership in {MEMBER_RECORD}: {e}"));
     }
 }
 
@@ -188,7 +185,6 @@ pub fn run(conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<()> {
     let etcd = etcd_of(conf)?;
     loop {
         let info = become_member(conf, etcd.as_ref(), say);
-        record_membership(&info, say);
         say(&format!(
             "member: node {} ({}), address {}",
             info.node_id,
@@ -256,16 +252,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_first_join_left_unfinished_long_enough_is_abandoned() {
+    fn only_a_join_started_here_and_left_unfinished_long_enough_is_abandoned() {
         let long = STUCK_JOIN;
         let short = STUCK_JOIN - Duration::from_secs(1);
-        assert!(abandon_join("pending", long, false));
-        assert!(abandon_join("error", long + long, false));
-        assert!(!abandon_join("pending", short, false));
-        // A machine that has been a member keeps its membership.
-        assert!(!abandon_join("error", long, true));
-        assert!(!abandon_join("inactive", long, false));
-        assert!(!abandon_join("locked", long, false));
+        assert!(abandon_join("pending", long, true));
+        assert!(abandon_join("error", long + long, true));
+        assert!(!abandon_join("pending", short, true));
+        // Found pending or in error (a member whose managers are away):
+        // the engine's to recover.
+        assert!(!abandon_join("error", long, false));
+        assert!(!abandon_join("pending", long + long, false));
+        assert!(!abandon_join("inactive", long, true));
+        assert!(!abandon_join("locked", long, true));
     }
 
     #[test]

@@ -126,10 +126,11 @@ fn address_args(conf: &SwarmConf) -> Vec<String> {
     ]
 }
 
-/// Runs a step; `Ok(true)` when the node should now be a member.
 /// The start of dockerd's answer to a join it stopped waiting for.
 const BACKGROUND_JOIN: &str = "Timeout was reached before node joined";
 
+/// Runs a step; `Ok(true)` when the node should now be a member, `Ok(false)`
+/// after a join the engine goes on with in the background.
 pub fn run_step(step: &Step, conf: &SwarmConf, say: &dyn Fn(&str)) -> Result<bool> {
     match step {
         Step::Wait(why) => {

@@ -221,6 +221,9 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         let guest = guest
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the guest programs' build panicked")));
+        if let (Err(_), Err(e)) = (&inputs, &guest) {
+            eprintln!("build-image: {e:#}");
+        }
         (inputs, guest)
     });
     let (inputs, guest) = (inputs?, guest?);

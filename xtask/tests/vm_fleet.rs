@@ -410,7 +410,9 @@ fn check_swarm_formed(cluster: &mut Cluster, started: Instant) {
         "netstat -tuln | grep -E ':(2377|7946|4789) '",
     );
     eprintln!("fleet: swarm sockets on machine 1:\n{sockets}");
-    for l in sockets.lines().filter(|l| l.contains(":2377 ")) {
+    let managers: Vec<&str> = sockets.lines().filter(|l| l.contains(":2377 ")).collect();
+    assert!(!managers.is_empty(), "nothing listens on 2377:\n{sockets}");
+    for l in managers {
         assert!(l.contains("10.77.0.1:2377"), "2377 beyond the LAN: {l}");
     }
     // The join tokens are in etcd, where the joiners read them.
