@@ -71,6 +71,16 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether this manager initialises the swarm: it has just won the claim,
+/// or it holds the claim from an earlier boot whose init never finished
+/// (no manager ever published a join token). A claim holder whose swarm
+/// exists joins it like any other machine: after it left the swarm, an
+/// init would start a second swarm beside the first (seen in vm_fleet
+/// when the machine that left was the one that had initialised).
+fn initialises(claimed: bool, holder: &str, me: &str, swarm_exists: bool) -> bool {
+    claimed || (holder == me && !swarm_exists)
+}
+
 /// Decides the next step for a machine that is not a member.
 pub fn next_step(conf: &SwarmConf, etcd: Option<&Etcd>) -> Result<Step> {
     let role = conf.role;
@@ -89,9 +99,8 @@ pub fn next_step(conf: &SwarmConf, etcd: Option<&Etcd>) -> Result<Step> {
     if role == Role::Manager {
         let claimed = etcd.create(&key("init-claim"), &me)?;
         let holder = etcd.get(&key("init-claim"))?.unwrap_or_default();
-        // A claim of this machine's from an earlier boot whose init did
-        // not finish counts as won.
-        if claimed || holder == me {
+        let swarm_exists = etcd.get(&key("join-token/manager"))?.is_some();
+        if initialises(claimed, &holder, &me, swarm_exists) {
             return Ok(Step::Init);
         }
     }
@@ -202,6 +211,19 @@ pub fn publish(etcd: &Etcd, info: &SwarmInfo) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_claim_holder_joins_the_swarm_it_made() {
+        // Just won the race.
+        assert!(initialises(true, "node1", "node1", false));
+        // Held from a boot whose init never finished.
+        assert!(initialises(false, "node1", "node1", false));
+        // Its swarm exists (tokens published): it left, and joins again.
+        assert!(!initialises(false, "node1", "node1", true));
+        // Somebody else's claim.
+        assert!(!initialises(false, "node2", "node1", false));
+        assert!(!initialises(false, "node2", "node1", true));
+    }
 
     #[test]
     fn a_joiner_needs_a_token_and_a_manager() {
