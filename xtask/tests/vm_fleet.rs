@@ -26,8 +26,9 @@
 //! 5. Machine 3 is halted (QMP `stop`: a machine that lost power): its
 //!    replica comes back on the others, and a drain on machine 1 refuses
 //!    to cost the managers their quorum; machine 3 is resumed and is back.
-//! 6. Machine 3 leaves the swarm right after the manager token was
-//!    rotated, and its agent rejoins it by itself.
+//! 6. The machine that initialised the swarm leaves it right after the
+//!    manager token was rotated, and its agent rejoins it by itself (it
+//!    holds the init claim in etcd, and must not start a second swarm).
 //! 7. A rolling update to v2 under etcd-lock: each machine holds the
 //!    reboot lock once and no two holds overlap; each drains itself before
 //!    its reboot and is active again after the healthy boot, while a poller
@@ -529,55 +530,69 @@ fn check_power_loss(cluster: &mut Cluster, web: &[SocketAddr]) {
     );
 }
 
-/// Step 6: Machine 3 leaves the swarm (demoted first, as a manager must be)
+/// Step 6: The machine that initialised the swarm leaves it (demoted first, as a manager must be)
 /// right after the manager token was rotated: the copy in etcd is stale
 /// until a manager's agent publishes the new one (every minute). Its agent
 /// notices, retries with backoff, and rejoins as a new manager.
 fn check_leave_and_rejoin(cluster: &mut Cluster) {
-    let old_id = ok(&mut cluster[2], "docker info --format '{{.Swarm.NodeID}}'");
+    // The machine that initialised the swarm leaves: it holds the init
+    // claim in etcd, and must join the swarm it made, not start another.
+    let k = cluster
+        .vms()
+        .iter()
+        .position(|vm| count(&vm.transcript().lines(), "initialised a new swarm") > 0)
+        .expect("a machine initialised the swarm");
+    let (n, other) = (k + 1, if k == 0 { 1 } else { 0 });
+    let old_id = ok(&mut cluster[k], "docker info --format '{{.Swarm.NodeID}}'");
     let rejoins_before = count(
-        &cluster[2].transcript().lines(),
+        &cluster[k].transcript().lines(),
         "slipway: swarm: joined the swarm as a manager",
     );
     ok(
-        &mut cluster[0],
+        &mut cluster[other],
         "docker swarm join-token --rotate --quiet manager",
     );
-    ok(&mut cluster[0], "docker node demote node3");
-    // The demotion reaches machine 3 through the managers' log; a leave
+    ok(&mut cluster[other], &format!("docker node demote node{n}"));
+    // The demotion reaches the machine through the managers' log; a leave
     // while it still runs its manager part can time out ("context
     // deadline exceeded", seen once in CI), so it leaves as a worker.
     wait_until(
-        &mut cluster[2],
+        &mut cluster[k],
         "docker info --format '{{.Swarm.ControlAvailable}}'",
         RESCHEDULE,
         |o| o.trim() == "false",
     );
-    leave_swarm(&mut cluster[2]);
+    leave_swarm(&mut cluster[k]);
     wait_until(
-        &mut cluster[0],
+        &mut cluster[other],
         "docker node ls --format '{{.ID}} {{.Status}}'",
         RESCHEDULE,
         |o| o.contains(&format!("{old_id} Down")),
     );
-    ok(&mut cluster[0], &format!("docker node rm {old_id}"));
-    cluster[2]
+    ok(&mut cluster[other], &format!("docker node rm {old_id}"));
+    cluster[k]
         .wait_line(
             |l| l.contains("slipway: swarm: joined the swarm as a manager"),
             RESCHEDULE,
         )
         .unwrap();
-    let lines = cluster[2].transcript().lines();
+    let lines = cluster[k].transcript().lines();
     assert_eq!(
         count(&lines, "slipway: swarm: joined the swarm as a manager"),
         rejoins_before + 1
     );
+    assert_eq!(
+        count(&lines, "initialised a new swarm"),
+        1,
+        "machine {n} started a second swarm"
+    );
     let stale = count(&lines, "invalid join token") > 0;
-    wait_until(&mut cluster[0], NODE_LS, RESCHEDULE, |o| {
+    wait_until(&mut cluster[other], NODE_LS, RESCHEDULE, |o| {
         ready_managers(o) == MACHINES && o.lines().count() == MACHINES
     });
     eprintln!(
-        "fleet: machine 3 left and rejoined as a new manager (stale token tried first: {stale})"
+        "fleet: machine {n}, which had initialised the swarm, left and rejoined as a new manager \
+         (stale token tried first: {stale})"
     );
 }
 
