@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 /// The xtask test targets that boot three machines: each runs alone, after
 /// the lanes, one after another in this order. A name the workspace does
 /// not have is left out.
-pub const MULTI_VM: &[&str] = &["vm_cluster", "vm_swarm", "vm_fleet"];
+pub const MULTI_VM: &[&str] = &["vm_cluster", "vm_fleet"];
 
 /// The longest single-VM binary: lane 1 on its own. Every other `vm_*`
 /// binary of xtask not in [`MULTI_VM`] goes to lane 2.
@@ -371,7 +371,7 @@ mod tests {
             p.lane_2,
             names(&["vm_boot", "vm_containers", "vm_newly_added"])
         );
-        // MULTI_VM's order, whatever the metadata's; vm_swarm is absent.
+        // MULTI_VM's order, whatever the metadata's.
         assert_eq!(p.multi_vm, names(&["vm_cluster", "vm_fleet"]));
     }
 

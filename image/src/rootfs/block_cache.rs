@@ -51,6 +51,7 @@ pub(super) fn use_dir(dir: PathBuf) -> bool {
 /// piece of zeros is a hole.
 pub(super) fn prewarm(tree: &Tree, fc: FilesystemCompressor, block_size: u32) {
     let block = block_size as usize;
+    let tag = tag(block_size);
     let wanted: Vec<&[u8]> = tree
         .iter()
         .filter_map(|(_, node)| match node {
@@ -59,10 +60,7 @@ pub(super) fn prewarm(tree: &Tree, fc: FilesystemCompressor, block_size: u32) {
         })
         .flatten()
         .filter(|piece| piece.len() >= MIN_CACHED && piece.iter().any(|b| *b != 0))
-        .filter(|piece| {
-            let tag = tag(block_size);
-            CachedCompressor::entry(piece, &tag).is_some_and(|p| !p.exists())
-        })
+        .filter(|piece| CachedCompressor::entry(piece, &tag).is_some_and(|p| !p.exists()))
         .collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
