@@ -4,8 +4,8 @@
 //! download`), and the programs and files of a few Debian packages. As
 //! root with `apt-get`, the missing ones are installed, one stderr line per
 //! step; otherwise the run stops at once with the exact commands to run.
-//! With everything present this costs a few file checks and one `rustc
-//! --print` (no apt-get).
+//! With everything present this costs a few file checks, one `rustc
+//! --print` and, for `test`, one `python3 -c` (no apt-get).
 //!
 //! The decision ([`plan`], [`blocked`]) is pure, over a [`Host`] that
 //! [`survey`] fills in, so it is tested without touching the machine.
@@ -45,6 +45,9 @@ enum Probe {
     /// The OVMF firmware pair QEMU boots, where [`crate::qemu::find_ovmf`]
     /// looks.
     Ovmf,
+    /// `python3 -m venv` works: Debian's python3 lacks `ensurepip` without
+    /// python3-venv, and `venv` then fails.
+    PythonVenv,
 }
 
 /// A Debian package one of the commands needs.
@@ -82,8 +85,10 @@ const E2FSPROGS: Need = Need {
 /// host tests that cross-check the disk (`tests/disk_tools.rs`,
 /// `image/src/verity/tests.rs`), the container tests' registry
 /// (`registry.rs`) and the etcd the lock and swarm tests start
-/// (`update-engine/tests/lock_etcd.rs`, `fleet.rs`, `tests/swarm_etcd.rs`).
-const TEST_NEEDS: [Need; 10] = [
+/// (`update-engine/tests/lock_etcd.rs`, `fleet.rs`, `tests/swarm_etcd.rs`),
+/// and the venv the SBOM's validator is installed into (`tests/sbom.rs`,
+/// [`spdx_tools`]).
+const TEST_NEEDS: [Need; 11] = [
     QEMU_SYSTEM,
     OVMF,
     Need {
@@ -125,6 +130,11 @@ const TEST_NEEDS: [Need; 10] = [
         package: "etcd-client",
         probe: Probe::Programs(&["etcdctl"]),
         why: "etcdctl reads the tests' etcd back",
+    },
+    Need {
+        package: "python3-venv",
+        probe: Probe::PythonVenv,
+        why: "the SBOM test installs the SPDX validator into a Python venv",
     },
 ];
 
@@ -304,6 +314,7 @@ pub fn blocked(purpose: Purpose, host: &Host, steps: &[Step]) -> Option<String> 
             .map(|n| match n.probe {
                 Probe::Programs(p) => format!("{} (Debian: {})", p.join(", "), n.package),
                 Probe::Ovmf => format!("the OVMF UEFI firmware (Debian: {})", n.package),
+                Probe::PythonVenv => format!("Python's venv module (Debian: {})", n.package),
             })
             .collect();
         problems.push(format!(
@@ -409,6 +420,7 @@ pub fn ensure(purpose: Purpose, check_only: bool) -> Result<()> {
             match need.probe {
                 Probe::Programs(p) => p.join(", "),
                 Probe::Ovmf => "OVMF firmware".to_string(),
+                Probe::PythonVenv => "`python3 -m venv`".to_string(),
             }
         );
     }
@@ -566,7 +578,72 @@ fn present(probe: Probe) -> bool {
     match probe {
         Probe::Programs(programs) => programs.iter().all(|p| find_program(p).is_some()),
         Probe::Ovmf => crate::qemu::find_ovmf().is_ok(),
+        Probe::PythonVenv => python_has_venv(),
     }
+}
+
+/// Whether `python3` has what `python3 -m venv` needs (`venv` and the
+/// `ensurepip` that python3-venv adds on Debian).
+fn python_has_venv() -> bool {
+    Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The SPDX validator the SBOM test runs, pinned: PyPI's spdx-tools.
+pub const SPDX_TOOLS: &str = "spdx-tools==0.8.5";
+
+/// `pyspdxtools` of [`SPDX_TOOLS`], installed on first use into a venv
+/// under the target folder (no root needed; `pip` asks the Python package
+/// index). The error says what to run when `python3 -m venv` cannot work.
+pub fn spdx_tools() -> Result<PathBuf> {
+    let dir = crate::paths::slipway_dir()
+        .join("tools")
+        .join(SPDX_TOOLS.replace("==", "-"));
+    let program = dir.join("bin/pyspdxtools");
+    // Written after pip succeeded: a folder without it is half made.
+    let marker = dir.join(".slipway-installed");
+    if marker.is_file() && program.is_file() {
+        return Ok(program);
+    }
+    if !python_has_venv() {
+        bail!(
+            "`python3 -m venv` cannot work here (no python3, or Debian's python3 without \
+             python3-venv): run `{}apt-get install -y --no-install-recommends python3-venv` \
+             (or `cargo xtask setup --for test`)",
+            if is_root() { "" } else { "sudo " }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "setup: python3 -m venv {} (for {SPDX_TOOLS})",
+        dir.display()
+    );
+    let mut venv = Command::new("python3");
+    venv.arg("-m").arg("venv").arg(&dir);
+    run_quietly(&mut venv, &format!("python3 -m venv {}", dir.display()))?;
+    let pip = dir.join("bin/pip");
+    eprintln!("setup: pip install {SPDX_TOOLS}");
+    let mut install = Command::new(&pip);
+    install.args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        SPDX_TOOLS,
+    ]);
+    run_quietly(
+        &mut install,
+        &format!("{} install {SPDX_TOOLS}", pip.display()),
+    )?;
+    if !program.is_file() {
+        bail!(
+            "pip installed {SPDX_TOOLS} but {} is missing",
+            program.display()
+        );
+    }
+    std::fs::write(&marker, SPDX_TOOLS).with_context(|| format!("writing {}", marker.display()))?;
+    Ok(program)
 }
 
 /// A program on `PATH`, or in the sbin folders a user's `PATH` may lack.
@@ -645,10 +722,11 @@ mod tests {
             "skopeo",
             "etcd-server",
             "etcd-client",
+            "python3-venv",
         ] {
             assert!(test.contains(&p), "test does not install {p}");
         }
-        assert_eq!(test.len(), 12, "{test:?}");
+        assert_eq!(test.len(), 13, "{test:?}");
     }
 
     #[test]
@@ -668,7 +746,8 @@ mod tests {
                 "apt-get install -y --no-install-recommends qemu-system-x86 ovmf",
                 "apt-get install -y --no-install-recommends qemu-utils",
                 "apt-get install -y --no-install-recommends e2fsprogs dosfstools fdisk \
-                 cryptsetup-bin openssh-client docker-registry skopeo etcd-server etcd-client",
+                 cryptsetup-bin openssh-client docker-registry skopeo etcd-server etcd-client \
+                 python3-venv",
                 "systemctl disable --now docker-registry",
                 "systemctl disable --now etcd",
             ]

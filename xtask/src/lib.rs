@@ -21,6 +21,7 @@ pub mod paths;
 pub mod qemu;
 pub mod registry;
 pub mod release;
+pub mod sbom;
 pub mod seed;
 pub mod serve;
 pub mod static_root;
