@@ -19,26 +19,28 @@ pub struct GuestBinaries {
     pub init: PathBuf,
     pub cloud_config: PathBuf,
     /// `(path in the root, binary)`: `usr/bin/slipctl`, the network daemon,
-    /// the update engine, the swarm agent.
+    /// the update engine, the swarm agent, the installer.
     pub root_programs: Vec<(&'static str, PathBuf)>,
 }
 
 /// `(package, binary)` of every guest program.
-const PROGRAMS: [(&str, &str); 6] = [
+const PROGRAMS: [(&str, &str); 7] = [
     ("slipway-init", "slipway-init"),
     ("slipway-cloud-config", "slipway-cloud-config"),
     ("slipway-control", "slipctl"),
     ("slipway-network", "slipway-networkd"),
     ("slipway-update-engine", "update-engine"),
     ("slipway-swarm", "slipway-swarm"),
+    ("slipway-install", "slipway-install"),
 ];
 
 /// Where the root-only programs go (`PROGRAMS[2..]`, in order).
-const ROOT_PATHS: [&str; 4] = [
+const ROOT_PATHS: [&str; 5] = [
     "usr/bin/slipctl",
     "usr/lib/slipway/slipway-networkd",
     "usr/bin/update-engine",
     "usr/bin/slipway-swarm",
+    "usr/bin/slipway-install",
 ];
 
 /// Builds the guest programs and returns the paths of the static binaries.
@@ -60,7 +62,7 @@ pub fn build() -> Result<GuestBinaries> {
         );
     }
     let dir = paths::target_dir().join(TARGET).join("release");
-    let [init, cloud_config, slipctl, networkd, update_engine, swarm] =
+    let [init, cloud_config, slipctl, networkd, update_engine, swarm, installer] =
         PROGRAMS.map(|(_, bin)| dir.join(bin));
     for bin in [
         &init,
@@ -69,6 +71,7 @@ pub fn build() -> Result<GuestBinaries> {
         &networkd,
         &update_engine,
         &swarm,
+        &installer,
     ] {
         if !bin.is_file() {
             bail!(
@@ -77,7 +80,7 @@ pub fn build() -> Result<GuestBinaries> {
             );
         }
     }
-    let [ctl_path, netd_path, engine_path, swarm_path] = ROOT_PATHS;
+    let [ctl_path, netd_path, engine_path, swarm_path, install_path] = ROOT_PATHS;
     Ok(GuestBinaries {
         init,
         cloud_config,
@@ -86,6 +89,7 @@ pub fn build() -> Result<GuestBinaries> {
             (netd_path, networkd),
             (engine_path, update_engine),
             (swarm_path, swarm),
+            (install_path, installer),
         ],
     })
 }

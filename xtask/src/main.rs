@@ -55,6 +55,13 @@ enum Cmd {
     /// Serve a published update directory over HTTP (GET, HEAD, Range) for
     /// tests and demos
     ServeUpdates(ServeArgs),
+    /// Write a board's built disk.raw to a block device (a USB stick, a
+    /// server's disk) or an image file, as slipway-install does on a
+    /// machine: sparse, checked against SHA256SUMS, the partition table
+    /// last with its backup at the target's end; refuses a mounted or busy
+    /// disk, one smaller than the image, or one with partitions (unless
+    /// --force)
+    Install(InstallArgs),
     /// Prepare this machine for build-image or test (which both do this
     /// first themselves): the musl Rust target (rustup), the package lists,
     /// and the Debian packages they use (apt-get, as root). Not as root,
@@ -80,6 +87,26 @@ enum SetupFor {
     /// `cargo xtask test`: build-image's needs, QEMU, OVMF and the tools
     /// the tests run
     Test,
+}
+
+#[derive(Debug, Args)]
+struct InstallArgs {
+    /// The block device (e.g. /dev/sdX) or image file to write
+    #[arg(long)]
+    target: PathBuf,
+    /// Board whose latest image to write
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Image to write instead: an output folder or its disk.raw
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// cloud-config user-data the installed system applies at its first
+    /// boot (validated first)
+    #[arg(short = 'i', long = "user-data", value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Overwrite a target that has partitions
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -383,6 +410,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Qemu(a) => run_qemu(a),
+        Cmd::Install(a) => run_install(a),
         Cmd::ValidateConfig(a) => {
             let args = cloud_config::cli::ValidateArgs {
                 files: a.files,
@@ -513,6 +541,42 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cargo xtask install`: the installer library on the build host.
+fn run_install(a: InstallArgs) -> Result<ExitCode> {
+    let image = match a.image {
+        Some(p) if p.is_dir() => p.join("disk.raw"),
+        Some(p) => p,
+        None => paths::image_dir(&a.board).join("disk.raw"),
+    };
+    if !image.is_file() {
+        bail!(
+            "no image at {}: run `cargo xtask build-image --board {}` first",
+            image.display(),
+            a.board
+        );
+    }
+    let opts = slipway_install::Options {
+        source: slipway_install::SourceSpec::File(image.clone()),
+        target: a.target,
+        user_data: a.user_data,
+        force: a.force,
+        no_checksum: false,
+    };
+    let mut progress = slipway_install::Progress::auto("install");
+    let report = slipway_install::install(&opts, &mut progress)?;
+    println!(
+        "installed {} on {}: {} written of a {} image ({} disk), {} zeroed, in {:.1} s",
+        image.display(),
+        opts.target.display(),
+        slipway_install::human(report.written_bytes),
+        slipway_install::human(report.image_bytes),
+        slipway_install::human(report.target_bytes),
+        slipway_install::human(report.zeroed_bytes),
+        report.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
