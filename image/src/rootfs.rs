@@ -219,5 +219,32 @@ mod tests {
         write_squashfs(&t, 7, Some(dir.path()), &mut second).unwrap();
         assert_eq!(second.get_ref(), plain.get_ref());
         assert_ne!(std::fs::read(&victim).unwrap(), b"torn");
+
+        // Entries are sealed; one byte of compressed data flipped breaks
+        // the seal: the block is compressed again, the entry rewritten.
+        let Some(Node::File { data: big, .. }) = t.get("usr/bin/big") else {
+            panic!("no usr/bin/big")
+        };
+        let entries: Vec<_> = big
+            .chunks(BLOCK_SIZE as usize)
+            .map(|piece| block_cache::entry_path(piece, BLOCK_SIZE).unwrap())
+            .collect();
+        let sealed: Vec<Vec<u8>> = entries.iter().map(|e| std::fs::read(e).unwrap()).collect();
+        assert!(sealed.iter().all(|e| e.starts_with(block_cache::MAGIC)));
+        let mut flipped = sealed[0].clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        std::fs::write(&entries[0], &flipped).unwrap();
+        // An entry of the old format (the compressed bytes alone) that
+        // decompresses to its block is used, and sealed.
+        let unsealed = |e: &Vec<u8>| e[block_cache::MAGIC.len() + 32..].to_vec();
+        std::fs::write(&entries[1], unsealed(&sealed[1])).unwrap();
+        // One that decompresses to another block is not.
+        std::fs::write(&entries[2], unsealed(&sealed[1])).unwrap();
+        let mut third = Cursor::new(Vec::new());
+        write_squashfs(&t, 7, Some(dir.path()), &mut third).unwrap();
+        assert_eq!(third.get_ref(), plain.get_ref());
+        for (e, want) in entries.iter().zip(&sealed) {
+            assert_eq!(&std::fs::read(e).unwrap(), want, "{}", e.display());
+        }
     }
 }

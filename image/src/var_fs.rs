@@ -103,6 +103,25 @@ pub fn format(
     Ok(())
 }
 
+/// What the `mke2fs` that [`format`] runs says with `-V`: its version and
+/// its ext2fs library's, on which the filesystem's bytes depend.
+pub fn mke2fs_version() -> Result<String, VarFsError> {
+    let output = match Command::new(mke2fs()).arg("-V").output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(VarFsError::MissingTool),
+        Err(e) => return Err(e.into()),
+    };
+    // It prints to stderr, and exits 0.
+    let text = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if !output.status.success() || text.is_empty() {
+        return Err(VarFsError::Io(std::io::Error::other(format!(
+            "`{} -V` failed: {text}",
+            mke2fs().display()
+        ))));
+    }
+    Ok(text)
+}
+
 /// mke2fs lives in `/sbin`, which is not on every user's `PATH`.
 fn mke2fs() -> std::path::PathBuf {
     for dir in ["/usr/sbin", "/sbin"] {

@@ -24,6 +24,57 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// sha256 of a sparse file, hex, reading only what is not a hole:
+/// `holes` are `(offset, length)` ranges known to read as zeros (sorted,
+/// not overlapping), fed to the hash from memory. Reading a hole is not
+/// free: the kernel fills page-cache pages with zeros first, and for the
+/// 2.5 GB of holes of disk.raw that cost more than the hashing itself
+/// (perf, in a VM: 38 % of a build's samples in the kernel's memset
+/// against 26 % in sha256).
+pub fn sha256_sparse_file(path: &Path, holes: &[(u64, u64)]) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
+    const PIECE: usize = 1 << 20;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; PIECE];
+    let zeros = vec![0u8; PIECE];
+    let mut pos = 0u64;
+    let mut hash_data = |h: &mut Sha256, f: &mut std::fs::File, from: u64, to: u64| -> Result<()> {
+        f.seek(SeekFrom::Start(from))?;
+        let mut left = to - from;
+        while left > 0 {
+            let n = left.min(PIECE as u64) as usize;
+            f.read_exact(&mut buf[..n])
+                .with_context(|| format!("reading {}", path.display()))?;
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(())
+    };
+    for &(start, length) in holes {
+        let end = start.saturating_add(length).min(len);
+        anyhow::ensure!(
+            start >= pos && start <= end,
+            "internal: holes of {} not sorted or past its end",
+            path.display()
+        );
+        hash_data(&mut h, &mut f, pos, start)?;
+        let mut left = end - start;
+        while left > 0 {
+            let n = left.min(PIECE as u64) as usize;
+            h.update(&zeros[..n]);
+            left -= n as u64;
+        }
+        pos = end;
+    }
+    hash_data(&mut h, &mut f, pos, len)?;
+    Ok(hex::encode(h.finalize()))
+}
+
 pub fn sha256_bytes(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -79,6 +130,28 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_files_sum_is_the_plain_sum() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.raw");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.set_len(5 << 20).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(&[7u8; 3000]).unwrap();
+        f.seek(SeekFrom::Start((4 << 20) + 5)).unwrap();
+        f.write_all(b"end").unwrap();
+        drop(f);
+        let plain = sha256_file(&path).unwrap();
+        let holes = [(0, 1 << 20), ((1 << 20) + 3000, (3 << 20) - 3000)];
+        assert_eq!(sha256_sparse_file(&path, &holes).unwrap(), plain);
+        assert_eq!(sha256_sparse_file(&path, &[]).unwrap(), plain);
+        // A range that is not zeros gives another sum: the holes are
+        // trusted, so they must come from the filesystem.
+        assert_ne!(sha256_sparse_file(&path, &[(0, 2 << 20)]).unwrap(), plain);
+        assert!(sha256_sparse_file(&path, &[(2, 1), (0, 1)]).is_err());
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {
