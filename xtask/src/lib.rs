@@ -18,6 +18,7 @@ pub mod inputs;
 pub mod oci;
 pub mod package_setup;
 pub mod paths;
+pub mod progress;
 pub mod qemu;
 pub mod registry;
 pub mod release;
