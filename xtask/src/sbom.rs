@@ -171,10 +171,11 @@ fn crates_from(tree: &str, cargo_lock: &str) -> Result<Vec<Crate>> {
     Ok(crates.into_iter().collect())
 }
 
-/// Whether a `Cargo.lock` source is crates.io (its git index or sparse
-/// protocol), which is what a `pkg:cargo` purl means.
+/// Whether a `Cargo.lock` source is crates.io, which is what a `pkg:cargo`
+/// purl means. Cargo writes crates.io's source as this fixed identifier
+/// whichever protocol or mirror fetched the crate.
 fn is_crates_io(source: &str) -> bool {
-    source.contains("github.com/rust-lang/crates.io-index") || source.contains("index.crates.io")
+    source == "registry+https://github.com/rust-lang/crates.io-index"
 }
 
 /// Writes [`document`] as [`FILE`] into `dir`; returns its size and sha256

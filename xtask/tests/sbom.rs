@@ -9,25 +9,14 @@ use std::process::Command;
 
 use xtask::board::Board;
 use xtask::inputs::{resolve, InputOptions};
-use xtask::{host_setup, paths, sbom, testing};
-
-/// The packages of the guest programs (`guest.rs`'s `PROGRAMS`, which is
-/// private to the build).
-const GUEST_PACKAGES: [&str; 7] = [
-    "slipway-init",
-    "slipway-cloud-config",
-    "slipway-control",
-    "slipway-network",
-    "slipway-update-engine",
-    "slipway-swarm",
-    "slipway-install",
-];
+use xtask::{guest, host_setup, paths, sbom, testing};
 
 #[test]
 fn the_qemu_images_sbom_lists_packages_and_crates_and_is_valid_spdx() {
     let board = Board::load(&paths::boards_dir(), "qemu-x86_64").unwrap();
     let inputs = resolve(&board, &InputOptions::default()).unwrap();
-    let crates = sbom::guest_crates(&GUEST_PACKAGES).unwrap();
+    let guest_packages = guest::packages();
+    let crates = sbom::guest_crates(&guest_packages).unwrap();
     let id = sbom::Identity {
         os_name: &board.os_name,
         board: &board.name,
@@ -86,7 +75,7 @@ fn the_qemu_images_sbom_lists_packages_and_crates_and_is_valid_spdx() {
     // busybox-static's copyright file is free-form text.
     assert_eq!(by_name["busybox-static"]["licenseDeclared"], "NOASSERTION");
 
-    for name in GUEST_PACKAGES {
+    for name in guest_packages.iter().copied() {
         let p = by_name
             .get(name)
             .unwrap_or_else(|| panic!("guest crate {name} is not in the SBOM"));
