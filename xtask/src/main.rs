@@ -269,6 +269,19 @@ struct QemuArgs {
     /// the console of the machine last picked with a line `@n`
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=254))]
     cluster: Option<u16>,
+    /// The boot disk's bus: a server's AHCI/SATA, NVMe or a USB stick
+    /// (xhci) instead of virtio, for the generic-x86_64 board's drivers
+    #[arg(long, value_enum, default_value_t = qemu::DiskBus::Virtio)]
+    disk_bus: qemu::DiskBus,
+    /// The model of eth0, the user-mode NIC: a server's Intel e1000e or
+    /// e1000 instead of virtio-net
+    #[arg(long, value_enum, default_value_t = qemu::NicModel::VirtioNet)]
+    nic: qemu::NicModel,
+    /// Add a standard VGA card, as a server's own display: the kernel
+    /// draws tty0 on its framebuffer besides the serial console (QEMU still
+    /// opens no window)
+    #[arg(long)]
+    vga: bool,
 }
 
 #[derive(Debug, Args)]
@@ -601,6 +614,9 @@ fn run_qemu(a: QemuArgs) -> Result<ExitCode> {
     machine.kvm = a.kvm;
     machine.no_reboot = a.no_reboot;
     machine.disk_size = a.disk_size;
+    machine.disk_bus = a.disk_bus;
+    machine.nic = a.nic;
+    machine.vga = a.vga;
     machine.fw_cfg_user_data = a.fw_cfg_user_data;
     machine.user_data = a.user_data.map(|file| (kind.clone(), file));
     if let Some(count) = a.cluster {
@@ -688,5 +704,27 @@ mod tests {
         assert!(parse(&["--cluster", "2", "--user-data-dir", "d", "--user-data", "f"]).is_err());
         assert!(parse(&["--config-drive"]).is_err());
         assert!(parse(&["--cluster", "2", "--user-data-dir", "d", "--config-drive"]).is_ok());
+    }
+
+    #[test]
+    fn qemu_hardware_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["xtask", "qemu"].iter().chain(args)).map(|c| c.cmd)
+        };
+        let Ok(Cmd::Qemu(a)) = parse(&[]) else {
+            panic!("plain qemu refused");
+        };
+        assert_eq!(
+            (a.disk_bus, a.nic, a.vga),
+            (qemu::DiskBus::Virtio, qemu::NicModel::VirtioNet, false)
+        );
+        let Ok(Cmd::Qemu(a)) = parse(&["--disk-bus", "nvme", "--nic", "e1000e", "--vga"]) else {
+            panic!("hardware flags refused");
+        };
+        assert_eq!(
+            (a.disk_bus, a.nic, a.vga),
+            (qemu::DiskBus::Nvme, qemu::NicModel::E1000e, true)
+        );
+        assert!(parse(&["--disk-bus", "scsi"]).is_err());
     }
 }

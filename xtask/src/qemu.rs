@@ -65,7 +65,7 @@ pub fn find_qemu() -> Result<PathBuf> {
 /// The bus of the boot disk. Virtio is what clouds give a VM; the others
 /// are what a server's own disks sit on, so the `generic-x86_64` board's
 /// drivers (and the firmware's) are exercised as on bare metal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DiskBus {
     /// virtio-blk (`/dev/vda`).
     #[default]
@@ -83,8 +83,9 @@ pub enum DiskBus {
 /// The model of the user-mode NIC (the guest's `eth0`). QEMU 7.2, Debian
 /// 12's, has no `igb` (it came with 8.0), so the Intel server NICs it can
 /// show are the 82574L (`e1000e`) and the older 8254x (`e1000`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum NicModel {
+    /// virtio-net-pci, what clouds give a VM.
     #[default]
     VirtioNet,
     /// Intel 82574L, the `e1000e` driver.
