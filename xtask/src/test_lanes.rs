@@ -39,6 +39,9 @@ const VM_PACKAGE: &str = "xtask";
 /// machines on two cores, and the VM tests' timeouts assume a core each.
 const LANE_TEST_THREADS: &str = "--test-threads=1";
 
+/// Every binary of a step runs, whatever the others' results.
+const NO_FAIL_FAST: &str = "--no-fail-fast";
+
 /// A test-bearing target of a workspace member, from `cargo metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -176,12 +179,17 @@ pub fn schedule(plan: &Plan) -> Schedule {
             .flat_map(|n| ["--test".to_string(), n.clone()])
             .collect()
     };
+    // A step of several binaries runs all of them even when one fails
+    // (cargo stops at the first failing binary otherwise: a vm_hardware
+    // failure once left vm_update unrun).
+    let no_fail_fast = || NO_FAIL_FAST.to_string();
     let lane = |name: String, names: &[String]| {
-        let mut args = tests(names);
+        let mut args = vec![no_fail_fast()];
+        args.extend(tests(names));
         args.extend(["--".to_string(), LANE_TEST_THREADS.to_string()]);
         Step { name, args }
     };
-    let mut host = vec!["--lib".to_string(), "--bins".to_string()];
+    let mut host = vec![no_fail_fast(), "--lib".to_string(), "--bins".to_string()];
     for (flag, name) in &plan.host {
         host.extend([flag.to_string(), name.clone()]);
     }
@@ -406,7 +414,10 @@ mod tests {
             args(&s.before),
             pairs(&[
                 ("build", "--no-run"),
-                ("host tests", "--lib --bins --test board_locks"),
+                (
+                    "host tests",
+                    "--no-fail-fast --lib --bins --test board_locks"
+                ),
                 ("doctests", "--doc"),
             ])
         );
@@ -415,11 +426,11 @@ mod tests {
             pairs(&[
                 (
                     "lane 1",
-                    "--test vm_update --test vm_hardware -- --test-threads=1"
+                    "--no-fail-fast --test vm_update --test vm_hardware -- --test-threads=1"
                 ),
                 (
                     "lane 2",
-                    "--test vm_boot --test vm_state -- --test-threads=1"
+                    "--no-fail-fast --test vm_boot --test vm_state -- --test-threads=1"
                 ),
             ])
         );
