@@ -40,6 +40,11 @@
 //!   whose output is part of the image (`mke2fs -V` names the ext2fs
 //!   library too); `busybox --list-full` runs the pinned package's busybox.
 //!
+//! - Not a part of its own: `Cargo.lock`, which `sbom.spdx.json`'s crate
+//!   list comes from. A crate whose version changes changes the guest
+//!   programs' bytes (`guest:`); a change of a crate's license metadata
+//!   alone would leave the SBOM as it was until the next rebuild.
+//!
 //! Not in it, on purpose: the block cache under `target/slipway/cache`
 //! (an entry gives the bytes an uncached build gives), the `.deb` cache
 //! (checked against `inputs.lock`), and the output folder's path.
