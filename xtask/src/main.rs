@@ -413,8 +413,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             };
             let report = build_image(&opts)?;
             let total: f64 = report.phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
+            // The up-to-date check ends the phases early: nothing was built.
+            let done = if report.phases.iter().any(|(p, _)| *p == "up-to-date") {
+                "up to date:"
+            } else {
+                "built"
+            };
             println!(
-                "built {} {} (build {}) in {total:.1} s: {}",
+                "{done} {} {} (build {}) in {total:.1} s: {}",
                 report.manifest.board,
                 report.manifest.version,
                 report.manifest.build_id,
