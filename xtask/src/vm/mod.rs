@@ -143,8 +143,7 @@ impl Vm {
     /// Runs a shell command in the guest's rescue shell and returns its
     /// output and exit status. The command's output must not contain the
     /// markers, which are unique per call; lines the init prints meanwhile
-    /// ([`is_init_line`]) and kernel messages ([`is_kernel_line`]) are left
-    /// out.
+    /// ([`is_init_line`]) are left out.
     pub fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
         if !self.shell_ready {
             self.wait_shell(timeout)?;
@@ -176,11 +175,9 @@ impl Vm {
             .skip(1)
             .take_while(|l| !l.contains(&end))
             // PID 1 writes its own lines (services started, health, a
-            // unit that failed) to the same console at any moment, and so
-            // does a kernel without `quiet` (the generic board: a NIC's
-            // "Link is Up" landed inside `cat`'s output); they are not the
-            // command's output.
-            .filter(|l| !is_init_line(l) && !is_kernel_line(l))
+            // unit that failed) to the same console at any moment; they
+            // are not the command's output.
+            .filter(|l| !is_init_line(l))
             .map(String::as_str)
             .collect();
         // Output without a final newline shares its last line with the
@@ -239,51 +236,9 @@ pub fn is_init_line(line: &str) -> bool {
     line.starts_with("slipway: ")
 }
 
-/// A kernel message on the console: `[   13.153735] e1000e …`.
-pub fn is_kernel_line(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix('[') else {
-        return false;
-    };
-    let Some((stamp, _)) = rest.split_once("] ") else {
-        return false;
-    };
-    let Some((secs, micros)) = stamp.trim_start().split_once('.') else {
-        return false;
-    };
-    !secs.is_empty()
-        && !micros.is_empty()
-        && secs.bytes().all(|b| b.is_ascii_digit())
-        && micros.bytes().all(|b| b.is_ascii_digit())
-}
-
 impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_messages_are_told_from_command_output() {
-        for kernel in [
-            "[   13.153735] e1000e 0000:00:02.0 eth0: NIC Link is Up 1000 Mbps",
-            "[12345.000001] IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link becomes ready",
-        ] {
-            assert!(is_kernel_line(kernel), "{kernel}");
-        }
-        for output in [
-            "4456448",
-            "[ ok ] started",
-            "[1.x] not a stamp",
-            "[] empty",
-            "[   13.153735]no space",
-            "slipway: ready",
-        ] {
-            assert!(!is_kernel_line(output), "{output}");
-        }
     }
 }
