@@ -111,6 +111,12 @@ fn boots_on(hw: &Hardware) {
         ready.trim()
     );
 
+    // The generic board's kernel is not `quiet`: a NIC's "Link is Up" once
+    // landed inside a command's output on the shared serial console. Only
+    // emergencies reach the console from here on (this command's own
+    // output may still catch one, and is not read).
+    let _ = vm.run("dmesg -n 1", CMD);
+
     let (disk, var) = (format!("/dev/{}", hw.disk), format!("/dev/{}", hw.var));
     let disk_path = ok(&mut vm, &format!("readlink -f /sys/block/{}", hw.disk));
     assert!(disk_path.contains(hw.sysfs_path), "{disk_path}");
