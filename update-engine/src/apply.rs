@@ -28,6 +28,7 @@ use slipway_image::layout::Slot;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::delta::{self, index::Index, local::ActiveSlot, reader::Counters, Download};
 use crate::esp::{with_path, EntryState, Esp};
 use crate::feed::PayloadRef;
 use crate::fetch::{self, FetchError, FetchOptions, Source};
@@ -116,6 +117,9 @@ pub struct Request<'a> {
     /// Where the kernel and initramfs wait until step 5 (on the machine
     /// `/var/lib/slipway/update/staging`).
     pub staging: &'a std::path::Path,
+    /// Try a delta download, reusing what this slot holds (needs `expect`,
+    /// the payload's size from the feed).
+    pub delta: Option<&'a ActiveSlot>,
 }
 
 /// Sees the apply's progress; returning an error from `step` aborts the
@@ -125,6 +129,8 @@ pub trait Observer {
     /// `done` of `total` data bytes written; `resume` is the point to
     /// record so a re-run can continue.
     fn progress(&mut self, done: u64, total: u64, resume: &ResumePoint);
+    /// A line for the person watching (how the download goes).
+    fn say(&mut self, _text: &str) {}
 }
 
 #[derive(Debug)]
@@ -137,6 +143,8 @@ pub struct Outcome {
     pub resumed_chunks: usize,
     pub write_time: Duration,
     pub total_time: Duration,
+    /// How the data arrived (delta or whole, bytes over the network).
+    pub download: Download,
 }
 
 #[derive(Debug, Error)]
@@ -318,21 +326,81 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         }
     }
 
-    // 1. The manifest, verified before anything is written.
+    // 1. The manifest, verified before anything is written. A delta reads
+    // it with byte ranges, a whole download as the start of the stream.
     step(obs, Step::Verify, &req.source.describe())?;
-    let mut input = fetch::open(req.source, 0, req.expect.map(|e| e.size), &req.fetch)?;
+    let counters = Counters::default();
+    let mut fallback = None;
+    let opened = match req.delta.zip(req.expect) {
+        Some((_, e)) => match delta::open(req.source, e.size, &req.fetch, &counters) {
+            Ok(o) => Some(o),
+            Err(why) => {
+                fallback = Some(why);
+                None
+            }
+        },
+        None => None,
+    };
     let mut whole = Sha256::new();
-    let header = {
-        let mut tee = HashingReader {
-            inner: &mut input,
-            hasher: Some(&mut whole),
-        };
-        payload::read_header(&mut tee)?
+    let (header, mut input) = match &opened {
+        Some(o) => (o.header.clone(), None),
+        None => {
+            let mut input: Box<dyn Read + Send + '_> = Box::new(reader_counted(
+                fetch::open(req.source, 0, req.expect.map(|e| e.size), &req.fetch)?,
+                &counters,
+            ));
+            let mut tee = HashingReader {
+                inner: &mut input,
+                hasher: Some(&mut whole),
+            };
+            (payload::read_header(&mut tee)?, Some(input))
+        }
     };
     header.verify(req.keys)?;
     check_release(req, &header)?;
     let m = &header.manifest;
     let manifest_sha256 = hex::encode(Sha256::digest(&header.manifest_bytes));
+    // The index must be signed and for this very manifest; then the active
+    // slot is cut into pieces to see what need not be downloaded.
+    let plan = match (opened, req.delta) {
+        (Some(o), Some(slot)) => match Index::verify(&o.index, req.keys, m, &manifest_sha256) {
+            Ok(index) => {
+                obs.say(&format!(
+                    "delta: looking for pieces of {} in {}",
+                    m.version, slot.name
+                ));
+                let mut skipped = Vec::new();
+                let local = delta::local::scan(slot, &index.chunking, &mut skipped);
+                for s in skipped {
+                    obs.say(&format!("delta: not reused: {s}"));
+                }
+                Some((index.pieces(), local, o.ranges))
+            }
+            Err(e) => {
+                fallback = Some(format!("delta index refused: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(why) = &fallback {
+        obs.say(&format!("delta: {why}: downloading the whole payload"));
+    }
+    if let Some((pieces, local, _)) = &plan {
+        let have: u64 = pieces
+            .iter()
+            .filter(|p| local.find(&p.sha256).is_some())
+            .map(|p| u64::from(p.len))
+            .sum();
+        obs.say(&format!(
+            "delta: {} of {} are on this machine ({} pieces scanned in {:.1} s); downloading about {}",
+            crate::progress::mib(have),
+            crate::progress::mib(m.data_size().unwrap_or(0)),
+            local.len(),
+            local.scan_time.as_secs_f64(),
+            crate::progress::mib(m.data_size().unwrap_or(0).saturating_sub(have)),
+        ));
+    }
 
     // 2. The passive slot's entry goes first.
     step(obs, Step::RemoveEntry, &format!("slot {}", t.slot.letter()))?;
@@ -361,21 +429,32 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
     };
     let write_started = Instant::now();
     // From a feed, the whole payload must also be the one announced: its
-    // sha256 is taken on the way (only when read from the start).
-    let check_whole = req.expect.filter(|_| first == 0);
+    // sha256 is taken on the way (only when read whole from the start; a
+    // delta's pieces are each checked against the signed manifest instead).
+    let check_whole = req.expect.filter(|_| first == 0 && input.is_some());
     if first < m.chunks.len() {
-        let input = if first == 0 {
-            input
-        } else {
+        let (start, _) = m.chunk_range(first);
+        let input: Box<dyn Read + Send + '_> = match (&plan, input.take()) {
+            (Some((pieces, local, ranges)), _) => Box::new(delta::reader::DeltaReader::new(
+                m,
+                pieces,
+                local,
+                ranges,
+                header.data_offset,
+                &counters,
+                first,
+            )),
+            (None, Some(input)) if first == 0 => input,
             // Continue the download where the intact data ends.
-            drop(input);
-            let (start, _) = m.chunk_range(first);
-            fetch::open(
-                req.source,
-                header.data_offset + start,
-                req.expect.map(|e| e.size),
-                &req.fetch,
-            )?
+            (None, _) => Box::new(reader_counted(
+                fetch::open(
+                    req.source,
+                    header.data_offset + start,
+                    req.expect.map(|e| e.size),
+                    &req.fetch,
+                )?,
+                &counters,
+            )),
         };
         let tee = HashingReader {
             inner: input,
@@ -466,7 +545,33 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         resumed_chunks: first,
         write_time,
         total_time: started.elapsed(),
+        download: {
+            let mut d = Download::from_counters(&counters);
+            d.payload = header.data_offset + m.data_size().unwrap_or(0);
+            d.fallback = fallback;
+            match &plan {
+                Some((_, local, _)) => {
+                    d.mode = "delta".into();
+                    d.reused_from = req.delta.map(|s| s.name.clone());
+                    d.scanned_bytes = local.scanned_bytes;
+                    d.scan_ms = local.scan_time.as_millis() as u64;
+                }
+                None => d.mode = "full".into(),
+            }
+            d
+        },
     })
+}
+
+/// Counts the bytes a whole download reads, for the status.
+fn reader_counted<'c>(
+    inner: Box<dyn Read + Send>,
+    counters: &'c Counters,
+) -> delta::reader::Counting<'c, Box<dyn Read + Send>> {
+    delta::reader::Counting {
+        inner,
+        counter: &counters.downloaded,
+    }
 }
 
 /// Copies a staged kernel or initramfs to the ESP under a temporary name,

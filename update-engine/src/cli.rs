@@ -114,8 +114,20 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ApplyFiles {
+    /// A payload file or URL
     #[arg(long)]
-    payload: PathBuf,
+    payload: String,
+    /// The payload's size, as a feed would announce it: with --delta-from,
+    /// tries a delta download
+    #[arg(long, requires = "payload_sha256")]
+    payload_size: Option<u64>,
+    /// The payload's sha256, as a feed would announce it
+    #[arg(long, requires = "payload_size")]
+    payload_sha256: Option<String>,
+    /// A folder holding the running release as `root`, `verity`, `vmlinuz`
+    /// and `initrd`: the pieces a delta may reuse
+    #[arg(long, requires = "payload_size")]
+    delta_from: Option<PathBuf>,
     #[arg(long)]
     root: PathBuf,
     #[arg(long)]
@@ -610,6 +622,9 @@ pub fn apply_cmd(
         }
     }
     let resume = progress.tracker.resume_point();
+    // A release from a feed comes as a delta where the server has an index:
+    // the active slot's pieces need not be downloaded again.
+    let active = sys.machine.active_slot(&sys.esp)?;
     let req = Request {
         source: &source,
         expect: expect.as_ref(),
@@ -621,13 +636,18 @@ pub fn apply_cmd(
         fetch: fetch_options(cfg),
         resume,
         staging: Path::new(STAGING_DIR),
+        delta: matches!(source, Source::Url(_)).then_some(&active),
     };
     match apply::apply(&req, &mut progress) {
         Ok(out) => {
             progress.finish();
             let secs = out.write_time.as_secs_f64().max(0.001);
             let rate = (out.data_bytes as f64 / secs) as u64;
-            if let Err(e) = progress.tracker.finish(&out.version, rate) {
+            progress.say(&out.download.summary());
+            if let Err(e) = progress
+                .tracker
+                .finish(&out.version, rate, out.download.clone())
+            {
                 eprintln!("update-engine: warning: state out of order: {e:?}");
             }
             if out.resumed_chunks > 0 {
@@ -687,11 +707,29 @@ fn apply_files(a: &ApplyFiles) -> Result<()> {
         board: a.board.clone(),
     };
     let keys = TrustedKeys::load_dir(&a.keys)?;
-    let source = Source::File(a.payload.clone());
+    let source = Source::parse(&a.payload);
     let esp = crate::esp::Esp::new(&a.esp);
+    let expect = a
+        .payload_size
+        .zip(a.payload_sha256.clone())
+        .map(|(size, sha256)| PayloadRef {
+            url: a.payload.clone(),
+            size,
+            sha256,
+        });
+    let active = a
+        .delta_from
+        .as_ref()
+        .map(|d| crate::delta::local::ActiveSlot {
+            name: d.display().to_string(),
+            root: d.join("root"),
+            verity: d.join("verity"),
+            kernel: d.join("vmlinuz"),
+            initrd: d.join("initrd"),
+        });
     let req = Request {
         source: &source,
-        expect: None,
+        expect: expect.as_ref(),
         running: &running,
         target: &target,
         esp: &esp,
@@ -700,6 +738,7 @@ fn apply_files(a: &ApplyFiles) -> Result<()> {
         fetch: FetchOptions::default(),
         resume: None,
         staging: &a.esp.with_extension("staging"),
+        delta: active.as_ref(),
     };
     let tracker = Tracker::new(None, State::default(), &source.describe(), 'b');
     let mut progress = Progress::new(tracker, Mode::None);
@@ -711,6 +750,7 @@ fn apply_files(a: &ApplyFiles) -> Result<()> {
         out.write_time.as_secs_f64(),
         out.total_time.as_secs_f64()
     );
+    println!("download: {}", out.download.summary());
     Ok(())
 }
 
@@ -966,8 +1006,13 @@ fn status(json: bool) -> Result<()> {
                 a.done * 100 / a.total.max(1)
             ),
             crate::state::Outcome::Installed => {
+                let how = a
+                    .download
+                    .as_ref()
+                    .map(|d| format!("; {}", d.summary()))
+                    .unwrap_or_default();
                 format!(
-                    "update: {what} installed into slot {} ({})",
+                    "update: {what} installed into slot {} ({}){how}",
                     a.slot,
                     ago(a.updated)
                 )

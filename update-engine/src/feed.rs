@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::keys::{SecretKey, Signature, SignatureError, TrustedKeys};
+use crate::keys::{self, SealError, SecretKey, SignatureError, TrustedKeys};
 use crate::waves::{self, Wave, WaveError};
 
 pub const FEED_CONTEXT: &[u8] = b"slipway release feed v1";
@@ -48,13 +48,6 @@ pub struct Release {
     pub waves: Option<Vec<Wave>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Envelope {
-    release: String,
-    signatures: Vec<Signature>,
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FeedError {
     #[error("feed is not valid JSON of the expected shape: {0}")]
@@ -77,17 +70,7 @@ impl Release {
     /// The signed envelope as written to `<channel>/<board>.json`.
     pub fn sign(&self, keys: &[&SecretKey]) -> Vec<u8> {
         let release = serde_json::to_string_pretty(self).unwrap_or_default();
-        let signatures = keys
-            .iter()
-            .map(|k| k.sign(FEED_CONTEXT, release.as_bytes()))
-            .collect();
-        let mut out = serde_json::to_vec_pretty(&Envelope {
-            release,
-            signatures,
-        })
-        .unwrap_or_default();
-        out.push(b'\n');
-        out
+        keys::seal("release", FEED_CONTEXT, release, keys, true)
     }
 
     /// Verifies and parses a feed for this machine: signature first, then
@@ -99,11 +82,12 @@ impl Release {
         board: &str,
         channel: &str,
     ) -> Result<Release, FeedError> {
-        let env: Envelope =
-            serde_json::from_slice(bytes).map_err(|e| FeedError::Json(e.to_string()))?;
-        keys.verify(FEED_CONTEXT, env.release.as_bytes(), &env.signatures)?;
-        let r: Release = serde_json::from_str(&env.release)
-            .map_err(|e| FeedError::Json(format!("release: {e}")))?;
+        let release = keys::unseal("release", FEED_CONTEXT, bytes, keys).map_err(|e| match e {
+            SealError::Json(e) => FeedError::Json(e),
+            SealError::Signature(e) => FeedError::Signature(e),
+        })?;
+        let r: Release =
+            serde_json::from_str(&release).map_err(|e| FeedError::Json(format!("release: {e}")))?;
         r.check()?;
         if r.expires <= now {
             return Err(FeedError::Expired {

@@ -259,15 +259,101 @@ fn open_with_backoff(
 ) -> Result<Box<dyn Read + Send>, FetchError> {
     let inner: Box<dyn Read + Send> = match source {
         Source::File(path) => Box::new(open_file(path, offset, expected_len)?),
-        Source::Url(url) => Box::new(HttpReader::open(url, offset, expected_len, opts, backoff)?),
+        Source::Url(url) => Box::new(HttpReader::open(
+            &agent(opts),
+            url,
+            (offset, None),
+            expected_len,
+            opts,
+            backoff,
+        )?),
     };
-    Ok(match opts.rate_limit {
+    Ok(throttled(inner, opts))
+}
+
+/// `opts.rate_limit` applied to a reader.
+fn throttled(inner: Box<dyn Read + Send>, opts: &FetchOptions) -> Box<dyn Read + Send> {
+    match opts.rate_limit {
         Some(rate) if rate > 0 => Box::new(Throttled {
             inner,
             bucket: TokenBucket::new(rate, Box::new(SystemClock(Instant::now()))),
         }),
         _ => inner,
-    })
+    }
+}
+
+/// Byte ranges of one document, for delta updates: many small requests to
+/// the same server, so one `ureq` agent keeps the connection alive between
+/// them where the server allows it.
+pub struct Ranges {
+    source: Source,
+    agent: ureq::Agent,
+    len: u64,
+    opts: FetchOptions,
+    backoff: Duration,
+}
+
+impl Ranges {
+    /// `len` is the document's whole size (the feed's): a server that
+    /// reports another is refused, as [`open`] does.
+    pub fn new(source: &Source, len: u64, opts: &FetchOptions) -> Ranges {
+        Ranges {
+            source: source.clone(),
+            agent: agent(opts),
+            len,
+            opts: opts.clone(),
+            backoff: BACKOFF,
+        }
+    }
+
+    /// Bytes `start..end` of the document, with `Range: bytes=START-LAST`
+    /// for a URL, resuming within the range after a dropped connection as
+    /// [`open`] does. A server that answers with the whole document is
+    /// [`FetchError::RangeIgnored`]: the caller falls back to a full
+    /// download rather than receive bytes it did not ask for.
+    pub fn open(&self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, FetchError> {
+        if end < start || end > self.len {
+            return Err(FetchError::OffsetBeyondEnd {
+                what: self.source.describe(),
+                offset: end,
+                len: self.len,
+            });
+        }
+        if end == start {
+            return Ok(Box::new(io::empty()));
+        }
+        let inner: Box<dyn Read + Send> = match &self.source {
+            Source::File(path) => {
+                Box::new(open_file(path, start, Some(self.len))?.take(end - start))
+            }
+            Source::Url(url) => Box::new(HttpReader::open(
+                &self.agent,
+                url,
+                (start, Some(end)),
+                Some(self.len),
+                &self.opts,
+                self.backoff,
+            )?),
+        };
+        Ok(throttled(inner, &self.opts))
+    }
+}
+
+/// One agent per download (or per [`Ranges`]); its timeouts are the
+/// options'.
+fn agent(opts: &FetchOptions) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        // Statuses are handled here, to name them and to accept 206/416.
+        .http_status_as_error(false)
+        .timeout_resolve(Some(opts.timeout))
+        .timeout_connect(Some(opts.timeout))
+        .timeout_send_request(Some(opts.timeout))
+        .timeout_recv_response(Some(opts.timeout))
+        // Idle timeout only: a whole payload may take hours at a low
+        // rate limit, so there is no total budget for the body.
+        .timeout_per_read(Some(opts.timeout))
+        .build();
+    ureq::Agent::new_with_config(config)
 }
 
 /// A small document (the release feed) in full, refusing more than `max`
@@ -289,7 +375,7 @@ pub fn get_small(source: &Source, max: usize, opts: &FetchOptions) -> Result<Vec
             Box::new(file)
         }
         Source::Url(url) => {
-            let reader = HttpReader::open(url, 0, None, opts, BACKOFF)?;
+            let reader = HttpReader::open(&agent(opts), url, (0, None), None, opts, BACKOFF)?;
             // Refuse early when the server says how big it is.
             if reader.end.is_some_and(|end| end > max as u64) {
                 return Err(too_large());
@@ -493,6 +579,8 @@ struct HttpReader {
     pos: u64,
     /// Absolute end of the document, when known (server or caller).
     end: Option<u64>,
+    /// Absolute end of the range asked for, if not the document's end.
+    stop: Option<u64>,
     validator: Option<String>,
     body: Option<Box<dyn Read + Send>>,
     retries: u32,
@@ -502,9 +590,12 @@ struct HttpReader {
 }
 
 impl HttpReader {
+    /// `range`: the first byte, and the end of the range (exclusive) or
+    /// `None` for the rest of the document.
     fn open(
+        agent: &ureq::Agent,
         url: &str,
-        offset: u64,
+        range: (u64, Option<u64>),
         expected_len: Option<u64>,
         opts: &FetchOptions,
         backoff: Duration,
@@ -514,19 +605,8 @@ impl HttpReader {
                 url: url.to_owned(),
             });
         }
-        let config = ureq::Agent::config_builder()
-            // Statuses are handled here, to name them and to accept 206/416.
-            .http_status_as_error(false)
-            .timeout_resolve(Some(opts.timeout))
-            .timeout_connect(Some(opts.timeout))
-            .timeout_send_request(Some(opts.timeout))
-            .timeout_recv_response(Some(opts.timeout))
-            // Idle timeout only: a whole payload may take hours at a low
-            // rate limit, so there is no total budget for the body.
-            .timeout_per_read(Some(opts.timeout))
-            .build();
-        let agent = ureq::Agent::new_with_config(config);
-        let response = request(&agent, url, offset)?;
+        let (offset, stop) = range;
+        let response = request(agent, url, offset, stop)?;
         let end = match (response.total, expected_len) {
             (Some(total), Some(expected)) if total != expected => {
                 return Err(FetchError::LengthMismatch {
@@ -547,10 +627,11 @@ impl HttpReader {
             }
         }
         Ok(HttpReader {
-            agent,
+            agent: agent.clone(),
             url: url.to_owned(),
             pos: offset,
             end,
+            stop,
             validator: response.validator,
             body: Some(response.body),
             retries: opts.retries,
@@ -583,7 +664,8 @@ impl HttpReader {
                 .saturating_mul(1 << (self.failures - 1).min(16))
                 .min(MAX_BACKOFF);
             std::thread::sleep(wait);
-            let result = request(&self.agent, &self.url, self.pos).and_then(|r| self.check(r));
+            let result =
+                request(&self.agent, &self.url, self.pos, self.stop).and_then(|r| self.check(r));
             match result {
                 Ok(body) => {
                     self.body = Some(body);
@@ -633,7 +715,11 @@ impl Read for HttpReader {
             return Ok(0);
         }
         loop {
-            let remaining = self.end.map(|end| end.saturating_sub(self.pos));
+            let limit = match (self.end, self.stop) {
+                (Some(end), Some(stop)) => Some(end.min(stop)),
+                (end, stop) => end.or(stop),
+            };
+            let remaining = limit.map(|end| end.saturating_sub(self.pos));
             if remaining == Some(0) {
                 return Ok(0);
             }
@@ -668,12 +754,30 @@ impl Read for HttpReader {
     }
 }
 
-/// Sends one GET for `url` from `offset` on and checks the answer.
-fn request(agent: &ureq::Agent, url: &str, offset: u64) -> Result<Response, FetchError> {
+/// Sends one GET for `url` from `offset` on (up to `stop`, exclusive, when
+/// given) and checks the answer.
+fn request(
+    agent: &ureq::Agent,
+    url: &str,
+    offset: u64,
+    stop: Option<u64>,
+) -> Result<Response, FetchError> {
     let mut req = agent.get(url);
-    if offset > 0 {
-        req = req.header("Range", format!("bytes={offset}-"));
-    }
+    let ranged = match stop {
+        // An empty range cannot be written as a byte range; never asked for.
+        Some(stop) => {
+            req = req.header(
+                "Range",
+                format!("bytes={offset}-{}", stop.max(offset + 1) - 1),
+            );
+            true
+        }
+        None if offset > 0 => {
+            req = req.header("Range", format!("bytes={offset}-"));
+            true
+        }
+        None => false,
+    };
     let response = req.call().map_err(|source| match source {
         ureq::Error::BadUri(reason) => FetchError::BadUrl {
             url: url.to_owned(),
@@ -699,7 +803,7 @@ fn request(agent: &ureq::Agent, url: &str, offset: u64) -> Result<Response, Fetc
     let content_range = header("content-range");
     let status = response.status();
     let total = match status.as_u16() {
-        200 if offset > 0 => {
+        200 if ranged => {
             return Err(FetchError::RangeIgnored {
                 url: url.to_owned(),
                 offset,
@@ -722,11 +826,12 @@ fn request(agent: &ureq::Agent, url: &str, offset: u64) -> Result<Response, Fetc
         // Resuming a download that had in fact reached the end: the server
         // says the document is exactly `offset` bytes long, so nothing is
         // left to read. Anything else unsatisfiable is an error.
-        416 if content_range
-            .as_deref()
-            .and_then(|cr| cr.strip_prefix("bytes */"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            == Some(offset) =>
+        416 if stop.is_none()
+            && content_range
+                .as_deref()
+                .and_then(|cr| cr.strip_prefix("bytes */"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                == Some(offset) =>
         {
             return Ok(Response {
                 body: Box::new(io::empty()),
@@ -1184,13 +1289,17 @@ mod tests {
             )?;
             return Ok(());
         }
-        let start = match (&range, b.ignore_range) {
-            (Some(r), false) => r
-                .strip_prefix("bytes=")
-                .and_then(|r| r.strip_suffix('-'))
-                .and_then(|s| s.parse::<usize>().ok())
-                .expect("the client only sends bytes=N-"),
-            _ => 0,
+        // "bytes=N-" or "bytes=N-M" (M inclusive).
+        let (start, last) = match (&range, b.ignore_range) {
+            (Some(r), false) => {
+                let (a, z) = r
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.split_once('-'))
+                    .expect("the client sends bytes=N- or bytes=N-M");
+                let last = z.parse::<usize>().ok().map(|z| z.min(data.len() - 1));
+                (a.parse::<usize>().unwrap(), last)
+            }
+            _ => (0, None),
         };
         if start >= data.len() && range.is_some() && !b.ignore_range {
             write!(
@@ -1200,11 +1309,12 @@ mod tests {
             )?;
             return Ok(());
         }
-        let body = &data[start..];
-        let mut head = if start > 0 {
+        let end = last.map_or(data.len(), |z| z + 1);
+        let body = &data[start..end];
+        let mut head = if start > 0 || last.is_some() {
             format!(
                 "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\n",
-                data.len() - 1,
+                end - 1,
                 data.len()
             )
         } else {
@@ -1417,6 +1527,80 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("at byte 10000"), "{err}");
+    }
+
+    #[test]
+    fn ranges_ask_for_exactly_their_bytes_and_resume_inside_them() {
+        let data = test_data(300_000);
+        let server = serve(
+            data.clone(),
+            Behaviour {
+                cut_after: Some(20_000),
+                cut_connections: 1,
+                ..Behaviour::default()
+            },
+        );
+        let mut ranges = Ranges::new(&Source::Url(server.url.clone()), 300_000, &quick());
+        ranges.backoff = Duration::from_millis(10);
+        let read = |start, end| {
+            let mut got = Vec::new();
+            ranges
+                .open(start, end)
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
+            got
+        };
+        // Cut after 20000 bytes: resumed at 120000, still ending at 149999.
+        assert_eq!(read(100_000, 150_000), data[100_000..150_000]);
+        assert_eq!(read(0, 32), data[..32]);
+        assert_eq!(read(299_999, 300_000), data[299_999..]);
+        assert!(read(5, 5).is_empty());
+        assert_eq!(
+            *server.ranges.lock().unwrap(),
+            [
+                Some("bytes=100000-149999".into()),
+                Some("bytes=120000-149999".into()),
+                Some("bytes=0-31".into()),
+                Some("bytes=299999-299999".into()),
+            ]
+        );
+        let err = ranges.open(10, 300_001).err().unwrap();
+        assert!(matches!(err, FetchError::OffsetBeyondEnd { .. }), "{err}");
+
+        // A file works the same way.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        std::fs::write(&path, &data).unwrap();
+        let files = Ranges::new(&Source::File(path), 300_000, &quick());
+        let mut got = Vec::new();
+        files
+            .open(7, 70_007)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, data[7..70_007]);
+    }
+
+    #[test]
+    fn ranges_from_a_server_that_ignores_them_are_refused() {
+        let server = serve(
+            test_data(50_000),
+            Behaviour {
+                ignore_range: true,
+                ..Behaviour::default()
+            },
+        );
+        let ranges = Ranges::new(&Source::Url(server.url.clone()), 50_000, &quick());
+        // Even from byte 0: a bounded range answered with 200 is the whole
+        // document, not the 32 bytes asked for.
+        let err = ranges.open(0, 32).err().unwrap();
+        assert!(matches!(err, FetchError::RangeIgnored { .. }), "{err}");
+        // A server reporting another size than the feed's is refused.
+        let server = serve(test_data(50_000), Behaviour::default());
+        let ranges = Ranges::new(&Source::Url(server.url.clone()), 60_000, &quick());
+        let err = ranges.open(0, 32).err().unwrap();
+        assert!(matches!(err, FetchError::LengthMismatch { .. }), "{err}");
     }
 
     #[test]

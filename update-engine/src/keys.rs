@@ -157,6 +157,76 @@ impl SecretKey {
     }
 }
 
+/// A signed text as the feed and the delta index store it:
+/// `{"<field>": "<text>", "signatures": [...]}`, the signatures over the
+/// text itself, so no JSON canonicalisation is needed. `pretty` as the
+/// feed is written (people read feeds).
+pub fn seal(
+    field: &str,
+    context: &[u8],
+    text: String,
+    keys: &[&SecretKey],
+    pretty: bool,
+) -> Vec<u8> {
+    let signatures: Vec<Signature> = keys
+        .iter()
+        .map(|k| k.sign(context, text.as_bytes()))
+        .collect();
+    // serde_json's map is sorted, and both users' field sort before
+    // "signatures": the bytes are those of a struct with the two fields.
+    let mut map = serde_json::Map::new();
+    map.insert(field.to_string(), serde_json::Value::String(text));
+    map.insert(
+        "signatures".into(),
+        serde_json::to_value(signatures).unwrap_or_default(),
+    );
+    let value = serde_json::Value::Object(map);
+    let written = if pretty {
+        serde_json::to_vec_pretty(&value)
+    } else {
+        serde_json::to_vec(&value)
+    };
+    let mut out = written.unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Why a sealed text was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("{0}")]
+    Json(String),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+}
+
+/// The text of a [`seal`]ed document, once a trusted key's signature
+/// checks. Fields other than the two are refused.
+pub fn unseal(
+    field: &str,
+    context: &[u8],
+    bytes: &[u8],
+    keys: &TrustedKeys,
+) -> Result<String, SealError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sealed {
+        text: String,
+        signatures: Vec<Signature>,
+    }
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| SealError::Json(e.to_string()))?;
+    // The caller's field name, read as the struct's `text`.
+    let text = map
+        .remove(field)
+        .ok_or_else(|| SealError::Json(format!("missing field `{field}`")))?;
+    map.insert("text".into(), text);
+    let sealed: Sealed = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| SealError::Json(e.to_string()))?;
+    keys.verify(context, sealed.text.as_bytes(), &sealed.signatures)?;
+    Ok(sealed.text)
+}
+
 /// One signature as it is stored next to the signed bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -203,6 +203,19 @@ impl Machine {
         })
     }
 
+    /// The running slot's files, read (never written) to find the pieces
+    /// of a new release this machine already has.
+    pub fn active_slot(&self, esp: &crate::esp::Esp) -> Result<crate::delta::local::ActiveSlot> {
+        let slot = self.running.slot;
+        Ok(crate::delta::local::ActiveSlot {
+            name: format!("slot {}", slot.letter()),
+            root: self.partition(&Role::Root(slot).label())?.dev.clone(),
+            verity: self.partition(&Role::Verity(slot).label())?.dev.clone(),
+            kernel: esp.path(&slipway_image::bls::kernel_path(slot)),
+            initrd: esp.path(&slipway_image::bls::initrd_path(slot)),
+        })
+    }
+
     pub fn esp(&self) -> Result<&Partition> {
         self.partitions
             .iter()

@@ -74,6 +74,32 @@ fn read_full(r: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), Payloa
 pub fn read_header(r: &mut impl Read) -> Result<Header, PayloadError> {
     let mut head = [0u8; HEADER_LEN];
     read_full(r, &mut head, "header")?;
+    let (manifest_len, sigs_len) = lengths(&head)?;
+    let mut manifest_bytes = vec![0u8; manifest_len as usize];
+    read_full(r, &mut manifest_bytes, "manifest")?;
+    let mut sig_bytes = vec![0u8; sigs_len as usize];
+    read_full(r, &mut sig_bytes, "signatures")?;
+    let signatures: Vec<Signature> = serde_json::from_slice(&sig_bytes)
+        .map_err(|e| PayloadError::Header(format!("signatures: {e}")))?;
+    let manifest = Manifest::parse(&manifest_bytes)?;
+    Ok(Header {
+        manifest,
+        manifest_bytes,
+        signatures,
+        data_offset: (HEADER_LEN + manifest_len as usize + sigs_len as usize) as u64,
+    })
+}
+
+/// How many bytes follow the fixed header before the data (manifest and
+/// signatures), from the fixed header alone: what a reader of byte ranges
+/// asks for next.
+pub fn header_rest_len(head: &[u8; HEADER_LEN]) -> Result<u64, PayloadError> {
+    let (m, s) = lengths(head)?;
+    Ok(u64::from(m) + u64::from(s))
+}
+
+/// The fixed header checked: the manifest's and the signatures' lengths.
+fn lengths(head: &[u8; HEADER_LEN]) -> Result<(u32, u32), PayloadError> {
     if &head[..16] != MAGIC {
         return Err(PayloadError::BadMagic);
     }
@@ -95,19 +121,7 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, PayloadError> {
     if reserved != 0 {
         return Err(PayloadError::Header("reserved field is not 0".into()));
     }
-    let mut manifest_bytes = vec![0u8; manifest_len as usize];
-    read_full(r, &mut manifest_bytes, "manifest")?;
-    let mut sig_bytes = vec![0u8; sigs_len as usize];
-    read_full(r, &mut sig_bytes, "signatures")?;
-    let signatures: Vec<Signature> = serde_json::from_slice(&sig_bytes)
-        .map_err(|e| PayloadError::Header(format!("signatures: {e}")))?;
-    let manifest = Manifest::parse(&manifest_bytes)?;
-    Ok(Header {
-        manifest,
-        manifest_bytes,
-        signatures,
-        data_offset: (HEADER_LEN + manifest_len as usize + sigs_len as usize) as u64,
-    })
+    Ok((manifest_len, sigs_len))
 }
 
 /// What the builder knows about a release besides its bytes.

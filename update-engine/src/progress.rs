@@ -76,6 +76,10 @@ pub fn mib(bytes: u64) -> String {
 }
 
 impl Observer for Progress {
+    fn say(&mut self, text: &str) {
+        Progress::say(self, text);
+    }
+
     fn step(&mut self, step: Step, detail: &str) -> Result<(), String> {
         if step == Step::ReadBack {
             self.finish();

@@ -53,6 +53,10 @@ pub struct ApplyRecord {
     pub resume: Option<ResumePoint>,
     /// Bytes per second written while streaming (when installed).
     pub write_rate: Option<u64>,
+    /// How the data arrived (when installed): delta or whole, bytes over
+    /// the network. Absent in state files of older engines.
+    #[serde(default)]
+    pub download: Option<crate::delta::Download>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +157,7 @@ impl Tracker {
             error: None,
             resume,
             write_rate: None,
+            download: None,
         });
         Tracker {
             path,
@@ -183,6 +188,7 @@ impl Tracker {
             error: None,
             resume: None,
             write_rate: None,
+            download: None,
         })
     }
 
@@ -228,7 +234,12 @@ impl Tracker {
     }
 
     /// Ends a successful apply; refused unless every step ran.
-    pub fn finish(&mut self, version: &str, write_rate: u64) -> Result<(), OutOfOrder> {
+    pub fn finish(
+        &mut self,
+        version: &str,
+        write_rate: u64,
+        download: crate::delta::Download,
+    ) -> Result<(), OutOfOrder> {
         if self.current != Some(Step::InstallEntry) || self.finished() {
             return Err(OutOfOrder {
                 from: self.current,
@@ -240,6 +251,7 @@ impl Tracker {
         r.version = Some(version.to_string());
         r.resume = None;
         r.write_rate = Some(write_rate);
+        r.download = Some(download);
         r.updated = now_unix();
         self.save();
         Ok(())
@@ -301,9 +313,12 @@ mod tests {
             t.advance(s).unwrap();
         }
         assert!(t.advance(Step::InstallEntry).is_err(), "repeat");
-        t.finish("2.0", 1).unwrap();
+        t.finish("2.0", 1, Default::default()).unwrap();
         assert_eq!(t.outcome(), Some(Outcome::Installed));
-        assert!(t.finish("2.0", 1).is_err(), "finish twice");
+        assert!(
+            t.finish("2.0", 1, Default::default()).is_err(),
+            "finish twice"
+        );
         assert!(t.advance(Step::Verify).is_err(), "after the end");
     }
 
@@ -320,7 +335,7 @@ mod tests {
             if let Some(next) = Step::ALL.get(i + 1) {
                 assert!(t.advance(*next).is_err());
             }
-            assert!(t.finish("2.0", 1).is_err());
+            assert!(t.finish("2.0", 1, Default::default()).is_err());
         }
     }
 
@@ -328,7 +343,7 @@ mod tests {
     fn finish_needs_the_last_step() {
         let mut t = tracker();
         t.advance(Step::Verify).unwrap();
-        assert!(t.finish("2.0", 1).is_err());
+        assert!(t.finish("2.0", 1, Default::default()).is_err());
     }
 
     #[test]

@@ -222,6 +222,7 @@ fn run(
         fetch: FetchOptions::default(),
         resume,
         staging: &f.dir.join("staging"),
+        delta: None,
     };
     apply::apply(&req, obs)
 }

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod bench_cluster;
 pub mod bench_containers;
+pub mod bench_delta;
 pub mod bench_swarm;
 pub mod bench_update;
 pub mod board;

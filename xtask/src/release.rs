@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use slipway_update::delta::index::{Index, DEFAULT_CHUNKING};
 use slipway_update::feed::{PayloadRef, Release};
 use slipway_update::keys::{PublicKey, SecretKey};
 use slipway_update::payload;
@@ -161,6 +162,8 @@ pub struct PublishOptions {
 pub struct Published {
     pub feed: PathBuf,
     pub payload: PathBuf,
+    /// The signed delta index next to the payload (`<payload>.index`).
+    pub index: PathBuf,
     pub release: Release,
 }
 
@@ -233,6 +236,17 @@ pub fn publish_with_waves(opts: &PublishOptions, waves: Option<&[Wave]>) -> Resu
         let f = std::fs::File::open(&payload_dst)?;
         slipway_update::hashing::sha256_reader(f, u64::MAX)?
     };
+    // The delta index: machines fetch only the pieces they lack. It needs
+    // no older release; each machine finds what it has by hash.
+    let index = PathBuf::from(slipway_update::delta::index::url_for(
+        &payload_dst.display().to_string(),
+    ));
+    let pieces = Index::build(&payload_dst, DEFAULT_CHUNKING)
+        .with_context(|| format!("cutting {} into pieces", payload_dst.display()))?;
+    let tmp = index.with_extension("index.partial");
+    std::fs::write(&tmp, pieces.sign(&[&key]))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &index)?;
     let release = Release {
         format: slipway_update::feed::FORMAT,
         board: m.board.clone(),
@@ -260,6 +274,7 @@ pub fn publish_with_waves(opts: &PublishOptions, waves: Option<&[Wave]>) -> Resu
     Ok(Published {
         feed,
         payload: payload_dst,
+        index,
         release,
     })
 }
@@ -358,6 +373,27 @@ mod tests {
         assert_eq!(r.waves.as_deref(), Some(&waves[..]));
         assert_eq!(r, p.release);
         assert!(p.payload.exists());
+        // The delta index sits next to the payload, signed, for its manifest.
+        assert_eq!(
+            p.index,
+            PathBuf::from(format!("{}.index", p.payload.display()))
+        );
+        let header = payload::read_header(&mut std::fs::File::open(&p.payload).unwrap()).unwrap();
+        let keys = slipway_update::keys::TrustedKeys::new(vec![PublicKey::load(
+            &dir.path().join("k.pub"),
+        )
+        .unwrap()]);
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            &header.manifest_bytes,
+        ));
+        let index = Index::verify(
+            &std::fs::read(&p.index).unwrap(),
+            &keys,
+            &header.manifest,
+            &sha,
+        )
+        .unwrap();
+        assert_eq!(index.chunking, DEFAULT_CHUNKING);
 
         // Without waves: no waves field at all, as before waves existed.
         let p = publish(&options(dir.path())).unwrap();

@@ -1,11 +1,13 @@
 //! The update engine on a running machine, end to end, on one VM:
 //!
 //! 1. v1 boots from slot A; `update-engine apply` installs v2 from a feed
-//!    the host serves; after a reboot v2 runs from slot B and is blessed.
-//! 2. Power cuts (QMP `system_reset`) at random moments of an apply of v3:
-//!    each time the machine comes back on v2; then the apply is re-run and
-//!    succeeds. With `IO_WRITE_MAX` set, the apply's write rate stays
-//!    within 5 % of the limit.
+//!    the host serves, as a delta: the engine's status and the server both
+//!    say that under a tenth of the payload came over the network; after a
+//!    reboot v2 runs from slot B and is blessed.
+//! 2. Power cuts (QMP `system_reset`) at random moments of a delta apply of
+//!    v3: each time the machine comes back on v2; then the apply is re-run
+//!    (resuming where the intact data ends) and succeeds, still as a delta. With `IO_WRITE_MAX` set, the
+//!    apply's write rate stays within 5 % of the limit.
 //! 3. v3 fails its health check: it is tried three times, then the machine
 //!    is back on v2 by itself and `status` reports v3 bad.
 //! 4. The daemon picks up v4 from the feed it follows, installs it into
@@ -151,7 +153,8 @@ fn update_power_cuts_rollback_and_daemon() {
         CMD,
     );
 
-    // 1. v1 → v2 from the feed.
+    // 1. v1 → v2 from the feed, as a delta.
+    let served_before = server.bytes_served();
     let out = ok(
         &mut vm,
         "update-engine apply --channel test --progress lines 2>&1",
@@ -160,6 +163,21 @@ fn update_power_cuts_rollback_and_daemon() {
     assert!(
         out.contains(&format!("installed {v2} into slot b (slipway-b+3.conf)")),
         "{out}"
+    );
+    let served = server.bytes_served() - served_before;
+    let (mode, downloaded, payload) = download_status(&mut vm);
+    eprintln!(
+        "vm_update: v2 as a {mode}: {downloaded} of {payload} bytes downloaded, {served} served"
+    );
+    assert_eq!(mode, "delta", "{out}");
+    assert!(
+        downloaded * 10 < payload,
+        "{downloaded} of {payload}:\n{out}"
+    );
+    // The server's count has the feed besides (a few KiB).
+    assert!(
+        served >= downloaded && served < downloaded + (64 << 10),
+        "server sent {served} bytes, the engine counted {downloaded}"
     );
     assert!(slot_status(&mut vm, 'b').contains("trying, 3 tries left"));
     vm.reboot().unwrap();
@@ -209,6 +227,9 @@ fn update_power_cuts_rollback_and_daemon() {
         out.contains(&format!("installed {v3} into slot a (slipway-a+3.conf)")),
         "{out}"
     );
+    let (mode, downloaded, payload) = download_status(&mut vm);
+    eprintln!("vm_update: v3 resumed as a {mode}: {downloaded} of {payload} bytes downloaded");
+    assert_eq!(mode, "delta", "{out}");
     let after = ok(&mut vm, "cat /sys/fs/cgroup/slipway-update/io.stat", CMD);
     check_io_limit(&out, &before, &after);
 
@@ -244,6 +265,24 @@ fn update_power_cuts_rollback_and_daemon() {
     );
     eprintln!("vm_update: daemon log before the reboot into v4:\n{log}");
     server.stop();
+}
+
+/// How the last apply's data arrived, from `update-engine status --json`:
+/// mode, bytes over the network, payload size.
+fn download_status(vm: &mut Vm) -> (String, u64, u64) {
+    let out = ok(
+        vm,
+        "update-engine status --json | grep -E '\"(mode|downloaded|payload)\":'",
+        CMD,
+    );
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("\"{key}\": ")))
+            .map(|v| v.trim_end_matches(',').trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("no {key} in the status:\n{out}"))
+    };
+    let number = |key: &str| value(key).parse::<u64>().unwrap();
+    (value("mode"), number("downloaded"), number("payload"))
 }
 
 /// The apply's own figure and the cgroup's io.stat both within 5 % of
