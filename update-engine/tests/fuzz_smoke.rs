@@ -523,6 +523,54 @@ fn mutate_feed(rng: &mut Rng, f: &[u8]) -> (Vec<u8>, String) {
     }
 }
 
+/// Delta indexes of the fixed manifest, cut with two chunkings.
+fn delta_index_seeds() -> Vec<Vec<u8>> {
+    use slipway_update::delta::index::{Chunking, Index, PartPieces};
+    let (m, sha) = bodies::delta_manifest();
+    let parts = bodies::delta_parts();
+    let mut seeds = Vec::new();
+    for chunking in [
+        Chunking {
+            min: 1024,
+            avg: 2048,
+            max: 4096,
+        },
+        Chunking {
+            min: 2048,
+            avg: 8192,
+            max: 16384,
+        },
+    ] {
+        let index = Index {
+            format: 1,
+            manifest_sha256: sha.clone(),
+            chunking,
+            parts: m
+                .offsets()
+                .iter()
+                .zip(&parts)
+                .map(|((part, _, size), bytes)| PartPieces {
+                    part: *part,
+                    size: *size,
+                    pieces: chunking
+                        .cut(&bytes[..])
+                        .unwrap()
+                        .into_iter()
+                        .map(|(len, h)| (len, hex::encode(h)))
+                        .collect(),
+                })
+                .collect(),
+        };
+        let text = serde_json::to_string(&index).unwrap();
+        seeds.push(with_mode(bodies::FEED_SIGN, text.as_bytes()));
+        seeds.push(with_mode(
+            bodies::FEED_RAW,
+            &index.sign(&[bodies::secret_key()]),
+        ));
+    }
+    seeds
+}
+
 fn update_conf_seeds() -> Vec<Vec<u8>> {
     [
         "# Slipway update configuration\n\
@@ -758,6 +806,18 @@ fn payload() {
 #[test]
 fn feed() {
     let accepted = smoke("feed", bodies::feed, &feed_seeds(), 3000, mutate_feed);
+    assert!(accepted > 0, "no mutant reached the end of verify");
+}
+
+#[test]
+fn delta_index() {
+    let accepted = smoke(
+        "delta_index",
+        bodies::delta_index,
+        &delta_index_seeds(),
+        3000,
+        mutate_feed,
+    );
     assert!(accepted > 0, "no mutant reached the end of verify");
 }
 

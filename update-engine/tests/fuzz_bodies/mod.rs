@@ -20,6 +20,7 @@ use std::io::Read;
 use std::sync::OnceLock;
 
 use slipway_update::config::Config;
+use slipway_update::delta::index::{self as delta_index_fmt, Index};
 use slipway_update::esp::{self, EntryState};
 use slipway_update::feed::{self, Release};
 use slipway_update::keys::{SecretKey, TrustedKeys};
@@ -176,6 +177,84 @@ pub fn feed(data: &[u8]) -> bool {
         "an accepted feed does not round-trip through sign"
     );
     true
+}
+
+/// `Index::verify` (the delta index) against a fixed manifest. The first
+/// byte chooses, as for the feed, between the bytes as the signed file
+/// ([`FEED_RAW`]) and the rest as the index text, signed here
+/// ([`FEED_SIGN`]), so mutations reach the checks behind the signature.
+/// An accepted index's pieces tile the manifest's data exactly.
+pub fn delta_index(data: &[u8]) -> bool {
+    let Some((&mode, rest)) = data.split_first() else {
+        return false;
+    };
+    let (m, sha) = delta_manifest();
+    let signed;
+    let bytes = if mode & 1 == FEED_RAW {
+        rest
+    } else {
+        signed = sign_index_text(&String::from_utf8_lossy(rest));
+        &signed[..]
+    };
+    let Ok(index) = Index::verify(bytes, trusted_keys(), m, sha) else {
+        return false;
+    };
+    let mut at = 0;
+    for p in index.pieces() {
+        assert_eq!(p.offset, at, "pieces leave a gap or overlap");
+        assert!(p.len > 0 && p.len <= index.chunking.max);
+        at = p.end();
+    }
+    assert_eq!(Some(at), m.data_size(), "pieces do not cover the data");
+    true
+}
+
+/// The manifest every delta index is checked against, and the sha256 of
+/// its bytes.
+pub fn delta_manifest() -> &'static (Manifest, String) {
+    static M: OnceLock<(Manifest, String)> = OnceLock::new();
+    M.get_or_init(|| {
+        let parts = delta_parts();
+        let refs = [&parts[0][..], &parts[1][..], &parts[2][..], &parts[3][..]];
+        let release = payload::Release {
+            os_name: "Slipway".into(),
+            version: "2.0".into(),
+            board: BOARD.into(),
+            build_id: "fuzz".into(),
+            cmdline: "console=ttyS0".into(),
+            verity: slipway_update::manifest::VerityInfo {
+                root_hash: "aa".repeat(32),
+                salt: "bb".repeat(32),
+                data_blocks: 2,
+            },
+            chunk_size: slipway_update::manifest::MIN_CHUNK,
+        };
+        let m = payload::manifest_for(&release, refs).expect("the fixed parts make a manifest");
+        let (_, sha) = slipway_update::hashing::sha256_reader(&m.to_json()[..], u64::MAX)
+            .expect("hashing bytes in memory");
+        (m, sha)
+    })
+}
+
+/// The four parts behind [`delta_manifest`].
+pub fn delta_parts() -> [Vec<u8>; 4] {
+    let fill = |n: usize, k: u8| {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(k) ^ (i >> 7) as u8)
+            .collect()
+    };
+    [fill(8192, 3), fill(4096, 5), fill(3000, 7), fill(1000, 11)]
+}
+
+/// A signed delta index file around `text`.
+pub fn sign_index_text(text: &str) -> Vec<u8> {
+    slipway_update::keys::seal(
+        "index",
+        delta_index_fmt::CONTEXT,
+        text.to_string(),
+        &[secret_key()],
+        false,
+    )
 }
 
 /// A feed envelope around `release`, signed with the fixed key.
