@@ -164,3 +164,73 @@ impl Download {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A server that answers every GET with the whole file and 200, as a
+    /// server without byte ranges does; `/x.payload.index` is the index.
+    fn serve_without_ranges(payload: Vec<u8>, index: Vec<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x.payload", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let body = if first.contains(".index") {
+                    &index
+                } else {
+                    &payload
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_server_without_byte_ranges_means_the_whole_payload_and_says_so() {
+        let key = crate::keys::SecretKey::from_seed(&[42; 32]);
+        let (_, payload) = crate::payload::tests::build("1.0", &key);
+        let url = serve_without_ranges(payload.clone(), b"{}".to_vec());
+        let counters = Counters::default();
+        let why = open(
+            &Source::Url(url.clone()),
+            payload.len() as u64,
+            &FetchOptions::default(),
+            &counters,
+        )
+        .err()
+        .expect("no delta without ranges");
+        assert!(why.contains("does not serve byte ranges"), "{why}");
+        assert!(why.contains(&url), "{why}");
+
+        // No index at all: the reason names the index's URL.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}/y.payload", listener.local_addr().unwrap());
+        drop(listener);
+        let why = open(&Source::Url(dead), 10, &FetchOptions::default(), &counters)
+            .err()
+            .unwrap();
+        assert!(
+            why.starts_with("no delta index") && why.contains("y.payload.index"),
+            "{why}"
+        );
+    }
+}
