@@ -254,20 +254,46 @@ impl<'m, R: Read> ChunkReader<'m, R> {
         }
         let (start, end) = self.manifest.chunk_range(i);
         buf.resize((end - start) as usize, 0);
-        read_full(
-            &mut self.source,
-            buf,
-            &format!("data (chunk {i}, bytes {start}..{end})"),
-        )?;
-        if hex::encode(Sha256::digest(&buf[..])) != self.manifest.chunks[i] {
-            return Err(PayloadError::ChunkMismatch {
-                index: i,
-                start,
-                end,
-            });
-        }
+        read_chunk(&mut self.source, self.manifest, i, buf)?;
+        check_chunk(self.manifest, i, buf)?;
         self.next += 1;
         Ok(Some((i, start, end)))
+    }
+}
+
+/// Reads the bytes of data chunk `i` into `buf` (exactly its length), NOT
+/// checked: for a caller that hashes on other threads ([`check_chunk`]),
+/// which must check every chunk before anything else sees it.
+pub fn read_chunk(
+    source: &mut impl Read,
+    manifest: &Manifest,
+    i: usize,
+    buf: &mut [u8],
+) -> Result<(), PayloadError> {
+    let (start, end) = manifest.chunk_range(i);
+    read_full(
+        source,
+        buf,
+        &format!("data (chunk {i}, bytes {start}..{end})"),
+    )
+}
+
+/// Checks data chunk `i` against the manifest's sha256 of it.
+pub fn check_chunk(manifest: &Manifest, i: usize, data: &[u8]) -> Result<(), PayloadError> {
+    let (start, end) = manifest.chunk_range(i);
+    let ok = data.len() as u64 == end - start
+        && manifest
+            .chunks
+            .get(i)
+            .is_some_and(|want| hex::encode(Sha256::digest(data)) == *want);
+    if ok {
+        Ok(())
+    } else {
+        Err(PayloadError::ChunkMismatch {
+            index: i,
+            start,
+            end,
+        })
     }
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask bench update`: the update engine applying a signed payload
 //! to a file-backed slot, timed against `dd bs=1M conv=fsync` writing the
-//! same payload file to the same filesystem in the same run, and the
-//! engine's peak resident memory. Figures only, never assertions: the
+//! same payload file to the same filesystem in the same run plus dd
+//! re-reading it from the medium (the engine verifies what it wrote the
+//! same way), and the engine's peak resident memory. Figures only, never assertions: the
 //! machines here are noisy, so medians and ratios are what count.
 //!
 //! The engine measured is the static guest binary the image carries, run
@@ -154,6 +155,7 @@ pub fn run(opts: &Options) -> Result<()> {
         );
     };
     row("reference: dd bs=1M conv=fsync", d, rss(&dd_rss));
+    row("  + dd re-read (cache dropped)", r, "n/a".into());
     row("update-engine apply-files", a, rss(&apply_rss));
     println!(
         "    {:<38} {:>6.2} s",
@@ -165,21 +167,19 @@ pub fn run(opts: &Options) -> Result<()> {
         "its total (+ re-read, boot files)",
         median(total_phase)
     );
+    // The apply verifies what it wrote by re-reading it from the medium,
+    // so its reference is dd writing and then re-reading (issue 16).
     println!(
         "  {:<40} {:>6.2}    (target <= {RATIO_TARGET})",
-        "ratio apply / dd",
-        a / d
+        "ratio apply / (dd + re-read)",
+        a / (d + r)
     );
     println!(
         "  {:<40} {:>8}  (target <= {RSS_TARGET_MIB} MiB whatever the payload size)",
         "apply peak RSS",
         rss(&apply_rss)
     );
-    println!(
-        "  for scale: dd re-reading its output from the medium takes {r:.2} s; \
-         apply / (dd + re-read) {:.2}",
-        a / (d + r)
-    );
+    println!("  for scale: apply / dd without its re-read {:.2}", a / d);
     Ok(())
 }
 
@@ -266,17 +266,20 @@ fn run_dd(files: &Files) -> Result<(Measured, Measured)> {
     )
     .context("running dd")?;
     // GNU dd: `iflag=nocache count=0` advises the kernel to drop the
-    // file's cached pages, as the engine does after its fsync.
-    measure(
+    // file's cached pages, as the engine does after its fsync. It is part
+    // of re-reading from the medium, so it counts in the re-read's time as
+    // it counts in the engine's.
+    let drop = measure(
         Command::new("dd")
             .arg(format!("if={}", files.dd_out.display()))
             .args(["iflag=nocache", "count=0", "status=none"]),
     )?;
-    let reread = measure(
+    let mut reread = measure(
         Command::new("dd")
             .arg(format!("if={}", files.dd_out.display()))
             .args(["of=/dev/null", "bs=1M", "status=none"]),
     )?;
+    reread.secs += drop.secs;
     Ok((write, reread))
 }
 
