@@ -26,7 +26,6 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use slipway_update::delta::index::{Chunking, DEFAULT_CHUNKING};
@@ -165,6 +164,8 @@ struct Row {
     requests: u64,
     delta_secs: f64,
     full_secs: f64,
+    /// The delta apply's peak resident memory (VmHWM), highest of the runs.
+    peak_kib: u64,
     /// Bytes a cut would download: fixed 1 MiB, then OTHER_CHUNKINGS.
     fixed: u64,
     others: Vec<u64>,
@@ -208,15 +209,16 @@ fn measure_variant(
 
     let (mut delta, mut full) = (Vec::new(), Vec::new());
     let mut last = None;
+    let mut peak_kib = 0;
     for i in 0..runs {
         eprintln!("bench: {}: run {}/{runs}", variant.name, i + 1);
         let before = server.bytes_served();
-        let (secs, out) = apply(engine, work, keys, &url, size, &sha256, Some(&old.dir))?;
+        let d = apply(engine, work, keys, &url, size, &sha256, Some(&old.dir))?;
         let served = server.bytes_served() - before;
-        delta.push(secs);
-        last = Some((out, served));
-        let (secs, _) = apply(engine, work, keys, &url, size, &sha256, None)?;
-        full.push(secs);
+        delta.push(d.secs);
+        peak_kib = peak_kib.max(d.peak_kib.unwrap_or(0));
+        last = Some((d.stdout, served));
+        full.push(apply(engine, work, keys, &url, size, &sha256, None)?.secs);
     }
     let (out, served) = last.context("no run")?;
     let line = out
@@ -246,6 +248,7 @@ fn measure_variant(
         requests: field(" requests").unwrap_or(0),
         delta_secs: median(delta),
         full_secs: median(full),
+        peak_kib,
         fixed,
         others,
     })
@@ -260,7 +263,7 @@ fn apply(
     size: u64,
     sha256: &str,
     delta_from: Option<&Path>,
-) -> Result<(f64, String)> {
+) -> Result<crate::bench_update::Measured> {
     let (root, verity, esp) = (work.join("root-b"), work.join("verity-b"), work.join("esp"));
     for (path, len) in [(&root, 1u64 << 30), (&verity, 64 << 20)] {
         let _ = std::fs::remove_file(path);
@@ -292,19 +295,8 @@ fn apply(
     if let Some(d) = delta_from {
         cmd.arg("--delta-from").arg(d);
     }
-    let started = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {}", engine.display()))?;
-    let secs = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "update-engine apply-files failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
+    crate::bench_update::measure(&mut cmd)
+        .with_context(|| format!("running {} apply-files", engine.display()))
 }
 
 /// `.../payloads/<board>/<version>.payload` → board.
@@ -486,7 +478,7 @@ fn print_rows(rows: &[Row]) {
          (median of the runs; full = whole payload, same run)"
     );
     println!(
-        "{:<8} {:>9} {:>18} {:>7} {:>10} {:>10} {:>9} {:>9} {:>12} {:>12} {:>12}",
+        "{:<8} {:>9} {:>18} {:>7} {:>10} {:>10} {:>9} {:>9} {:>12} {:>12} {:>12} {:>9}",
         "change",
         "payload",
         "delta download",
@@ -497,12 +489,13 @@ fn print_rows(rows: &[Row]) {
         "full s",
         "fixed 1 MiB",
         "cdc 16 KiB",
-        "cdc 256 KiB"
+        "cdc 256 KiB",
+        "delta RSS"
     );
     for r in rows {
         let data = r.payload;
         println!(
-            "{:<8} {:>7.1} M {:>8.2} M {:>6.1} % {:>5.0} % {:>8.2} M {:>4}/{:<5} {:>9.2} {:>9.2} {:>10.1} % {:>10.1} % {:>10.1} %",
+            "{:<8} {:>7.1} M {:>8.2} M {:>6.1} % {:>5.0} % {:>8.2} M {:>4}/{:<5} {:>9.2} {:>9.2} {:>10.1} % {:>10.1} % {:>10.1} % {:>6.1} M",
             r.name,
             mib(r.payload),
             mib(r.downloaded),
@@ -516,6 +509,7 @@ fn print_rows(rows: &[Row]) {
             pct(r.fixed, data),
             pct(r.others.first().copied().unwrap_or(0), data),
             pct(r.others.get(1).copied().unwrap_or(0), data),
+            r.peak_kib as f64 / 1024.0,
         );
         let _ = r.requests;
     }

@@ -71,11 +71,11 @@ impl Drop for Cleanup<'_> {
 
 /// One timed child process.
 #[derive(Debug)]
-struct Measured {
-    secs: f64,
+pub(crate) struct Measured {
+    pub(crate) secs: f64,
     /// Peak resident memory (VmHWM) in KiB, if it could be read.
-    peak_kib: Option<u64>,
-    stdout: String,
+    pub(crate) peak_kib: Option<u64>,
+    pub(crate) stdout: String,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -337,7 +337,7 @@ fn run_apply(engine: &Path, files: &Files) -> Result<Measured> {
 /// `ru_maxrss` would be exact, but `std` does not expose it and this crate
 /// has no libc binding; `getrusage(RUSAGE_CHILDREN)` would also count the
 /// nested cargo build.)
-fn measure(cmd: &mut Command) -> Result<Measured> {
+pub(crate) fn measure(cmd: &mut Command) -> Result<Measured> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
