@@ -39,7 +39,7 @@ pub const FORMAT: u32 = 1;
 /// Signing domain of the index text.
 pub const CONTEXT: &[u8] = b"slipway delta index v1";
 /// The largest index a machine reads (a 64 GiB payload in 16 KiB pieces
-/// would not fit; a real one in 64 KiB pieces is about 1.2 KiB per MiB).
+/// would not fit; a real one in 64 KiB pieces is about 1 KiB per MiB).
 pub const MAX_INDEX: usize = 16 << 20;
 /// Bounds on the chunking parameters a machine accepts: pieces of at most
 /// 4 MiB keep the engine's memory small, and the crate requires even sizes
