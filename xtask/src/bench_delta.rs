@@ -40,6 +40,8 @@ use crate::{guest, paths, release, testing};
 pub struct Options {
     pub board: String,
     pub runs: usize,
+    /// The kernel bump's package; default: the newest other of the series.
+    pub kernel_package: Option<String>,
 }
 
 /// The targets of the issue: a one-package change, a kernel bump.
@@ -119,6 +121,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 &opts.board,
                 &base,
                 &format!("{v}.83"),
+                opts.kernel_package.as_deref(),
                 files(conf(1), &program_v1),
             )?,
             target: KERNEL_TARGET,
@@ -372,12 +375,14 @@ fn cdc_missing_bytes(old: &Parts, new: &Path, c: &Chunking) -> Result<u64> {
     Ok(missing)
 }
 
-/// Release N with another kernel of the board's series: the newest
-/// `linux-image-<abi>-<flavour>` package apt knows that is not N's kernel.
+/// Release N with another kernel: `package`, or the newest
+/// `linux-image-<abi>-<flavour>` package of the board's series apt knows
+/// that is not N's kernel.
 fn kernel_release(
     board: &str,
     base: &Path,
     version: &str,
+    package: Option<&str>,
     extra: Vec<(String, u32, Vec<u8>)>,
 ) -> Result<PathBuf> {
     let running = read_manifest_json(base)?["kernel_release"]
@@ -409,7 +414,8 @@ fn kernel_release(
         })
         .collect();
     candidates.sort();
-    let Some((_, package)) = candidates.pop() else {
+    let newest = candidates.pop().map(|(_, p)| p);
+    let Some(package) = package.map(str::to_string).or(newest) else {
         bail!(
             "apt knows no other linux-image-{series}-N-{flavour} than {running} \
              (run apt-get update)"
@@ -450,7 +456,7 @@ fn kernel_release(
     let modules = unpacked.join(format!("lib/modules/{release}"));
     let out_dir = paths::slipway_dir()
         .join("test-images")
-        .join(format!("bench-kernel-{version}"));
+        .join(format!("bench-kernel-{version}-{release}"));
     let mut opts = BuildOptions::new(board)?;
     opts.version = version.to_string();
     opts.out_dir = Some(out_dir.clone());

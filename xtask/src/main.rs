@@ -329,7 +329,7 @@ enum BenchCmd {
     /// from a server on loopback reusing N's pieces and as a whole payload:
     /// bytes downloaded and wall time, next to what fixed 1 MiB chunks and
     /// other piece sizes would have downloaded
-    Delta(BenchBuildArgs),
+    Delta(BenchDeltaArgs),
     /// The Docker engine: power-on to the first container answering HTTP
     /// (next to power-on to the ready line), `docker run --rm IMAGE true`
     /// next to `runc run` of the same bundle, and the compressed image size
@@ -378,6 +378,21 @@ struct BenchUpdateArgs {
     /// Size of the payload's root image in MiB
     #[arg(long, default_value_t = 512)]
     size_mib: u64,
+}
+
+#[derive(Debug, Args)]
+struct BenchDeltaArgs {
+    /// Board to build and measure
+    #[arg(long, default_value = "qemu-x86_64")]
+    board: String,
+    /// Runs per measurement (medians are printed)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The kernel package of the kernel bump (default: the newest other
+    /// `linux-image-<series>-N-<flavour>` apt knows), e.g. an older upstream
+    /// release for a larger bump
+    #[arg(long)]
+    kernel_package: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -480,6 +495,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             xtask::bench_delta::run(&xtask::bench_delta::Options {
                 board: a.board,
                 runs: a.runs.max(1),
+                kernel_package: a.kernel_package,
             })?;
             Ok(ExitCode::SUCCESS)
         }
