@@ -624,7 +624,15 @@ pub fn apply_cmd(
     let resume = progress.tracker.resume_point();
     // A release from a feed comes as a delta where the server has an index:
     // the active slot's pieces need not be downloaded again.
-    let active = sys.machine.active_slot(&sys.esp)?;
+    // Without the active slot's partitions there is nothing to reuse: the
+    // whole payload comes, as from a server without an index.
+    let active = match sys.machine.active_slot(&sys.esp) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            progress.say(&format!("delta: not possible here: {e:#}"));
+            None
+        }
+    };
     let req = Request {
         source: &source,
         expect: expect.as_ref(),
@@ -636,7 +644,7 @@ pub fn apply_cmd(
         fetch: fetch_options(cfg),
         resume,
         staging: Path::new(STAGING_DIR),
-        delta: matches!(source, Source::Url(_)).then_some(&active),
+        delta: active.as_ref().filter(|_| matches!(source, Source::Url(_))),
     };
     match apply::apply(&req, &mut progress) {
         Ok(out) => {
