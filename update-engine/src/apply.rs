@@ -395,24 +395,11 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
     check_release(req, &header)?;
     let m = &header.manifest;
     let manifest_sha256 = hex::encode(Sha256::digest(&header.manifest_bytes));
-    // The index must be signed and for this very manifest; then the active
-    // slot is cut into pieces to see what need not be downloaded.
     let plan = match (opened, req.delta) {
-        (Some(o), Some(slot)) => match Index::verify(&o.index, req.keys, m, &manifest_sha256) {
-            Ok(index) => {
-                obs.say(&format!(
-                    "delta: looking for pieces of {} in {}",
-                    m.version, slot.name
-                ));
-                let mut skipped = Vec::new();
-                let local = delta::local::scan(slot, &index.chunking, &mut skipped);
-                for s in skipped {
-                    obs.say(&format!("delta: not reused: {s}"));
-                }
-                Some((index.pieces(), local, o.ranges))
-            }
-            Err(e) => {
-                fallback = Some(format!("delta index refused: {e}"));
+        (Some(o), Some(slot)) => match plan_delta(o, slot, req.keys, m, &manifest_sha256, obs) {
+            Ok(plan) => Some(plan),
+            Err(why) => {
+                fallback = Some(why);
                 None
             }
         },
@@ -420,21 +407,6 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
     };
     if let Some(why) = &fallback {
         obs.say(&format!("delta: {why}: downloading the whole payload"));
-    }
-    if let Some((pieces, local, _)) = &plan {
-        let have: u64 = pieces
-            .iter()
-            .filter(|p| local.find(&p.sha256).is_some())
-            .map(|p| u64::from(p.len))
-            .sum();
-        obs.say(&format!(
-            "delta: {} of {} are on this machine ({} pieces scanned in {:.1} s); downloading about {}",
-            crate::progress::mib(have),
-            crate::progress::mib(m.data_size().unwrap_or(0)),
-            local.len(),
-            local.scan_time.as_secs_f64(),
-            crate::progress::mib(m.data_size().unwrap_or(0).saturating_sub(have)),
-        ));
     }
 
     // 2. The passive slot's entry goes first.
@@ -577,6 +549,50 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
             d
         },
     })
+}
+
+/// What a delta needs to run: the index's pieces, the active slot cut into
+/// pieces, the payload's byte ranges.
+type DeltaPlan = (Vec<delta::index::Piece>, delta::local::Local, fetch::Ranges);
+
+/// Checks the index (signed, for this very manifest), then cuts the active
+/// slot into pieces to see what need not be downloaded. `Err`: why the
+/// whole payload comes instead.
+fn plan_delta(
+    opened: delta::Opened,
+    slot: &ActiveSlot,
+    keys: &TrustedKeys,
+    m: &Manifest,
+    manifest_sha256: &str,
+    obs: &mut dyn Observer,
+) -> Result<DeltaPlan, String> {
+    let index = Index::verify(&opened.index, keys, m, manifest_sha256)
+        .map_err(|e| format!("delta index refused: {e}"))?;
+    obs.say(&format!(
+        "delta: looking for pieces of {} in {}",
+        m.version, slot.name
+    ));
+    let mut skipped = Vec::new();
+    let local = delta::local::scan(slot, &index.chunking, &mut skipped);
+    for s in skipped {
+        obs.say(&format!("delta: not reused: {s}"));
+    }
+    let pieces = index.pieces();
+    let have: u64 = pieces
+        .iter()
+        .filter(|p| local.find(&p.sha256).is_some())
+        .map(|p| u64::from(p.len))
+        .sum();
+    let data = m.data_size().unwrap_or(0);
+    obs.say(&format!(
+        "delta: {} of {} are on this machine ({} pieces scanned in {:.1} s); downloading about {}",
+        crate::progress::mib(have),
+        crate::progress::mib(data),
+        local.len(),
+        local.scan_time.as_secs_f64(),
+        crate::progress::mib(data.saturating_sub(have)),
+    ));
+    Ok((pieces, local, opened.ranges))
 }
 
 /// Counts the bytes a whole download reads, for the status.
