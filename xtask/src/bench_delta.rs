@@ -13,7 +13,7 @@
 //!
 //! each also with its own version (os-release, boot entry). For each, N+1
 //! is published (payload and delta index) and served on loopback by
-//! `cargo xtask serve`'s server; the static guest `update-engine` installs
+//! `cargo xtask serve-updates`'s server; the static guest `update-engine` installs
 //! it from the URL into slot files, once reusing N's parts (`--delta-from`)
 //! and once downloading the whole payload, and the bench prints bytes over
 //! the network (the engine's count and the server's), wall times, and what
@@ -34,7 +34,7 @@ use slipway_update::payload;
 
 use crate::build::{build_image, BuildOptions};
 use crate::serve::{ServeOptions, Server};
-use crate::{guest, paths, release, testing};
+use crate::{paths, release, testing};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -74,12 +74,7 @@ struct Variant {
 pub fn run(opts: &Options) -> Result<()> {
     let runs = opts.runs.max(1);
     eprintln!("bench: building the guest programs (update-engine, static musl)");
-    let engine_bytes = guest::build()?
-        .root_programs
-        .into_iter()
-        .find(|(path, _)| *path == "usr/bin/update-engine")
-        .map(|(_, bin)| bin)
-        .context("the guest build has no usr/bin/update-engine")?;
+    let engine_bytes = crate::bench_update::guest_engine()?;
     let engine_bytes = std::fs::read(&engine_bytes)
         .with_context(|| format!("reading {}", engine_bytes.display()))?;
     eprintln!("bench: the board's image");
@@ -147,9 +142,7 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let mut rows = Vec::new();
     for variant in &variants {
-        rows.push(measure_variant(
-            variant, &n, &old, &work, &engine, &keys, runs,
-        )?);
+        rows.push(measure_variant(variant, &old, &work, &engine, &keys, runs)?);
     }
     print_rows(&rows);
     Ok(())
@@ -164,7 +157,6 @@ struct Row {
     served: u64,
     reused_pieces: u64,
     fetched_pieces: u64,
-    requests: u64,
     delta_secs: f64,
     full_secs: f64,
     /// The delta apply's peak resident memory (VmHWM), highest of the runs.
@@ -177,7 +169,6 @@ struct Row {
 #[allow(clippy::too_many_arguments)]
 fn measure_variant(
     variant: &Variant,
-    n: &Path,
     old: &Parts,
     work: &Path,
     engine: &Path,
@@ -239,7 +230,6 @@ fn measure_variant(
     for c in OTHER_CHUNKINGS {
         others.push(cdc_missing_bytes(old, &published.payload, &c)?);
     }
-    let _ = n;
     Ok(Row {
         name: variant.name,
         target: variant.target,
@@ -248,7 +238,6 @@ fn measure_variant(
         served,
         reused_pieces: field(" pieces (").unwrap_or(0),
         fetched_pieces: field(" fetched").unwrap_or(0),
-        requests: field(" requests").unwrap_or(0),
         delta_secs: median(delta),
         full_secs: median(full),
         peak_kib,
@@ -517,7 +506,6 @@ fn print_rows(rows: &[Row]) {
             pct(r.others.get(1).copied().unwrap_or(0), data),
             r.peak_kib as f64 / 1024.0,
         );
-        let _ = r.requests;
     }
     println!(
         "pieces: reused from N / fetched; default cut: FastCDC {}/{}/{} KiB (min/avg/max); \

@@ -78,18 +78,23 @@ pub(crate) struct Measured {
     pub(crate) stdout: String,
 }
 
+/// The static guest `update-engine` the image carries, built if needed.
+pub(crate) fn guest_engine() -> Result<PathBuf> {
+    guest::build()?
+        .root_programs
+        .into_iter()
+        .find(|(path, _)| *path == "usr/bin/update-engine")
+        .map(|(_, bin)| bin)
+        .context("the guest build has no usr/bin/update-engine")
+}
+
 pub fn run(opts: &Options) -> Result<()> {
     if opts.size_mib == 0 {
         bail!("--size-mib must be at least 1");
     }
     let runs = opts.runs.max(1);
     eprintln!("bench: building the guest programs (update-engine, static musl)");
-    let engine = guest::build()?
-        .root_programs
-        .into_iter()
-        .find(|(path, _)| *path == "usr/bin/update-engine")
-        .map(|(_, bin)| bin)
-        .context("the guest build has no usr/bin/update-engine")?;
+    let engine = guest_engine()?;
 
     let dir = paths::slipway_dir().join("bench").join("update");
     let _ = std::fs::remove_dir_all(&dir);
