@@ -340,14 +340,15 @@ pub fn value_problem(key: &str, value: &str) -> Option<String> {
                 None => "expected a whole number (decimal digits)".to_string(),
             }
         }
-        Kind::Duration if crate::validate::valid_duration(value) => return None,
+        Kind::Duration if slipway_boot_contract::duration::is_go_duration(value) => return None,
         Kind::Duration => "expected a duration such as \"5s\" or \"2h\"".to_string(),
         Kind::Urls { bind } => url_list_problem(value, bind)?,
         Kind::Cluster => cluster_problem(value)?,
         Kind::OneOf(allowed) if allowed.contains(&value) => return None,
         Kind::OneOf(allowed) => format!("expected one of {}", allowed.join(", ")),
         Kind::Retention => {
-            if parse_uint(value).is_some() || crate::validate::valid_duration(value) {
+            if parse_uint(value).is_some() || slipway_boot_contract::duration::is_go_duration(value)
+            {
                 return None;
             }
             "expected a number of hours or a duration such as \"30m\"".to_string()

@@ -520,24 +520,66 @@ impl Checker<'_> {
         }
     }
 
+    /// The window with the update engine's own grammar
+    /// (`slipway_boot_contract::window`), so a window that passes here is
+    /// one the engine takes: it refuses its whole configuration, and stops
+    /// checking for updates, over one it cannot read. Only stricter here:
+    /// the length must be a Go duration, as coreos-cloudinit wants.
     fn locksmith(&mut self, l: &schema::Locksmith) {
-        if let Some(w) = &l.window_start {
-            if !valid_window_start(w) {
-                let path = "coreos.locksmith.window_start";
-                let msg = format!(
-                    "invalid value {w:?} for {path:?}: expected an optional weekday and H:MM, e.g. \"Thu 04:00\""
+        use slipway_boot_contract::{duration, window};
+        const START: &str = "coreos.locksmith.window_start";
+        const LENGTH: &str = "coreos.locksmith.window_length";
+        let (start, length) = match (l.window_start.as_deref(), l.window_length.as_deref()) {
+            (None, None) => return,
+            (Some(_), None) | (None, Some(_)) => {
+                let (set, missing) = if l.window_start.is_some() {
+                    (START, LENGTH)
+                } else {
+                    (LENGTH, START)
+                };
+                self.error(
+                    set,
+                    format!("{set:?} is set without {missing:?}: set both, or neither"),
                 );
-                self.error(path, msg);
+                return;
             }
+            // Both empty: no window, as the engine reads it.
+            (Some(""), Some("")) => return,
+            (Some(s), Some(l)) => (s, l),
+        };
+        if start.is_empty() || length.is_empty() {
+            let (empty, other) = if start.is_empty() {
+                (START, LENGTH)
+            } else {
+                (LENGTH, START)
+            };
+            self.error(
+                empty,
+                format!("{empty:?} is empty while {other:?} is set: set both, or neither"),
+            );
+            return;
         }
-        if let Some(w) = &l.window_length {
-            if !valid_duration(w) {
-                let path = "coreos.locksmith.window_length";
-                let msg = format!(
-                    "invalid value {w:?} for {path:?}: expected a duration such as \"1h30m\""
+        let weekly = match window::parse_start(start) {
+            Ok((day, _)) => day.is_some(),
+            Err(why) => {
+                self.error(
+                    START,
+                    format!("invalid value {start:?} for {START:?}: {why}"),
                 );
-                self.error(path, msg);
+                // The length is still checked, against the longer limit.
+                true
             }
+        };
+        let problem = if duration::is_go_duration(length) {
+            window::parse_length(length, weekly).err()
+        } else {
+            Some("expected a duration such as \"1h30m\"".to_string())
+        };
+        if let Some(why) = problem {
+            self.error(
+                LENGTH,
+                format!("invalid value {length:?} for {LENGTH:?}: {why}"),
+            );
         }
     }
 }
@@ -674,72 +716,6 @@ fn looks_like_ssh_key(key: &str) -> bool {
     })
 }
 
-const WEEKDAYS: [&str; 7] = [
-    "sunday",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-];
-
-/// `[Day ]H:MM`, the day as a 3-letter abbreviation or a full name.
-fn valid_window_start(s: &str) -> bool {
-    let mut parts: Vec<&str> = s.split_whitespace().collect();
-    let time = match parts.pop() {
-        Some(t) => t,
-        None => return false,
-    };
-    let day_ok = match parts.as_slice() {
-        [] => true,
-        [day] => {
-            let d = day.to_ascii_lowercase();
-            WEEKDAYS
-                .iter()
-                .any(|w| *w == d || (d.len() == 3 && w.starts_with(&d)))
-        }
-        _ => false,
-    };
-    let Some((h, m)) = time.split_once(':') else {
-        return false;
-    };
-    let hour_ok = (1..=2).contains(&h.len()) && h.parse::<u8>().is_ok_and(|h| h < 24);
-    let minute_ok = m.len() == 2 && m.parse::<u8>().is_ok_and(|m| m < 60);
-    day_ok && hour_ok && minute_ok
-}
-
-/// A Go `time.ParseDuration` string: one or more decimal numbers, each
-/// with a unit (ns, us, µs, ms, s, m, h); a lone "0" is allowed.
-pub(crate) fn valid_duration(s: &str) -> bool {
-    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if s == "0" {
-        return true;
-    }
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num = &rest[..num_len];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return false;
-        }
-        rest = &rest[num_len..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .iter()
-            .find(|u| rest.starts_with(*u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,20 +844,41 @@ write_files:
         assert!(!looks_like_ssh_key("ssh-rsa not*base64"));
     }
 
+    /// The window table shared with the update engine
+    /// (`slipway_boot_contract::window::cases`): what passes here, the
+    /// engine takes.
     #[test]
-    fn windows_and_durations() {
-        for ok in ["04:00", "Thu 04:00", "thursday 4:30", "23:59"] {
-            assert!(valid_window_start(ok), "{ok}");
+    fn windows_follow_the_engine_grammar() {
+        for c in slipway_boot_contract::window::cases::CASES {
+            let mut text = String::from("#cloud-config\ncoreos:\n  locksmith:\n    group: g\n");
+            for (key, value) in [("window_start", c.start), ("window_length", c.length)] {
+                if let Some(v) = value {
+                    text += &format!("    {key}: {v:?}\n");
+                }
+            }
+            let report = validate(text.as_bytes());
+            assert_eq!(
+                !report.has_errors(),
+                c.validator,
+                "{c:?}: {}",
+                report.render_text("u")
+            );
         }
-        for bad in ["24:00", "Thu", "Thx 04:00", "4:5", "Mon Tue 04:00", ""] {
-            assert!(!valid_window_start(bad), "{bad}");
-        }
-        for ok in ["1h30m", "90m", "1.5h", "0", "300ms", "2h45m30s"] {
-            assert!(valid_duration(ok), "{ok}");
-        }
-        for bad in ["", "1", "1x", "h", "1h 30m", "1..5h"] {
-            assert!(!valid_duration(bad), "{bad}");
-        }
+        // The findings name the field at fault and the rule.
+        let text = "#cloud-config\ncoreos:\n  locksmith:\n    window_start: \"04:00\"\n    window_length: 48h\n";
+        let out = validate(text.as_bytes()).render_text("u");
+        assert!(out.contains("u:5:20: error:"), "{out}");
+        assert!(
+            out.contains("at most 1 day (24h) for a daily window"),
+            "{out}"
+        );
+        let text = "#cloud-config\ncoreos:\n  locksmith:\n    window_start: Thu 04:00\n";
+        let out = validate(text.as_bytes()).render_text("u");
+        assert!(out.contains("u:4:"), "{out}");
+        assert!(
+            out.contains("without \"coreos.locksmith.window_length\""),
+            "{out}"
+        );
     }
 
     #[test]

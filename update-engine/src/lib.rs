@@ -25,4 +25,5 @@ pub mod swarm_hook;
 pub mod system;
 pub mod version;
 pub mod waves;
-pub mod window;
+/// The maintenance window, one definition with cloud-config's validator.
+pub use slipway_boot_contract::window;

@@ -9,6 +9,8 @@
 //! A window is half-open, `[start, start + length)`, and may run over
 //! midnight (daily) or over Sunday night into Monday (weekly).
 
+pub mod cases;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -162,7 +164,7 @@ impl Window {
 
     /// The length as it is written in the configuration, e.g. `1h30m`.
     pub fn length_string(&self) -> String {
-        crate::config::format_duration(self.length)
+        crate::duration::format_duration(self.length)
     }
 }
 
@@ -182,9 +184,13 @@ impl fmt::Display for Window {
     }
 }
 
-/// `[Day ]H:MM`: the hour 0-23 in one or two digits, the minute in two,
-/// the same rule cloud-config validates `window_start` with.
-pub(crate) fn parse_start(s: &str) -> Result<(Option<Weekday>, u32), String> {
+/// `[Day ]H:MM`, as locksmith and cloud-config's reference validator read
+/// it (`^((?i:sun|mon|…) )?0*([0-9]|1[0-9]|2[0-3]):0*([0-9]|[1-5][0-9])$`):
+/// the hour 0-23 and the minute 0-59 in digits, leading zeros allowed, so
+/// `Sun 0:0`, `4:05` and `04:05` all parse. Slightly wider than that
+/// regex, on purpose and alike in the validator and the engine: full day
+/// names (`Thursday`) and extra spaces.
+pub fn parse_start(s: &str) -> Result<(Option<Weekday>, u32), String> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     let (day, time) = match parts.as_slice() {
         [time] => (None, *time),
@@ -197,26 +203,29 @@ pub(crate) fn parse_start(s: &str) -> Result<(Option<Weekday>, u32), String> {
     };
     let bad_time = || format!("{time:?} is not a time of day (expected H:MM, 00:00 to 23:59)");
     let (h, m) = time.split_once(':').ok_or_else(bad_time)?;
-    let digits = |t: &str, lens: std::ops::RangeInclusive<usize>| {
-        lens.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit())
+    let field = |t: &str, max: u32| -> Option<u32> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Leading zeros are free; what is left is at most two digits.
+        let t = t.trim_start_matches('0');
+        if t.len() > 2 {
+            return None;
+        }
+        let v = if t.is_empty() { 0 } else { t.parse().ok()? };
+        (v <= max).then_some(v)
     };
-    if !digits(h, 1..=2) || !digits(m, 2..=2) {
-        return Err(bad_time());
-    }
-    let (h, m): (u32, u32) = (
-        h.parse().map_err(|_| bad_time())?,
-        m.parse().map_err(|_| bad_time())?,
+    let (h, m) = (
+        field(h, 23).ok_or_else(bad_time)?,
+        field(m, 59).ok_or_else(bad_time)?,
     );
-    if h > 23 || m > 59 {
-        return Err(bad_time());
-    }
     Ok((day, h * 60 + m))
 }
 
-/// A window length: a duration (see [`crate::config::parse_duration`]),
+/// A window length: a duration (see [`crate::duration::parse_duration`]),
 /// more than zero and at most one period.
-pub(crate) fn parse_length(s: &str, weekly: bool) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+pub fn parse_length(s: &str, weekly: bool) -> Result<Duration, String> {
+    let d = crate::duration::parse_duration(s)?;
     if d.is_zero() {
         return Err("a window length must be more than zero".into());
     }
@@ -231,7 +240,7 @@ pub(crate) fn parse_length(s: &str, weekly: bool) -> Result<Duration, String> {
     if d > Duration::from_secs(max) {
         return Err(format!(
             "{} is too long: at most {what}",
-            crate::config::format_duration(d)
+            crate::duration::format_duration(d)
         ));
     }
     Ok(d)
@@ -297,14 +306,20 @@ mod tests {
         assert_eq!(w("  thursday   23:59 ", "1.5h").start_minute, 23 * 60 + 59);
         assert_eq!(w("00:00", "24h").length, Duration::from_secs(24 * H));
         assert_eq!(w("Sun 00:00", "168h").length, Duration::from_secs(168 * H));
+        // One-digit fields and leading zeros, as locksmith takes them.
+        assert_eq!(w("Sun 0:0", "1h").start_minute, 0);
+        assert_eq!(w("4:5", "1h").start_minute, 4 * 60 + 5);
+        assert_eq!(w("004:05", "1h").start_minute, 4 * 60 + 5);
 
         for bad in [
             "24:00",
             "Thu",
             "Thx 04:00",
-            "4:5",
-            "04:5",
-            "004:00",
+            "4:",
+            ":05",
+            "100:00",
+            "4:060",
+            "4: 5",
             "Mon Tue 04:00",
             "",
             "04:60",
