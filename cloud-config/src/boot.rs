@@ -491,9 +491,10 @@ fn script_ran(opts: &ApplyOptions) -> bool {
 }
 
 fn record_script(opts: &ApplyOptions) -> std::io::Result<()> {
-    let tmp = format!("{SCRIPT_INSTANCE}.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(format!("{}\n", opts.instance_id).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, SCRIPT_INSTANCE)
+    use slipway_boot_contract::atomic::{self, Durability};
+    atomic::write_atomic(
+        Path::new(SCRIPT_INSTANCE),
+        format!("{}\n", opts.instance_id).as_bytes(),
+        Durability::Durable,
+    )
 }

@@ -152,7 +152,7 @@ fn broken_values() {
         [
             "broken-values.yaml:2:11: error: invalid hostname \"web_01\": use letters, digits and '-' in dot-separated labels of at most 63 characters".to_string(),
             "broken-values.yaml:5:22: error: invalid value \"always\" for \"coreos.update.reboot_strategy\": expected one of reboot, etcd-lock, fleetlock, best-effort, off".into(),
-            "broken-values.yaml:7:19: error: invalid value \"Thu 25:00\" for \"coreos.locksmith.window_start\": expected an optional weekday and H:MM, e.g. \"Thu 04:00\"".into(),
+            "broken-values.yaml:7:19: error: invalid value \"Thu 25:00\" for \"coreos.locksmith.window_start\": \"25:00\" is not a time of day (expected H:MM, 00:00 to 23:59)".into(),
             "broken-values.yaml:8:20: error: invalid value \"90 minutes\" for \"coreos.locksmith.window_length\": expected a duration such as \"1h30m\"".into(),
             "broken-values.yaml:11:16: error: invalid value \"lol\" for \"coreos.units[0].command\": expected one of start, stop, restart, reload, try-restart, reload-or-restart, reload-or-try-restart".into(),
             "broken-values.yaml:12:13: error: unit name \"app\" for \"coreos.units[1].name\" has no known type suffix (one of .service .socket .timer .target .path .mount .automount .network .netdev .link .slice .scope .swap .device)".into(),

@@ -32,46 +32,6 @@ pub fn entry_file_name(slot: Slot, tries_left: Option<u32>) -> String {
     }
 }
 
-/// What the init needs to set up dm-verity for a slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerityArgs {
-    /// sha256 root hash, hex.
-    pub root_hash: String,
-    pub hash_partuuid: uuid::Uuid,
-    /// Salt, hex.
-    pub salt: String,
-    /// 4096-byte data blocks the tree covers.
-    pub data_blocks: u64,
-}
-
-/// A slot's kernel command line: the board's `base` arguments, then the
-/// slot's own (read by the init's `cmdline.rs`). The builder and the update
-/// engine both call this, so an updated slot boots with the same line a
-/// freshly built one would.
-pub fn options(
-    base: &str,
-    slot: Slot,
-    root_partuuid: &uuid::Uuid,
-    verity: Option<&VerityArgs>,
-) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if !base.trim().is_empty() {
-        parts.push(base.trim().to_string());
-    }
-    parts.push(format!("slipway.slot={}", slot.letter()));
-    parts.push(format!("slipway.root=PARTUUID={root_partuuid}"));
-    match verity {
-        Some(v) => {
-            parts.push(format!("slipway.roothash={}", v.root_hash));
-            parts.push(format!("slipway.verity_hash=PARTUUID={}", v.hash_partuuid));
-            parts.push(format!("slipway.verity_salt={}", v.salt));
-            parts.push(format!("slipway.verity_blocks={}", v.data_blocks));
-        }
-        None => parts.push("slipway.verity=off".to_string()),
-    }
-    parts.join(" ")
-}
-
 /// One boot entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

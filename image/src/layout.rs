@@ -37,28 +37,8 @@ pub enum Role {
     Var,
 }
 
-/// One of the two root slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub fn letter(self) -> char {
-        match self {
-            Slot::A => 'a',
-            Slot::B => 'b',
-        }
-    }
-
-    pub fn other(self) -> Slot {
-        match self {
-            Slot::A => Slot::B,
-            Slot::B => Slot::A,
-        }
-    }
-}
+/// One of the two root slots (defined with the rest of the boot contract).
+pub use slipway_boot_contract::Slot;
 
 impl Role {
     /// The GPT partition name (label).

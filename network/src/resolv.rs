@@ -2,7 +2,7 @@
 //! domains, written atomically (temporary file in the same directory, then
 //! rename) so a reader never sees half a file.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -29,24 +29,14 @@ pub fn render(servers: &[IpAddr], domains: &[String]) -> String {
     out
 }
 
-/// Writes `content` to `path` through `path.tmp` + rename.
+/// Replaces `path` with `content` (creating its folder): readers see the
+/// old file or the new one, and the new one survives a power cut.
 pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
+    use slipway_boot_contract::atomic::{self, Durability};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".slipway-tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(content.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    atomic::write_atomic(path, content.as_bytes(), Durability::Durable)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use slipway_boot_contract::cmdline::{BootArgs, CmdlineError, RootSpec, Verity, VerityArgs};
 use slipway_image::bls;
 use slipway_image::layout::Slot;
 use thiserror::Error;
@@ -164,6 +165,8 @@ pub enum ApplyError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    #[error("the payload's manifest has verity parameters the init would refuse: {0}")]
+    BootArgs(CmdlineError),
     #[error("payload is for board {found}, this machine is {want}")]
     WrongBoard { found: String, want: String },
     #[error(
@@ -392,7 +395,7 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         }
     };
     header.verify(req.keys)?;
-    check_release(req, &header)?;
+    let boot_args = check_release(req, &header)?;
     let m = &header.manifest;
     let manifest_sha256 = hex::encode(Sha256::digest(&header.manifest_bytes));
     let plan = match (opened, req.delta) {
@@ -512,17 +515,7 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         os_name: m.os_name.clone(),
         version: m.version.clone(),
         slot: t.slot,
-        options: bls::options(
-            &m.cmdline,
-            t.slot,
-            &t.root_partuuid,
-            Some(&bls::VerityArgs {
-                root_hash: m.verity.root_hash.clone(),
-                hash_partuuid: t.verity_partuuid,
-                salt: m.verity.salt.clone(),
-                data_blocks: m.verity.data_blocks,
-            }),
-        ),
+        options: boot_args.render(&m.cmdline),
     };
     let name = req.esp.install_entry(&entry, TRIES)?;
     Ok(Outcome {
@@ -634,7 +627,11 @@ fn install_boot_file(req: &Request<'_>, m: &Manifest, part: Part) -> Result<(), 
 }
 
 /// Everything that can be refused from the manifest alone.
-fn check_release(req: &Request<'_>, h: &Header) -> Result<(), ApplyError> {
+/// Checks that the release fits this machine before anything is written,
+/// and returns the slot arguments its boot entry will carry: checked now,
+/// as the init will check them, so a manifest whose verity parameters the
+/// init would refuse is never written (and never boots on trial).
+fn check_release(req: &Request<'_>, h: &Header) -> Result<BootArgs, ApplyError> {
     let m = &h.manifest;
     if m.board != req.running.board {
         return Err(ApplyError::WrongBoard {
@@ -687,7 +684,18 @@ fn check_release(req: &Request<'_>, h: &Header) -> Result<(), ApplyError> {
             target: format!("the ESP ({} free)", req.esp.root().display()),
         });
     }
-    Ok(())
+    let verity = VerityArgs::new(
+        &m.verity.root_hash,
+        t.verity_partuuid,
+        &m.verity.salt,
+        m.verity.data_blocks,
+    )
+    .map_err(ApplyError::BootArgs)?;
+    Ok(BootArgs {
+        slot: t.slot,
+        root: RootSpec::PartUuid(t.root_partuuid),
+        verity: Verity::On(verity),
+    })
 }
 
 /// How many of the first `claimed` chunks are on the target intact (their

@@ -6,45 +6,33 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use slipway_boot_contract::cmdline::{self, Cmdline, RootSpec};
+use slipway_boot_contract::os_release;
 use slipway_image::gpt_table;
 use slipway_image::layout::{Role, Slot};
 use uuid::Uuid;
 
 use crate::apply::{Running, SlotTarget};
 
-/// The booted slot and its root partition UUID, from the command line.
+/// The booted slot and its root partition UUID, read from the command line
+/// as the init read it (the same parser: quotes, the last value wins).
 pub fn booted(cmdline: &str) -> Result<(Slot, Uuid)> {
-    let mut slot = None;
-    let mut root = None;
-    for arg in cmdline.split_whitespace() {
-        if let Some(s) = arg.strip_prefix("slipway.slot=") {
-            slot = Some(match s {
-                "a" => Slot::A,
-                "b" => Slot::B,
-                other => bail!("kernel command line: slipway.slot={other} is neither a nor b"),
-            });
-        } else if let Some(u) = arg.strip_prefix("slipway.root=PARTUUID=") {
-            root = Some(
-                Uuid::parse_str(u)
-                    .with_context(|| format!("kernel command line: slipway.root=PARTUUID={u}"))?,
-            );
-        }
+    let line = Cmdline::parse(cmdline);
+    if line.get(cmdline::SLOT_KEY).is_none() || line.get(cmdline::ROOT_KEY).is_none() {
+        bail!(
+            "the kernel command line has no {}= and {}=: this system was not booted from a \
+             Slipway slot",
+            cmdline::SLOT_KEY,
+            cmdline::ROOT_KEY
+        );
     }
-    match (slot, root) {
-        (Some(s), Some(r)) => Ok((s, r)),
-        _ => bail!(
-            "the kernel command line has no slipway.slot= and slipway.root=PARTUUID=: \
-             this system was not booted from a Slipway slot"
-        ),
-    }
-}
-
-/// `KEY=value` from os-release text (quotes removed).
-pub fn os_release_field(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let v = l.strip_prefix(key)?.strip_prefix('=')?;
-        Some(v.trim().trim_matches('"').to_string())
-    })
+    let slot = line
+        .slot()
+        .map_err(|e| anyhow!("kernel command line: {e}"))?;
+    let RootSpec::PartUuid(root) = line
+        .root()
+        .map_err(|e| anyhow!("kernel command line: {e}"))?;
+    Ok((slot, root))
 }
 
 /// One partition of the boot disk.
@@ -84,10 +72,9 @@ impl Machine {
 
     pub fn discover_in(cmdline: &str, os_release: &str, sys: &Path, dev: &Path) -> Result<Machine> {
         let (slot, root_partuuid) = booted(cmdline)?;
-        let version = os_release_field(os_release, "IMAGE_VERSION")
-            .or_else(|| os_release_field(os_release, "VERSION_ID"))
+        let version = os_release::image_version(os_release)
             .ok_or_else(|| anyhow!("/etc/os-release has no IMAGE_VERSION or VERSION_ID"))?;
-        let board = os_release_field(os_release, "SLIPWAY_BOARD")
+        let board = os_release::value(os_release, "SLIPWAY_BOARD")
             .ok_or_else(|| anyhow!("/etc/os-release has no SLIPWAY_BOARD"))?;
         // Whole disks are the sysfs block entries without a `partition` file.
         let mut disks: Vec<String> = std::fs::read_dir(sys)
@@ -248,17 +235,16 @@ mod tests {
         assert_eq!(s, Slot::B);
         assert_eq!(r.to_string(), u);
         assert!(booted("quiet").is_err());
-        assert!(booted(&format!("slipway.slot=c slipway.root=PARTUUID={u}")).is_err());
-    }
-
-    #[test]
-    fn os_release_fields() {
-        let t = "NAME=\"Slipway\"\nIMAGE_VERSION=0.1.0\nSLIPWAY_BOARD=qemu-x86_64\n";
-        assert_eq!(
-            os_release_field(t, "IMAGE_VERSION").as_deref(),
-            Some("0.1.0")
+        let e = booted(&format!("slipway.slot=c slipway.root=PARTUUID={u}")).unwrap_err();
+        assert!(
+            e.to_string().contains("slipway.slot=c: expected a or b"),
+            "{e}"
         );
-        assert_eq!(os_release_field(t, "NAME").as_deref(), Some("Slipway"));
-        assert_eq!(os_release_field(t, "VERSION"), None);
+        // Read as the init reads it: quotes, and the last value wins.
+        let (s, _) = booted(&format!(
+            "slipway.slot=a \"slipway.root=PARTUUID={u}\" slipway.slot=b"
+        ))
+        .unwrap();
+        assert_eq!(s, Slot::B);
     }
 }

@@ -91,25 +91,17 @@ impl State {
 /// rename, then fsyncs the folder: a reader or a power cut sees the old
 /// file or the new one, and the new one survives a reboot that follows
 /// (the reboot-lock record depends on that). The engine's one writer of
-/// its files under `/var/lib/slipway/update/`.
+/// its files under `/var/lib/slipway/update/`. Each call has its own
+/// temporary name, so the daemon and an apply writing at once never write
+/// into one temporary file.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    use std::io::Write;
+    use slipway_boot_contract::atomic::{self, Durability};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.new");
     let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    atomic::write_atomic_mode(path, &bytes, 0o644, Durability::Durable)
 }
 
 /// Where a transition is refused: steps run in order, each once.

@@ -23,7 +23,7 @@ pub struct Board {
     pub packages: Packages,
 }
 
-pub use slipway_image::bls::VerityArgs;
+pub use slipway_boot_contract::cmdline::{BootArgs, RootSpec, Verity, VerityArgs};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,13 +180,15 @@ impl Board {
         parts.join(" ")
     }
 
-    pub fn cmdline(
-        &self,
-        slot: Slot,
-        root_partuuid: &uuid::Uuid,
-        verity: Option<&VerityArgs>,
-    ) -> String {
-        slipway_image::bls::options(&self.base_cmdline(), slot, root_partuuid, verity)
+    /// A slot's whole kernel command line (the board's arguments, then
+    /// the slot's own as the init reads them).
+    pub fn cmdline(&self, slot: Slot, root_partuuid: &uuid::Uuid, verity: Verity) -> String {
+        BootArgs {
+            slot,
+            root: RootSpec::PartUuid(*root_partuuid),
+            verity,
+        }
+        .render(&self.base_cmdline())
     }
 }
 
@@ -323,17 +325,12 @@ busybox = "busybox-static"
         let b = Board::parse("x", GOOD).unwrap();
         let u = uuid::Uuid::nil();
         assert_eq!(
-            b.cmdline(Slot::B, &u, None),
+            b.cmdline(Slot::B, &u, Verity::Off),
             "quiet gpt console=tty0 console=ttyS0,115200 slipway.slot=b \
              slipway.root=PARTUUID=00000000-0000-0000-0000-000000000000 slipway.verity=off"
         );
-        let v = VerityArgs {
-            root_hash: "ab".repeat(32),
-            hash_partuuid: u,
-            salt: "cd".repeat(32),
-            data_blocks: 7,
-        };
-        let line = b.cmdline(Slot::A, &u, Some(&v));
+        let v = VerityArgs::new(&"ab".repeat(32), u, &"cd".repeat(32), 7).unwrap();
+        let line = b.cmdline(Slot::A, &u, Verity::On(v));
         assert!(
             line.ends_with(&format!(
                 "slipway.roothash={} slipway.verity_hash=PARTUUID={u} slipway.verity_salt={} \

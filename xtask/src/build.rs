@@ -18,7 +18,7 @@ use slipway_image::layout::{derived_uuid, Layout, Role, Slot};
 use slipway_image::tree::{Node, Tree};
 use slipway_image::{bls, esp, gpt_table, rootfs, var_fs, verity};
 
-use crate::board::{Board, VerityArgs};
+use crate::board::{Board, Verity, VerityArgs};
 use crate::inputs::{self, InputOptions, Inputs};
 use crate::package_setup::{Made, Setup};
 use crate::util::{sha256_bytes, sha256_file, sha256_sparse_file};
@@ -421,14 +421,19 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         options: board.cmdline(
             Slot::A,
             &root_a.uuid,
-            opts.verity
-                .then(|| VerityArgs {
-                    root_hash: verity_tree.root_hash_hex(),
-                    hash_partuuid: verity_a.uuid,
-                    salt: verity_tree.salt_hex(),
-                    data_blocks: verity_tree.data_blocks,
-                })
-                .as_ref(),
+            if opts.verity {
+                Verity::On(
+                    VerityArgs::new(
+                        &verity_tree.root_hash_hex(),
+                        verity_a.uuid,
+                        &verity_tree.salt_hex(),
+                        verity_tree.data_blocks,
+                    )
+                    .context("the slot's verity parameters")?,
+                )
+            } else {
+                Verity::Off
+            },
         ),
     };
     let entry_name = bls::entry_file_name(Slot::A, None);

@@ -80,12 +80,10 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 }
 
 /// Writes a file by temporary name and rename, so a reader never sees half
-/// of it.
+/// of it (no fsync: build outputs are rebuilt after a power cut).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    use slipway_boot_contract::atomic::{self, Durability};
+    Ok(atomic::write_atomic(path, data, Durability::Atomic)?)
 }
 
 /// Finds a program on PATH.

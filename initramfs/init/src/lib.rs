@@ -15,7 +15,7 @@
 )]
 
 pub mod accounts;
-pub mod cmdline;
+pub use slipway_boot_contract::cmdline;
 pub mod console;
 pub mod control;
 pub mod dm;
@@ -24,7 +24,7 @@ pub mod gpt_grow;
 pub mod ioctl;
 pub mod modules;
 pub mod mounts;
-pub mod os_release;
+pub use slipway_boot_contract::os_release;
 pub mod partition;
 pub mod power;
 pub mod recording;

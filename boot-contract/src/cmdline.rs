@@ -1,5 +1,7 @@
 //! The kernel command line: `slipway.slot=`, `slipway.root=` and the
-//! dm-verity keys.
+//! dm-verity keys. The builder and the update engine write a slot's line
+//! with [`BootArgs::render`]; the init (and the engine, to know which slot
+//! booted) read it with [`Cmdline`] and [`BootArgs::parse`].
 //!
 //! Parsing has two layers: [`Cmdline`] splits `/proc/cmdline` the way the
 //! kernel does (whitespace, double quotes), and [`BootArgs`] holds the typed
@@ -12,6 +14,8 @@
 use std::fmt;
 
 use uuid::Uuid;
+
+pub use crate::slot::Slot;
 
 pub const SLOT_KEY: &str = "slipway.slot";
 pub const ROOT_KEY: &str = "slipway.root";
@@ -111,7 +115,7 @@ impl Cmdline {
 
     pub fn slot(&self) -> Result<Slot, CmdlineError> {
         let value = self.get(SLOT_KEY).ok_or(CmdlineError::Missing(SLOT_KEY))?;
-        Slot::parse(value)
+        Slot::from_letter(value).ok_or_else(|| CmdlineError::BadSlot(value.to_string()))
     }
 
     pub fn root(&self) -> Result<RootSpec, CmdlineError> {
@@ -162,32 +166,6 @@ fn split_param(word: &str) -> (String, Option<String>) {
     match word.split_once('=') {
         Some((k, v)) => (k.to_string(), Some(v.to_string())),
         None => (word.to_string(), None),
-    }
-}
-
-/// One of the two root slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub fn parse(value: &str) -> Result<Self, CmdlineError> {
-        match value {
-            "a" | "A" => Ok(Slot::A),
-            "b" | "B" => Ok(Slot::B),
-            other => Err(CmdlineError::BadSlot(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Slot::A => "a",
-            Slot::B => "b",
-        })
     }
 }
 
@@ -311,6 +289,48 @@ impl BootArgs {
 
     pub fn parse(text: &str) -> Result<Self, CmdlineError> {
         Self::from_cmdline(&Cmdline::parse(text))
+    }
+
+    /// A slot's whole command line: the board's `base` arguments, then the
+    /// slot's own as [`BootArgs::parse`] reads them back. The builder and
+    /// the update engine both write entries with it, so an updated slot
+    /// boots with the line a freshly built one would.
+    pub fn render(&self, base: &str) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if !base.trim().is_empty() {
+            parts.push(base.trim().to_string());
+        }
+        parts.push(format!("{SLOT_KEY}={}", self.slot));
+        parts.push(format!("{ROOT_KEY}={}", self.root));
+        match &self.verity {
+            Verity::On(v) => {
+                parts.push(format!("{ROOTHASH_KEY}={}", v.root_hash));
+                parts.push(format!("{VERITY_HASH_KEY}={}", v.hash_partition));
+                parts.push(format!("{VERITY_SALT_KEY}={}", v.salt));
+                parts.push(format!("{VERITY_BLOCKS_KEY}={}", v.data_blocks));
+            }
+            Verity::Off => parts.push(format!("{VERITY_KEY}=off")),
+        }
+        parts.join(" ")
+    }
+}
+
+impl VerityArgs {
+    /// The verity parameters as a manifest or the builder holds them
+    /// (hex strings, a partition UUID, a block count), checked as the init
+    /// will check them: an entry the init would refuse is never written.
+    pub fn new(
+        root_hash: &str,
+        hash_partuuid: Uuid,
+        salt: &str,
+        data_blocks: u64,
+    ) -> Result<VerityArgs, CmdlineError> {
+        Ok(VerityArgs {
+            root_hash: HexDigest::parse(ROOTHASH_KEY, root_hash, "sha256")?,
+            hash_partition: RootSpec::PartUuid(hash_partuuid),
+            salt: HexDigest::parse(VERITY_SALT_KEY, salt, "salt")?,
+            data_blocks: parse_blocks(&data_blocks.to_string())?,
+        })
     }
 }
 
@@ -547,5 +567,53 @@ mod tests {
     fn partuuid_prefix_is_case_insensitive_and_uuid_too() {
         let r = RootSpec::parse(&format!("partuuid={}", UUID.to_uppercase())).unwrap();
         assert_eq!(r.to_string(), format!("PARTUUID={UUID}"));
+    }
+
+    #[test]
+    fn rendered_lines_parse_back() {
+        let root = RootSpec::PartUuid(Uuid::parse_str(UUID).unwrap());
+        let hash = Uuid::parse_str(HASH_UUID).unwrap();
+        for verity in [
+            Verity::On(VerityArgs::new(ROOTHASH, hash, SALT, 1000).unwrap()),
+            Verity::Off,
+        ] {
+            for slot in [Slot::A, Slot::B] {
+                let args = BootArgs {
+                    slot,
+                    root,
+                    verity: verity.clone(),
+                };
+                let line = args.render("  console=ttyS0 quiet ");
+                assert!(
+                    line.starts_with("console=ttyS0 quiet slipway.slot="),
+                    "{line}"
+                );
+                assert_eq!(BootArgs::parse(&line), Ok(args.clone()), "{line}");
+                assert!(args.render("").starts_with("slipway.slot="));
+            }
+        }
+        assert_eq!(
+            BootArgs {
+                slot: Slot::B,
+                root,
+                verity: Verity::On(VerityArgs::new(ROOTHASH, hash, SALT, 1000).unwrap()),
+            }
+            .render("console=ttyS0"),
+            format!(
+                "console=ttyS0 slipway.slot=b slipway.root=PARTUUID={UUID} {}",
+                verity_keys()
+            )
+        );
+    }
+
+    #[test]
+    fn verity_args_are_checked_as_the_init_checks_them() {
+        let hash = Uuid::parse_str(HASH_UUID).unwrap();
+        assert!(VerityArgs::new(ROOTHASH, hash, SALT, 1).is_ok());
+        // A salt of another length, a hash with a quote, no blocks.
+        assert!(VerityArgs::new(ROOTHASH, hash, &SALT[..62], 1).is_err());
+        assert!(VerityArgs::new(&format!("\"{}", &ROOTHASH[1..]), hash, SALT, 1).is_err());
+        assert!(VerityArgs::new(ROOTHASH, hash, SALT, 0).is_err());
+        assert!(VerityArgs::new(ROOTHASH, hash, SALT, u64::MAX).is_err());
     }
 }
