@@ -579,11 +579,11 @@ fn plan_delta(
     let data = m.data_size().unwrap_or(0);
     obs.say(&format!(
         "delta: {} of {} are on this machine ({} pieces scanned in {:.1} s); downloading about {}",
-        crate::progress::mib(have),
-        crate::progress::mib(data),
+        crate::human::mib(have),
+        crate::human::mib(data),
         local.len(),
         local.scan_time.as_secs_f64(),
-        crate::progress::mib(data.saturating_sub(have)),
+        crate::human::mib(data.saturating_sub(have)),
     ));
     Ok((pieces, local, opened.ranges))
 }

@@ -357,9 +357,7 @@ impl Config {
                 }
                 "FLEETLOCK_URL" => {
                     next.fleetlock_url = unset_or(v, None, |v| {
-                        crate::lock::check_url("FleetLock URL", v)
-                            .map(Some)
-                            .map_err(|e| e.to_string())
+                        crate::fetch::check_http_url("FleetLock URL", v).map(Some)
                     })
                     .map_err(err)?
                 }

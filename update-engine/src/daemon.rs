@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{self, Found};
 use crate::config::{Config, RebootStrategy};
+use crate::engine::{self, Found};
 use crate::esp::EntryState;
 use crate::lock::coordinator::{self, Settled, Taken, HOLD_FILE};
 use crate::state::now_unix;
@@ -72,7 +72,7 @@ fn settle() -> Option<Duration> {
 }
 
 pub fn run(once: bool) -> Result<()> {
-    let exe = cli::current_exe();
+    let exe = engine::current_exe();
     let mut said_no_server = false;
     let mut first = !once;
     loop {
@@ -90,7 +90,7 @@ pub fn run(once: bool) -> Result<()> {
             std::thread::sleep(FIRST_CHECK_DELAY);
             continue;
         }
-        let wait = match cli::load_config(None, None) {
+        let wait = match engine::load_config(None, None) {
             Err(e) => {
                 log(&format!(
                     "configuration error, no update checks until it is fixed: {e}"
@@ -128,7 +128,7 @@ pub fn run(once: bool) -> Result<()> {
 /// One check, and an apply and reboot when there is something new.
 fn round(cfg: &Config, exe: &std::path::Path) -> Result<()> {
     let sys = System::open()?;
-    let Found { check, release } = cli::check(&sys, cfg)?;
+    let Found { check, release } = engine::check(&sys, cfg)?;
     log(&check.result);
     let Some((release, _)) = release else {
         return Ok(());

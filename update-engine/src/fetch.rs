@@ -960,6 +960,27 @@ impl<R: Read> Read for Throttled<R> {
     }
 }
 
+/// Checks and normalises one endpoint or base URL: `http://host[:port][/path]`
+/// without a trailing `/`. https is refused by name: the engine carries no
+/// TLS stack yet (as for feeds). Used for lock servers' URLs.
+pub fn check_http_url(what: &str, url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(format!(
+            "{what} {url}: https is not supported yet (no TLS in the engine); \
+             use http:// on a private network"
+        ));
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return Err(format!("{what} {url:?}: not an http:// URL"));
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{what} {url:?}: no host"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

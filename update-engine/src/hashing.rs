@@ -35,6 +35,7 @@ pub fn sha256_reader(mut r: impl Read, limit: u64) -> io::Result<(u64, String)> 
 /// drop its cached pages of that range, so the bytes come from the medium
 /// rather than from what we just wrote into the page cache. Short reads
 /// (a device smaller than claimed) are an error.
+#[cfg(feature = "machine")]
 pub fn sha256_range_uncached(f: &File, offset: u64, len: u64) -> io::Result<String> {
     drop_cache(f, offset, len);
     let mut h = Sha256::new();
@@ -51,6 +52,7 @@ pub fn sha256_range_uncached(f: &File, offset: u64, len: u64) -> io::Result<Stri
 
 /// `POSIX_FADV_DONTNEED` on a range: clean pages are dropped, so only call
 /// it after an fsync. Advisory: failure only means a cached re-read.
+#[cfg(feature = "machine")]
 pub fn drop_cache(f: &File, offset: u64, len: u64) {
     use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
     let _ = posix_fadvise(
@@ -206,7 +208,7 @@ pub fn direct_len(addr: usize, offset: u64, len: usize) -> usize {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "machine"))]
 mod tests {
     use super::*;
 

@@ -3,27 +3,39 @@
 //! ESP, the cgroup the writer runs in, and the daemon. See README.md for the
 //! formats and the crash-safe order; ARCHITECTURE.md (workspace root) for
 //! where this sits.
+//!
+//! The formats build without the `machine` feature (the builder's view); the
+//! rest is the machine's. Layers, each using only those below it:
+//! formats (`keys`, `manifest`, `payload`, `feed`, `waves`, `version`,
+//! `delta::index`) → the apply and the machine (`apply`, `delta`, `esp`,
+//! `machine`, `system`, `lock`, `state`) → the use-cases (`engine`) → the
+//! command line (`cli`) and the daemon (`daemon`).
 
-pub mod apply;
-pub mod cli;
-pub mod config;
-pub mod daemon;
 pub mod delta;
-pub mod esp;
 pub mod feed;
-pub mod fetch;
+pub mod files;
 pub mod hashing;
+pub mod human;
 pub mod keys;
-pub mod limits;
-pub mod lock;
-pub mod machine;
 pub mod manifest;
 pub mod payload;
-pub mod progress;
-pub mod state;
-pub mod swarm_hook;
-pub mod system;
 pub mod version;
 pub mod waves;
+
+/// Declares the modules of the `machine` feature.
+macro_rules! machine_modules {
+    ($($m:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "machine")]
+            pub mod $m;
+        )*
+    };
+}
+
+machine_modules!(
+    apply, cli, config, daemon, engine, esp, fetch, limits, lock, machine, progress, state,
+    swarm_hook, system,
+);
+
 /// The maintenance window, one definition with cloud-config's validator.
 pub use slipway_boot_contract::window;

@@ -71,9 +71,7 @@ fn describe(step: Step, detail: &str) -> String {
     }
 }
 
-pub fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
-}
+pub use crate::human::mib;
 
 impl Observer for Progress {
     fn say(&mut self, text: &str) {

@@ -87,22 +87,7 @@ impl State {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` by temporary name, fsync and
-/// rename, then fsyncs the folder: a reader or a power cut sees the old
-/// file or the new one, and the new one survives a reboot that follows
-/// (the reboot-lock record depends on that). The engine's one writer of
-/// its files under `/var/lib/slipway/update/`. Each call has its own
-/// temporary name, so the daemon and an apply writing at once never write
-/// into one temporary file.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    use slipway_boot_contract::atomic::{self, Durability};
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    atomic::write_atomic_mode(path, &bytes, 0o644, Durability::Durable)
-}
+pub use crate::files::write_json;
 
 /// Where a transition is refused: steps run in order, each once.
 #[derive(Debug, Clone, PartialEq, Eq)]

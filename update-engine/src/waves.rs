@@ -183,7 +183,7 @@ pub struct Seed {
 impl Seed {
     /// From the machine ID at `path` (normally `lock::MACHINE_ID_PATH`).
     pub fn of_machine(path: &Path) -> Seed {
-        match crate::lock::machine_id(path) {
+        match crate::files::machine_id(path) {
             Ok(id) => Seed {
                 seed: seed_of(&id),
                 fallback: None,
@@ -224,9 +224,9 @@ impl WaveRecord {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
     }
 
-    /// Written as the state file is ([`crate::state::write_json`]).
+    /// Written as the state file is ([`crate::files::write_json`]).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        crate::state::write_json(path, self)
+        crate::files::write_json(path, self)
     }
 
     /// Removes the file (a check that found no waves, or nothing newer).

@@ -167,7 +167,7 @@ fn save_hold(path: &Path, hold: &Hold) -> Result<()> {
     // The record must survive the reboot it announces, or a power cut
     // could leave a lock held with nobody knowing to free it: write_json
     // syncs the file and its folder.
-    crate::state::write_json(path, hold).with_context(|| format!("writing {}", path.display()))
+    crate::files::write_json(path, hold).with_context(|| format!("writing {}", path.display()))
 }
 
 fn forget_hold(path: &Path) -> Result<()> {

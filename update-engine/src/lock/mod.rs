@@ -16,13 +16,11 @@ pub mod etcd;
 pub mod fleetlock;
 pub mod semaphore;
 
-use std::path::Path;
 use std::time::Duration;
 
 use semaphore::SemaphoreError;
 
-/// Where the machine's ID is (systemd's format: 32 hex digits).
-pub const MACHINE_ID_PATH: &str = "/etc/machine-id";
+pub use crate::files::{machine_id, MACHINE_ID_PATH};
 
 /// The endpoint locksmith used when none is configured: the local member.
 pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
@@ -93,42 +91,9 @@ fn tried_list(tried: &[(String, String)]) -> String {
         .join("; ")
 }
 
-/// Checks and normalises one endpoint or base URL: `http://host[:port][/path]`
-/// without a trailing `/`. https is refused by name: the engine carries no
-/// TLS stack yet (as for feeds, see `fetch.rs`).
+/// [`crate::fetch::check_http_url`], refusing with a configuration error.
 pub fn check_url(what: &str, url: &str) -> Result<String, LockError> {
-    let url = url.trim();
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err(LockError::Config(format!(
-            "{what} {url}: https is not supported yet (no TLS in the engine); \
-             use http:// on a private network"
-        )));
-    }
-    let Some(rest) = lower.strip_prefix("http://") else {
-        return Err(LockError::Config(format!(
-            "{what} {url:?}: not an http:// URL"
-        )));
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(LockError::Config(format!("{what} {url:?}: no host")));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
-}
-
-/// The machine's ID from `path` (normally [`MACHINE_ID_PATH`]), the holder
-/// name locksmith used.
-pub fn machine_id(path: &Path) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let id = text.trim();
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!(
-            "{}: {id:?} is not a machine ID (32 hex digits)",
-            path.display()
-        );
-    }
-    Ok(id.to_owned())
+    crate::fetch::check_http_url(what, url).map_err(LockError::Config)
 }
 
 /// The etcd endpoints of `LOCKSMITHD_ENDPOINT` (locksmith's comma-separated
