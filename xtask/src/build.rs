@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use slipway_image::layout::{derived_uuid, Layout, Role, Slot};
+use slipway_image::layout::{Layout, Role, Slot};
 use slipway_image::tree::{Node, Tree};
 use slipway_image::{bls, esp, gpt_table, rootfs, var_fs, verity};
 
@@ -24,7 +24,10 @@ use crate::package_setup::{Made, Setup};
 use crate::util::{sha256_bytes, sha256_file, sha256_sparse_file};
 use crate::{elf_closure, guest, package_setup, paths, release, sbom, static_root};
 
+mod identity;
 mod stamp;
+
+pub use identity::ImageIdentity;
 
 /// Which init the initramfs carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -206,14 +209,175 @@ impl Phases {
     }
 }
 
+/// The phases, each a function with a typed product: inputs and guest
+/// programs ([`prepare`]) → initramfs ([`make_initramfs`]) → root image
+/// and its verity tree ([`make_root`]) → disk ([`make_disk`]) → payload
+/// ([`make_payload`]) → artifacts ([`finish`]). An output folder that
+/// holds a build of exactly these inputs is kept ([`up_to_date`]).
 pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let mut phases = Phases::new();
+    let p = prepare(opts)?;
+    phases.end("inputs+guest");
+    let out = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| paths::image_dir(&p.board.name));
+    let fingerprint = match up_to_date(opts, &p, &out)? {
+        UpToDate::Yes(manifest) => {
+            let manifest = *manifest;
+            phases.end("up-to-date");
+            eprintln!("build-image: {} is up to date", out.display());
+            return Ok(BuildReport {
+                out_dir: out,
+                manifest,
+                phases: phases.done,
+            });
+        }
+        UpToDate::No(fingerprint) => fingerprint,
+    };
+
+    // The SBOM's crate list (`cargo tree`, about 0.4 s) while the image is
+    // made; only for a build that is not up to date.
+    let guest_crates = std::thread::spawn(|| sbom::guest_crates(&guest::packages()));
+
+    let contents = Contents::resolve(opts, &p)?;
+    let initrd = make_initramfs(opts, &p, &contents)?;
+    phases.end("initramfs");
+    let root = make_root(&p, &contents)?;
+    phases.end("rootfs");
+    let identity = ImageIdentity::new(&p.board.os_name, &p.board.name, &opts.version, &p.build_id);
+    let verity_tree = verity::build(&root, &identity.verity_params("root-a"))
+        .context("computing the dm-verity hash tree of root-a")?;
+    phases.end("verity");
+
+    let partial = sibling(&out, "partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let disk = make_disk(
+        opts,
+        &p,
+        &identity,
+        &SlotA {
+            root: &root,
+            verity: &verity_tree,
+            initrd: &initrd,
+        },
+        &partial,
+    )?;
+    phases.end("disk");
+
+    // The disk's sha256 is the longest single piece of work left (2.6 GB,
+    // mostly holes, through one core's SHA-NI at about 1.4 GB/s): it runs
+    // on its own thread while the payload, the qcow2 and the other sums
+    // take the other core, and reads only the allocated extents.
+    let disk_sum = {
+        let path = disk.path.clone();
+        std::thread::spawn(move || match holes(&path) {
+            Some(holes) => sha256_sparse_file(&path, &holes),
+            None => sha256_file(&path),
+        })
+    };
+
+    let payload_path = make_payload(
+        opts,
+        &p,
+        &root,
+        &verity_tree,
+        &disk.kernel,
+        &initrd,
+        &partial,
+    )?;
+    phases.end("payload");
+
+    // qemu-img reads only the allocated extents (about 110 MB of 2.6 GB).
+    let qcow2_path = partial.join("disk.qcow2");
+    if opts.qcow2 {
+        convert_qcow2(&disk.path, &qcow2_path)?;
+    }
+    phases.end("qcow2");
+
+    let mut artifacts = vec![
+        artifact(
+            "vmlinuz",
+            disk.kernel.len() as u64,
+            sha256_bytes(&disk.kernel),
+        ),
+        artifact("initrd", initrd.len() as u64, sha256_bytes(&initrd)),
+        artifact("root.squashfs", root.len() as u64, sha256_bytes(&root)),
+    ];
+    artifacts.push(file_artifact(&payload_path)?);
+    if opts.qcow2 {
+        artifacts.push(file_artifact(&qcow2_path)?);
+    }
+    let disk_sum = disk_sum
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the thread hashing disk.raw panicked")))?;
+    artifacts.insert(0, artifact("disk.raw", disk.layout.disk_size, disk_sum));
+    phases.end("sums");
+
+    let guest_crates = guest_crates
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("listing the guest crates panicked")))?;
+    let manifest = finish(
+        opts,
+        &p,
+        Finished {
+            artifacts,
+            disk: &disk,
+            root_len: root.len() as u64,
+            verity: ManifestVerity {
+                enabled: opts.verity,
+                root_hash: verity_tree.root_hash_hex(),
+                salt: verity_tree.salt_hex(),
+                data_blocks: verity_tree.data_blocks,
+                hash_block_size: verity::BLOCK,
+                hash_tree_size: verity_tree.hash_image.len() as u64,
+            },
+            guest_crates: &guest_crates,
+        },
+        &partial,
+    )?;
+    phases.end("sbom");
+
+    // Last: the stamp lists every file in the folder.
+    if let Some(fingerprint) = &fingerprint {
+        stamp::record(&partial, fingerprint)?;
+    }
+    replace_dir(&partial, &out)?;
+    phases.end("finish");
+    Ok(BuildReport {
+        out_dir: out,
+        manifest,
+        phases: phases.done,
+    })
+}
+
+/// The product of the first phase: the board, its checked packages, the
+/// guest programs' bytes, the files every root carries, and the build ID
+/// all of them decide.
+struct Prepared {
+    board: Board,
+    boards: PathBuf,
+    inputs: Inputs,
+    init: Vec<u8>,
+    /// `(path on the root, bytes)`, the cloud-config tool first.
+    programs: Vec<(&'static str, Vec<u8>)>,
+    busybox: Vec<u8>,
+    setup: Setup,
+    /// `board/common/root/`, the update keys and the caller's extra files.
+    common_root: BTreeMap<String, Node>,
+    common_digest: String,
+    signing_key: slipway_update::keys::SecretKey,
+    build_id: String,
+}
+
+/// Inputs and guest programs: the guest programs compile (CPU) while the
+/// board's packages are fetched and checked (mostly network); on a cold
+/// machine each takes minutes, and neither needs the other.
+fn prepare(opts: &BuildOptions) -> Result<Prepared> {
     let boards = paths::boards_dir();
     let board = Board::load(&boards, &opts.board)?;
     let board_text = std::fs::read(boards.join(&opts.board).join("board.toml"))?;
-    // The guest programs compile (CPU) while the board's packages are
-    // fetched and checked (mostly network): on a cold machine each takes
-    // minutes, and neither needs the other.
     let (inputs, guest) = std::thread::scope(|s| {
         let guest = s.spawn(guest::build);
         let inputs = inputs::resolve(&board, &opts.inputs);
@@ -229,18 +393,14 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         (inputs, guest)
     });
     let (inputs, guest) = (inputs?, guest?);
-    phases.end("inputs+guest");
-    let init_bytes =
-        std::fs::read(&guest.init).with_context(|| format!("reading {}", guest.init.display()))?;
-    let cloud_config_bytes = std::fs::read(&guest.cloud_config)
-        .with_context(|| format!("reading {}", guest.cloud_config.display()))?;
-    let mut root_programs = vec![(CLOUD_CONFIG_BIN, cloud_config_bytes.clone())];
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let init = read(&guest.init)?;
+    let mut programs = vec![(CLOUD_CONFIG_BIN, read(&guest.cloud_config)?)];
     for (path, bin) in &guest.root_programs {
-        let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
-        root_programs.push((*path, bytes));
+        programs.push((*path, read(bin)?));
     }
-    let busybox = std::fs::read(&inputs.busybox)
-        .with_context(|| format!("reading {}", inputs.busybox.display()))?;
+    let busybox = read(&inputs.busybox)?;
 
     let setup = Setup::load(&boards)?;
     let setup_text = std::fs::read(package_setup::path(&boards))?;
@@ -267,174 +427,215 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         );
     }
     let common_digest = static_root::digest(&common_root);
-    let mut guest_parts: Vec<&[u8]> = vec![&init_bytes, &cloud_config_bytes];
-    guest_parts.extend(root_programs.iter().skip(1).map(|(_, b)| b.as_slice()));
+    let mut guest_parts: Vec<&[u8]> = vec![&init];
+    guest_parts.extend(programs.iter().map(|(_, b)| b.as_slice()));
     guest_parts.push(common_digest.as_bytes());
     guest_parts.push(&setup_text);
     let build_id = build_id(&board_text, opts, &inputs, &guest_parts);
-    let out = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| paths::image_dir(&board.name));
+    Ok(Prepared {
+        board,
+        boards,
+        inputs,
+        init,
+        programs,
+        busybox,
+        setup,
+        common_root,
+        common_digest,
+        signing_key,
+        build_id,
+    })
+}
 
-    // Everything that decides the bytes has been read or checked by now
-    // (the guest programs built, the packages checked against the lock):
-    // if the output folder holds a build of exactly this, keep it.
-    let previous = stamp::Previous::read(&out);
+enum UpToDate {
+    /// The folder holds a build of exactly these inputs.
+    Yes(Box<Manifest>),
+    /// Build it; the fingerprint to record (`None`: this build cannot be
+    /// fingerprinted, see `stamp`).
+    No(Option<stamp::Fingerprint>),
+}
+
+/// Everything that decides the bytes has been read or checked by now (the
+/// guest programs built, the packages checked against the lock): if the
+/// output folder holds a build of exactly this, it is kept.
+fn up_to_date(opts: &BuildOptions, p: &Prepared, out: &Path) -> Result<UpToDate> {
+    let previous = stamp::Previous::read(out);
     let fingerprint = stamp::fingerprint(
         &stamp::Read {
-            board: &board.name,
-            boards: &boards,
+            board: &p.board.name,
+            boards: &p.boards,
             opts,
-            inputs: &inputs,
-            init: &init_bytes,
-            programs: &root_programs,
-            root_digest: &common_digest,
-            signing_key: &signing_key.public().to_line(""),
+            inputs: &p.inputs,
+            init: &p.init,
+            programs: &p.programs,
+            root_digest: &p.common_digest,
+            signing_key: &p.signing_key.public().to_line(""),
         },
         &previous,
     )?;
     if let Some(fingerprint) = &fingerprint {
-        match stamp::check(&out, &previous, fingerprint).and_then(|()| read_manifest(&out)) {
-            Ok(manifest) => {
-                phases.end("up-to-date");
-                eprintln!("build-image: {} is up to date", out.display());
-                return Ok(BuildReport {
-                    out_dir: out,
-                    manifest,
-                    phases: phases.done,
-                });
-            }
+        match stamp::check(out, &previous, fingerprint).and_then(|()| read_manifest(out)) {
+            Ok(manifest) => return Ok(UpToDate::Yes(Box::new(manifest))),
             Err(why) => eprintln!("build-image: building {} ({why})", out.display()),
         }
     }
+    Ok(UpToDate::No(fingerprint))
+}
 
-    // The SBOM's crate list (`cargo tree`, about 0.4 s) while the image is
-    // made; only for a build that is not up to date.
-    let guest_crates = std::thread::spawn(|| sbom::guest_crates(&guest::packages()));
+/// What the initramfs and the root are made of besides the prepared
+/// files: os-release, the kernel modules of each, the extra packages'
+/// files, the timestamp every file carries.
+struct Contents {
+    os_release: String,
+    mtime: u32,
+    initramfs_modules: Vec<slipway_initramfs::modules::Module>,
+    root_modules: slipway_initramfs::RootModules,
+    package_files: BTreeMap<String, Node>,
+}
 
-    let takes: BTreeMap<String, elf_closure::Take> = setup
-        .for_listed(&board.packages.extra)
-        .map(|(name, p)| {
-            (
-                name.to_string(),
-                elf_closure::Take {
-                    files: p.files.clone(),
-                    leave_out: p.leave_out.clone(),
-                },
-            )
+impl Contents {
+    fn resolve(opts: &BuildOptions, p: &Prepared) -> Result<Contents> {
+        let board = &p.board;
+        let takes: BTreeMap<String, elf_closure::Take> = p
+            .setup
+            .for_listed(&board.packages.extra)
+            .map(|(name, pkg)| {
+                (
+                    name.to_string(),
+                    elf_closure::Take {
+                        files: pkg.files.clone(),
+                        leave_out: pkg.leave_out.clone(),
+                    },
+                )
+            })
+            .collect();
+        let package_files = elf_closure::closure_with(&p.inputs.extras, &takes)
+            .with_context(|| format!("board {}: packages.extra", board.name))?;
+        let kernel_modules =
+            slipway_initramfs::modules::KernelModules::open(&p.inputs.kernel.modules_dir)
+                .with_context(|| format!("board {}: kernel modules", board.name))?;
+        let initramfs_modules = kernel_modules
+            .closure(&board.kernel.modules)
+            .with_context(|| format!("board {}: kernel.modules", board.name))?;
+        let root_modules = kernel_modules
+            .root_modules(&board.kernel.root_modules)
+            .with_context(|| format!("board {}: kernel.root_modules", board.name))?;
+        Ok(Contents {
+            os_release: os_release(board, &opts.version, &p.build_id),
+            mtime: u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX),
+            initramfs_modules,
+            root_modules,
+            package_files,
         })
-        .collect();
-    let package_files = elf_closure::closure_with(&inputs.extras, &takes)
-        .with_context(|| format!("board {}: packages.extra", board.name))?;
-    let os_release = os_release(&board, &opts.version, &build_id);
-    let mtime = u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX);
+    }
+}
 
-    let kernel_modules =
-        slipway_initramfs::modules::KernelModules::open(&inputs.kernel.modules_dir)
-            .with_context(|| format!("board {}: kernel modules", board.name))?;
-    let modules = kernel_modules
-        .closure(&board.kernel.modules)
-        .with_context(|| format!("board {}: kernel.modules", board.name))?;
-    let root_modules = kernel_modules
-        .root_modules(&board.kernel.root_modules)
-        .with_context(|| format!("board {}: kernel.root_modules", board.name))?;
-    let initrd_tree = match opts.init {
-        InitKind::Slipway => initramfs_tree(&init_bytes, &os_release, &modules),
-        InitKind::Reference => reference_initramfs_tree(&busybox),
+fn make_initramfs(opts: &BuildOptions, p: &Prepared, c: &Contents) -> Result<Vec<u8>> {
+    let tree = match opts.init {
+        InitKind::Slipway => initramfs_tree(&p.init, &c.os_release, &c.initramfs_modules),
+        InitKind::Reference => reference_initramfs_tree(&p.busybox),
     };
-    let initrd =
-        slipway_initramfs::build_initramfs(&initrd_tree, mtime).context("writing the initramfs")?;
-    phases.end("initramfs");
+    slipway_initramfs::build_initramfs(&tree, c.mtime).context("writing the initramfs")
+}
 
-    let applets = busybox_applets(&inputs.busybox)?;
-    let root_tree = root_tree(&RootParts {
-        init: &init_bytes,
-        programs: &root_programs,
-        busybox: &busybox,
+/// The root image: the squashfs padded to whole 4 KiB blocks, which is
+/// what verity covers and what goes into the slot.
+fn make_root(p: &Prepared, c: &Contents) -> Result<Vec<u8>> {
+    let applets = busybox_applets(&p.inputs.busybox)?;
+    let tree = root_tree(&RootParts {
+        init: &p.init,
+        programs: &p.programs,
+        busybox: &p.busybox,
         applets: &applets,
-        os_release: &os_release,
-        setup: &setup,
-        listed: &board.packages.extra,
-        modules: (&inputs.kernel.release, &root_modules),
-        package_files: &package_files,
-        common: &common_root,
+        os_release: &c.os_release,
+        setup: &p.setup,
+        listed: &p.board.packages.extra,
+        modules: (&p.inputs.kernel.release, &c.root_modules),
+        package_files: &c.package_files,
+        common: &p.common_root,
     })?;
-    let mut root_image = std::io::Cursor::new(Vec::new());
+    let mut image = std::io::Cursor::new(Vec::new());
     rootfs::write_squashfs(
-        &root_tree,
-        mtime,
+        &tree,
+        c.mtime,
         Some(&paths::slipway_dir().join("cache/squashfs-blocks")),
-        &mut root_image,
+        &mut image,
     )?;
-    let root_image = root_image.into_inner();
-    phases.end("rootfs");
+    let mut image = image.into_inner();
+    image.resize(image.len().next_multiple_of(verity::BLOCK as usize), 0);
+    Ok(image)
+}
 
-    let identity = format!(
-        "{}-{}-{}-{}",
-        board.os_name, board.name, opts.version, build_id
-    );
-    let layout = Layout::plan(board.sizes(), &identity)?;
-    // The squashfs padded to whole 4 KiB blocks is what verity covers and
-    // what goes into the slot.
-    let mut root_image = root_image;
-    root_image.resize(root_image.len().next_multiple_of(verity::BLOCK as usize), 0);
-    let verity_tree = verity::build(
-        &root_image,
-        &verity::params_from_identity(&identity, "root-a"),
-    )
-    .context("computing the dm-verity hash tree of root-a")?;
-    phases.end("verity");
-    let partial = sibling(&out, "partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    let disk_path = partial.join("disk.raw");
+/// What goes into slot A.
+struct SlotA<'a> {
+    root: &'a [u8],
+    verity: &'a verity::Verity,
+    initrd: &'a [u8],
+}
 
+/// The disk image and what the later phases need of it.
+struct Disk {
+    path: PathBuf,
+    layout: Layout,
+    kernel: Vec<u8>,
+    entry_name: String,
+    entry: bls::Entry,
+}
+
+/// The raw disk: the partition table, the ESP (systemd-boot, the loader
+/// configuration, slot A's entry, kernel and initramfs), slot A's root and
+/// verity partitions, and an empty ext4 `/var`.
+fn make_disk(
+    opts: &BuildOptions,
+    p: &Prepared,
+    identity: &ImageIdentity,
+    slot: &SlotA,
+    partial: &Path,
+) -> Result<Disk> {
+    let board = &p.board;
+    let layout = identity.layout(board.sizes())?;
     let root_a = layout.get(Role::Root(Slot::A));
     let verity_a = layout.get(Role::Verity(Slot::A));
-    if verity_tree.hash_image.len() as u64 > verity_a.size {
+    if slot.verity.hash_image.len() as u64 > verity_a.size {
         bail!(
             "the verity hash tree is {} bytes but board {} gives verity partitions only {} \
              bytes (partitions.verity_mib)",
-            verity_tree.hash_image.len(),
+            slot.verity.hash_image.len(),
             board.name,
             verity_a.size
         );
     }
-    if root_image.len() as u64 > root_a.size {
+    if slot.root.len() as u64 > root_a.size {
         bail!(
             "the root image is {} bytes but board {} gives root slots only {} bytes \
              (partitions.root_mib)",
-            root_image.len(),
+            slot.root.len(),
             board.name,
             root_a.size
         );
     }
-    let kernel = std::fs::read(&inputs.kernel.vmlinuz)
-        .with_context(|| format!("reading {}", inputs.kernel.vmlinuz.display()))?;
-    let systemd_boot = std::fs::read(&inputs.systemd_boot)
-        .with_context(|| format!("reading {}", inputs.systemd_boot.display()))?;
+    let kernel = std::fs::read(&p.inputs.kernel.vmlinuz)
+        .with_context(|| format!("reading {}", p.inputs.kernel.vmlinuz.display()))?;
+    let systemd_boot = std::fs::read(&p.inputs.systemd_boot)
+        .with_context(|| format!("reading {}", p.inputs.systemd_boot.display()))?;
+    let verity = if opts.verity {
+        Verity::On(
+            VerityArgs::new(
+                &slot.verity.root_hash_hex(),
+                verity_a.uuid,
+                &slot.verity.salt_hex(),
+                slot.verity.data_blocks,
+            )
+            .context("the slot's verity parameters")?,
+        )
+    } else {
+        Verity::Off
+    };
     let entry = bls::Entry {
         os_name: board.os_name.clone(),
         version: opts.version.clone(),
         slot: Slot::A,
-        options: board.cmdline(
-            Slot::A,
-            &root_a.uuid,
-            if opts.verity {
-                Verity::On(
-                    VerityArgs::new(
-                        &verity_tree.root_hash_hex(),
-                        verity_a.uuid,
-                        &verity_tree.salt_hex(),
-                        verity_tree.data_blocks,
-                    )
-                    .context("the slot's verity parameters")?,
-                )
-            } else {
-                Verity::Off
-            },
-        ),
+        options: board.cmdline(Slot::A, &root_a.uuid, verity),
     };
     let entry_name = bls::entry_file_name(Slot::A, None);
     let esp_files = vec![
@@ -448,53 +649,58 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
             entry.render().into_bytes(),
         ),
         (bls::kernel_path(Slot::A), kernel.clone()),
-        (bls::initrd_path(Slot::A), initrd.clone()),
+        (bls::initrd_path(Slot::A), slot.initrd.to_vec()),
     ];
+    let path = partial.join("disk.raw");
     write_disk(
-        &disk_path,
+        &path,
         &layout,
         &esp_files,
         &[
-            (Role::Root(Slot::A), root_image.as_slice()),
-            (Role::Verity(Slot::A), verity_tree.hash_image.as_slice()),
+            (Role::Root(Slot::A), slot.root),
+            (Role::Verity(Slot::A), slot.verity.hash_image.as_slice()),
         ],
-        &identity,
+        identity.esp_volume_id(),
         opts.source_date_epoch,
     )?;
     let var = layout.get(Role::Var);
     var_fs::format(
-        &disk_path,
+        &path,
         var.offset,
         var.size,
-        &derived_uuid(&identity, "var-fs"),
+        &identity.uuid("var-fs"),
         opts.source_date_epoch,
     )
     .with_context(|| format!("making the ext4 filesystem of the {} partition", var.label))?;
-    phases.end("disk");
+    Ok(Disk {
+        path,
+        layout,
+        kernel,
+        entry_name,
+        entry,
+    })
+}
 
-    // The disk's sha256 is the longest single piece of work left (2.6 GB,
-    // mostly holes, through one core's SHA-NI at about 1.4 GB/s): it runs
-    // on its own thread while the payload, the qcow2 and the other sums
-    // take the other core, and reads only the allocated extents.
-    let disk_sum = {
-        let path = disk_path.clone();
-        std::thread::spawn(move || match holes(&path) {
-            Some(holes) => sha256_sparse_file(&path, &holes),
-            None => sha256_file(&path),
-        })
-    };
-
-    // The same release as a signed update payload, for machines running an
-    // older one (`cargo xtask publish` puts it in a feed).
-    let payload_path = partial.join(release::PAYLOAD_FILE);
-    let payload_manifest = release::write_payload(
-        &payload_path,
+/// The same release as a signed update payload, for machines running an
+/// older one (`cargo xtask publish` puts it in a feed).
+fn make_payload(
+    opts: &BuildOptions,
+    p: &Prepared,
+    root: &[u8],
+    verity_tree: &verity::Verity,
+    kernel: &[u8],
+    initrd: &[u8],
+    partial: &Path,
+) -> Result<PathBuf> {
+    let path = partial.join(release::PAYLOAD_FILE);
+    release::write_payload(
+        &path,
         &slipway_update::payload::Release {
-            os_name: board.os_name.clone(),
+            os_name: p.board.os_name.clone(),
             version: opts.version.clone(),
-            board: board.name.clone(),
-            build_id: build_id.clone(),
-            cmdline: board.base_cmdline(),
+            board: p.board.name.clone(),
+            build_id: p.build_id.clone(),
+            cmdline: p.board.base_cmdline(),
             verity: slipway_update::manifest::VerityInfo {
                 root_hash: verity_tree.root_hash_hex(),
                 salt: verity_tree.salt_hex(),
@@ -502,74 +708,47 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
             },
             chunk_size: slipway_update::manifest::DEFAULT_CHUNK,
         },
-        [&root_image, &verity_tree.hash_image, &kernel, &initrd],
-        &signing_key,
+        [root, &verity_tree.hash_image, kernel, initrd],
+        &p.signing_key,
     )?;
-    drop(payload_manifest);
-    phases.end("payload");
+    Ok(path)
+}
 
-    // qemu-img reads only the allocated extents (about 110 MB of 2.6 GB).
-    let qcow2_path = partial.join("disk.qcow2");
-    if opts.qcow2 {
-        convert_qcow2(&disk_path, &qcow2_path)?;
-    }
-    phases.end("qcow2");
+/// What the last phase writes down.
+struct Finished<'a> {
+    artifacts: Vec<ManifestArtifact>,
+    disk: &'a Disk,
+    root_len: u64,
+    verity: ManifestVerity,
+    guest_crates: &'a [sbom::Crate],
+}
 
-    let mut artifacts = vec![
-        artifact("vmlinuz", kernel.len() as u64, sha256_bytes(&kernel)),
-        artifact("initrd", initrd.len() as u64, sha256_bytes(&initrd)),
-        artifact(
-            "root.squashfs",
-            root_image.len() as u64,
-            sha256_bytes(&root_image),
-        ),
-    ];
-    artifacts.push(file_artifact(&payload_path)?);
-    if opts.qcow2 {
-        artifacts.push(file_artifact(&qcow2_path)?);
-    }
-    let disk_sum = disk_sum
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the thread hashing disk.raw panicked")))?;
-    artifacts.insert(0, artifact("disk.raw", layout.disk_size, disk_sum));
-    phases.end("sums");
-
-    let verity_info = ManifestVerity {
-        enabled: opts.verity,
-        root_hash: verity_tree.root_hash_hex(),
-        salt: verity_tree.salt_hex(),
-        data_blocks: verity_tree.data_blocks,
-        hash_block_size: verity::BLOCK,
-        hash_tree_size: verity_tree.hash_image.len() as u64,
-    };
-    let guest_crates = guest_crates
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("listing the guest crates panicked")))?;
+/// The SBOM, `manifest.json` and `SHA256SUMS` in the output folder.
+fn finish(opts: &BuildOptions, p: &Prepared, f: Finished, partial: &Path) -> Result<Manifest> {
+    let mut artifacts = f.artifacts;
     let (sbom_size, sbom_sum) = sbom::write(
-        &partial,
-        &inputs,
-        &guest_crates,
+        partial,
+        &p.inputs,
+        f.guest_crates,
         &sbom::Identity {
-            os_name: &board.os_name,
-            board: &board.name,
+            os_name: &p.board.os_name,
+            board: &p.board.name,
             version: &opts.version,
-            build_id: &build_id,
+            build_id: &p.build_id,
             source_date_epoch: opts.source_date_epoch,
         },
     )?;
     artifacts.push(artifact(sbom::FILE, sbom_size, sbom_sum.clone()));
-    phases.end("sbom");
-
     let manifest = manifest(
-        &board,
+        &p.board,
         opts,
-        &build_id,
-        &inputs,
+        &p.build_id,
+        &p.inputs,
         artifacts,
-        &layout,
-        root_image.len() as u64,
-        (entry_name, &entry),
-        verity_info,
+        &f.disk.layout,
+        f.root_len,
+        (f.disk.entry_name.clone(), &f.disk.entry),
+        f.verity,
     );
     let json = serde_json::to_string_pretty(&manifest)? + "\n";
     std::fs::write(partial.join("manifest.json"), &json)?;
@@ -585,18 +764,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     sums += &format!("{sbom_sum}  {}\n", sbom::FILE);
     sums += &format!("{}  manifest.json\n", sha256_bytes(json.as_bytes()));
     std::fs::write(partial.join("SHA256SUMS"), sums)?;
-
-    // Last: the stamp lists every file in the folder.
-    if let Some(fingerprint) = &fingerprint {
-        stamp::record(&partial, fingerprint)?;
-    }
-    replace_dir(&partial, &out)?;
-    phases.end("finish");
-    Ok(BuildReport {
-        out_dir: out,
-        manifest,
-        phases: phases.done,
-    })
+    Ok(manifest)
 }
 
 /// A file of the output folder as a manifest artifact, by its file name.
@@ -928,7 +1096,7 @@ fn write_disk(
     layout: &Layout,
     esp_files: &[(String, Vec<u8>)],
     contents: &[(Role, &[u8])],
-    identity: &str,
+    volume_id: u32,
     epoch: u64,
 ) -> Result<()> {
     let mut f = File::options()
@@ -941,8 +1109,6 @@ fn write_disk(
     f.set_len(layout.disk_size)?;
     gpt_table::write(&mut f, path, layout)?;
     let esp = layout.get(Role::Esp);
-    let id = sha256_bytes(format!("{identity}\0esp").as_bytes());
-    let volume_id = u32::from_str_radix(&id[..8], 16).unwrap_or(0);
     esp::write(
         &mut f, path, esp.offset, esp.size, volume_id, epoch, esp_files,
     )?;
