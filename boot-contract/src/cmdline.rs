@@ -60,6 +60,50 @@ pub enum CmdlineError {
     NoBlocks(String),
     #[error("{VERITY_BLOCKS_KEY}={0}: too large")]
     TooManyBlocks(String),
+    #[error(
+        "the command line {0:?} has a control character: a boot entry's options are one \
+         line of printable text"
+    )]
+    BaseControl(String),
+    #[error(
+        "the command line {0:?} has a double quote: quotes regroup what follows them, so \
+         the slot's own parameters could be read differently"
+    )]
+    BaseQuote(String),
+    #[error(
+        "the command line sets {0}: the slipway.* parameters come only from the slot \
+         (a board or a release cannot name a slot or turn verity off)"
+    )]
+    BaseKey(String),
+}
+
+/// Checks the part of a command line that comes from a board or a signed
+/// manifest (`base` in [`BootArgs::render`]) before it goes into a boot
+/// entry: printable text (no `\r`, newline or other control character,
+/// which would end or split the entry's `options` line), no double quote
+/// (the kernel's quoting would regroup the slot's own parameters after
+/// it), and no `slipway.` parameter: those come only from the slot's
+/// [`BootArgs`], so neither a board nor a release can name another slot's
+/// root or turn verity off.
+pub fn check_base(base: &str) -> Result<(), CmdlineError> {
+    if base.chars().any(char::is_control) {
+        return Err(CmdlineError::BaseControl(base.to_string()));
+    }
+    if base.contains('"') {
+        return Err(CmdlineError::BaseQuote(base.to_string()));
+    }
+    let parsed = Cmdline::parse(base);
+    if let Some((key, value)) = parsed
+        .params
+        .iter()
+        .find(|(k, _)| k.starts_with("slipway."))
+    {
+        return Err(CmdlineError::BaseKey(match value {
+            Some(v) => format!("{key}={v}"),
+            None => key.clone(),
+        }));
+    }
+    Ok(())
 }
 
 /// The kernel command line, split into parameters.
@@ -294,8 +338,10 @@ impl BootArgs {
     /// A slot's whole command line: the board's `base` arguments, then the
     /// slot's own as [`BootArgs::parse`] reads them back. The builder and
     /// the update engine both write entries with it, so an updated slot
-    /// boots with the line a freshly built one would.
-    pub fn render(&self, base: &str) -> String {
+    /// boots with the line a freshly built one would. `base` must pass
+    /// [`check_base`], or the line is not made.
+    pub fn render(&self, base: &str) -> Result<String, CmdlineError> {
+        check_base(base)?;
         let mut parts: Vec<String> = Vec::new();
         if !base.trim().is_empty() {
             parts.push(base.trim().to_string());
@@ -311,7 +357,7 @@ impl BootArgs {
             }
             Verity::Off => parts.push(format!("{VERITY_KEY}=off")),
         }
-        parts.join(" ")
+        Ok(parts.join(" "))
     }
 }
 
@@ -583,13 +629,13 @@ mod tests {
                     root,
                     verity: verity.clone(),
                 };
-                let line = args.render("  console=ttyS0 quiet ");
+                let line = args.render("  console=ttyS0 quiet ").unwrap();
                 assert!(
                     line.starts_with("console=ttyS0 quiet slipway.slot="),
                     "{line}"
                 );
                 assert_eq!(BootArgs::parse(&line), Ok(args.clone()), "{line}");
-                assert!(args.render("").starts_with("slipway.slot="));
+                assert!(args.render("").unwrap().starts_with("slipway.slot="));
             }
         }
         assert_eq!(
@@ -598,7 +644,8 @@ mod tests {
                 root,
                 verity: Verity::On(VerityArgs::new(ROOTHASH, hash, SALT, 1000).unwrap()),
             }
-            .render("console=ttyS0"),
+            .render("console=ttyS0")
+            .unwrap(),
             format!(
                 "console=ttyS0 slipway.slot=b slipway.root=PARTUUID={UUID} {}",
                 verity_keys()
@@ -615,5 +662,41 @@ mod tests {
         assert!(VerityArgs::new(&format!("\"{}", &ROOTHASH[1..]), hash, SALT, 1).is_err());
         assert!(VerityArgs::new(ROOTHASH, hash, SALT, 0).is_err());
         assert!(VerityArgs::new(ROOTHASH, hash, SALT, u64::MAX).is_err());
+    }
+
+    /// What a board or a signed manifest may not put before the slot's own
+    /// parameters (DESIGN's update step 1: no payload can turn verity off).
+    #[test]
+    fn a_base_cannot_reach_the_slot_parameters() {
+        let args = BootArgs {
+            slot: Slot::A,
+            root: RootSpec::PartUuid(Uuid::parse_str(UUID).unwrap()),
+            verity: Verity::On(
+                VerityArgs::new(ROOTHASH, Uuid::parse_str(HASH_UUID).unwrap(), SALT, 9).unwrap(),
+            ),
+        };
+        for ok in [
+            "",
+            "console=ttyS0,115200 quiet gpt",
+            "panic=5 init_on_alloc=1 a=b=c",
+        ] {
+            assert!(args.render(ok).is_ok(), "{ok:?}");
+        }
+        for (bad, why) in [
+            ("quiet slipway.verity=off", "sets slipway.verity=off"),
+            ("slipway.slot=b", "sets slipway.slot=b"),
+            ("slipway.root=PARTUUID=x", "sets slipway.root="),
+            ("slipway.roothash", "sets slipway.roothash:"),
+            ("console=ttyS0\rslipway.verity=off", "control character"),
+            ("console=ttyS0\nlinux /evil", "control character"),
+            ("a=\"b slipway.verity=off\"", "double quote"),
+            ("x\u{7f}", "control character"),
+        ] {
+            let e = args.render(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        // What would happen without the check: the last value wins.
+        let sneaky = format!("slipway.verity=off {}", args.render("").unwrap());
+        assert_eq!(Cmdline::parse(&sneaky).verity(), Ok(Verity::Off));
     }
 }

@@ -165,7 +165,7 @@ pub enum ApplyError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Payload(#[from] PayloadError),
-    #[error("the payload's manifest has verity parameters the init would refuse: {0}")]
+    #[error("the payload's manifest has a boot line the init must not be given: {0}")]
     BootArgs(CmdlineError),
     #[error("payload is for board {found}, this machine is {want}")]
     WrongBoard { found: String, want: String },
@@ -515,7 +515,7 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
         os_name: m.os_name.clone(),
         version: m.version.clone(),
         slot: t.slot,
-        options: boot_args.render(&m.cmdline),
+        options: boot_args.render(&m.cmdline).map_err(ApplyError::BootArgs)?,
     };
     let name = req.esp.install_entry(&entry, TRIES)?;
     Ok(Outcome {

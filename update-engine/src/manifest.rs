@@ -4,6 +4,7 @@
 //! and checked for consistency before anyone trusts a number in it.
 
 use serde::{Deserialize, Serialize};
+use slipway_boot_contract::cmdline;
 use thiserror::Error;
 
 /// The only manifest format this engine reads.
@@ -134,21 +135,18 @@ impl Manifest {
         if self.build_id.len() > 64 || self.build_id.contains(char::is_whitespace) {
             return Err(field("build_id", "at most 64 characters, no spaces"));
         }
-        if self.cmdline.len() > 2048 || self.cmdline.contains(['\n', '\r']) {
-            return Err(field("cmdline", "at most 2048 characters on one line"));
+        if self.cmdline.len() > 2048 {
+            return Err(field("cmdline", "at most 2048 characters"));
         }
-        if self
-            .cmdline
-            .split_whitespace()
-            .any(|w| w.starts_with("slipway."))
-        {
-            return Err(field(
-                "cmdline",
-                "must not hold slipway.* arguments: the engine writes the slot's own",
-            ));
-        }
-        check_hex("verity.root_hash", &self.verity.root_hash, 32..=32)?;
-        check_hex("verity.salt", &self.verity.salt, 0..=256)?;
+        // Read as PID 1 reads a command line (its tokenizer: quotes,
+        // control characters): no slipway.* parameter, so a release can
+        // neither name a slot nor turn verity off.
+        cmdline::check_base(&self.cmdline).map_err(|e| field("cmdline", e.to_string()))?;
+        // Exactly what the init accepts on the command line.
+        cmdline::HexDigest::parse(cmdline::ROOTHASH_KEY, &self.verity.root_hash, "sha256")
+            .map_err(|e| field("verity.root_hash", e.to_string()))?;
+        cmdline::HexDigest::parse(cmdline::VERITY_SALT_KEY, &self.verity.salt, "salt")
+            .map_err(|e| field("verity.salt", e.to_string()))?;
         if !self.chunk_size.is_power_of_two() || !(MIN_CHUNK..=MAX_CHUNK).contains(&self.chunk_size)
         {
             return Err(field(
@@ -349,6 +347,16 @@ pub(crate) mod tests {
         refused(|m| m.chunks[0] = "AB".repeat(32), "chunks[0]");
         refused(|m| m.verity.root_hash.clear(), "verity.root_hash");
         refused(|m| m.cmdline = "quiet slipway.verity=off".into(), "cmdline");
+        // Quoted, the kernel still reads the key (the quotes are removed).
+        refused(
+            |m| m.cmdline = "quiet \"slipway.verity=off\"".into(),
+            "cmdline",
+        );
+        refused(|m| m.cmdline = "quiet\tslipway.slot=a".into(), "cmdline");
+        refused(|m| m.cmdline = "quiet\rpanic=1".into(), "cmdline");
+        // The init takes a 64-digit salt and nothing else.
+        refused(|m| m.verity.salt = "cd".repeat(31), "verity.salt");
+        refused(|m| m.verity.salt = String::new(), "verity.salt");
         refused(|m| m.artifacts[1].size = u64::MAX, "artifacts");
     }
 

@@ -14,7 +14,7 @@ use slipway_update::esp::{EntryState, Esp};
 use slipway_update::feed::PayloadRef;
 use slipway_update::fetch::{FetchOptions, Source};
 use slipway_update::keys::{SecretKey, TrustedKeys};
-use slipway_update::manifest::{VerityInfo, MIN_CHUNK};
+use slipway_update::manifest::{Manifest, VerityInfo, MIN_CHUNK};
 use slipway_update::payload::{self, PayloadError, Release};
 use slipway_update::state::{State, Tracker};
 
@@ -64,6 +64,19 @@ fn payload_bytes(version: &str, board: &str, key: &SecretKey, seed: u8) -> Vec<u
     let p = parts(seed);
     let refs = [&p[0][..], &p[1][..], &p[2][..], &p[3][..]];
     let m = payload::manifest_for(&release(version, board, p[0].len()), refs).unwrap();
+    let mut out = Vec::new();
+    payload::write(&mut out, &m, refs, &[key]).unwrap();
+    out
+}
+
+/// A payload signed by `key` whose manifest `edit` changed after it was
+/// made (the builder's own checks would refuse to make it): what a leaked
+/// key or a broken builder could sign.
+fn payload_edited(key: &SecretKey, edit: impl Fn(&mut Manifest)) -> Vec<u8> {
+    let p = parts(1);
+    let refs = [&p[0][..], &p[1][..], &p[2][..], &p[3][..]];
+    let mut m = payload::manifest_for(&release("2.0", "qemu-x86_64", p[0].len()), refs).unwrap();
+    edit(&mut m);
     let mut out = Vec::new();
     payload::write(&mut out, &m, refs, &[key]).unwrap();
     out
@@ -310,6 +323,37 @@ fn refusals_before_writing_change_nothing() {
             "older version",
             payload_bytes("0.9", "qemu-x86_64", &f.key, 1),
             Box::new(|e| matches!(e, ApplyError::NotNewer { .. })),
+        ),
+        // Signed, but with a boot line the init must not be given (DESIGN's
+        // update step 1: no payload can turn verity off or name a slot).
+        (
+            "verity off in the command line",
+            payload_edited(&f.key, |r| {
+                r.cmdline = "console=ttyS0 slipway.verity=off".into()
+            }),
+            Box::new(|e| {
+                e.to_string().contains("cmdline") && e.to_string().contains("slipway.verity=off")
+            }),
+        ),
+        (
+            "another slot in the command line",
+            payload_edited(&f.key, |r| r.cmdline = "quiet   slipway.slot=a".into()),
+            Box::new(|e| e.to_string().contains("sets slipway.slot=a")),
+        ),
+        (
+            "a quote in the command line",
+            payload_edited(&f.key, |r| r.cmdline = "a=\"b slipway.verity=off\"".into()),
+            Box::new(|e| e.to_string().contains("double quote")),
+        ),
+        (
+            "a carriage return in the command line",
+            payload_edited(&f.key, |r| r.cmdline = "quiet\rpanic=1".into()),
+            Box::new(|e| e.to_string().contains("control character")),
+        ),
+        (
+            "a salt the init refuses",
+            payload_edited(&f.key, |r| r.verity.salt = "bb".repeat(31)),
+            Box::new(|e| e.to_string().contains("verity.salt")),
         ),
         (
             "truncated header",

@@ -148,6 +148,9 @@ impl Board {
                 p.esp_mib
             );
         }
+        // What the update engine will refuse in a payload is refused here.
+        slipway_boot_contract::cmdline::check_base(&self.base_cmdline())
+            .map_err(|e| anyhow::anyhow!("kernel.cmdline and consoles: {e}"))?;
         Ok(())
     }
 
@@ -161,9 +164,6 @@ impl Board {
         }
     }
 
-    /// The kernel command line of a slot's boot entry. `verity: None`
-    /// writes the developer switch `slipway.verity=off`, which the init
-    /// logs loudly: there is no silent way to boot an unverified root.
     /// The board's part of every boot entry's command line: its own
     /// arguments, `gpt`, the consoles. Payloads carry it, so the update
     /// engine writes the same line the builder does.
@@ -181,14 +181,22 @@ impl Board {
     }
 
     /// A slot's whole kernel command line (the board's arguments, then
-    /// the slot's own as the init reads them).
-    pub fn cmdline(&self, slot: Slot, root_partuuid: &uuid::Uuid, verity: Verity) -> String {
+    /// the slot's own as the init reads them). `Verity::Off` writes the
+    /// developer switch `slipway.verity=off`, which the init logs loudly:
+    /// there is no silent way to boot an unverified root.
+    pub fn cmdline(
+        &self,
+        slot: Slot,
+        root_partuuid: &uuid::Uuid,
+        verity: Verity,
+    ) -> Result<String> {
         BootArgs {
             slot,
             root: RootSpec::PartUuid(*root_partuuid),
             verity,
         }
         .render(&self.base_cmdline())
+        .with_context(|| format!("board {}", self.name))
     }
 }
 
@@ -325,12 +333,12 @@ busybox = "busybox-static"
         let b = Board::parse("x", GOOD).unwrap();
         let u = uuid::Uuid::nil();
         assert_eq!(
-            b.cmdline(Slot::B, &u, Verity::Off),
+            b.cmdline(Slot::B, &u, Verity::Off).unwrap(),
             "quiet gpt console=tty0 console=ttyS0,115200 slipway.slot=b \
              slipway.root=PARTUUID=00000000-0000-0000-0000-000000000000 slipway.verity=off"
         );
         let v = VerityArgs::new(&"ab".repeat(32), u, &"cd".repeat(32), 7).unwrap();
-        let line = b.cmdline(Slot::A, &u, Verity::On(v));
+        let line = b.cmdline(Slot::A, &u, Verity::On(v)).unwrap();
         assert!(
             line.ends_with(&format!(
                 "slipway.roothash={} slipway.verity_hash=PARTUUID={u} slipway.verity_salt={} \

@@ -635,7 +635,7 @@ fn make_disk(
         os_name: board.os_name.clone(),
         version: opts.version.clone(),
         slot: Slot::A,
-        options: board.cmdline(Slot::A, &root_a.uuid, verity),
+        options: board.cmdline(Slot::A, &root_a.uuid, verity)?,
     };
     let entry_name = bls::entry_file_name(Slot::A, None);
     let esp_files = vec![
