@@ -665,7 +665,8 @@ mod tests {
     }
 
     /// What a board or a signed manifest may not put before the slot's own
-    /// parameters (DESIGN's update step 1: no payload can turn verity off).
+    /// parameters (ARCHITECTURE.md, "Update order", step 1: no payload can
+    /// turn verity off).
     #[test]
     fn a_base_cannot_reach_the_slot_parameters() {
         let args = BootArgs {

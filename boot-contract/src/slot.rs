@@ -1,4 +1,4 @@
-//! The two root slots, A and B (DESIGN.md, "On-disk layout"): named by a
+//! The two root slots, A and B (ARCHITECTURE.md, "On-disk layout"): named by a
 //! letter in partition labels (`root-a`), ESP paths (`/slipway/a/`), boot
 //! entries (`slipway-a.conf`) and on the kernel command line
 //! (`slipway.slot=a`).

@@ -4,7 +4,7 @@
 //! systemd-boot (252) sorts entries with no tries left last, then by
 //! `sort-key`, then by `version`, newest first; the `+N-M` boot counter is
 //! part of the entry ID. So `loader.conf` must not name an exact entry
-//! (DESIGN.md, "Boot chain"): we write no `default` at all.
+//! (ARCHITECTURE.md, "Boot chain"): we write no `default` at all.
 
 use crate::layout::Slot;
 

@@ -1,4 +1,4 @@
-//! The partition layout of a Slipway disk (DESIGN.md, "On-disk layout"):
+//! The partition layout of a Slipway disk (ARCHITECTURE.md, "On-disk layout"):
 //! which partitions exist, their types, sizes, flags and where they start.
 //!
 //! Everything here is pure arithmetic so it can be unit-tested and shared by
@@ -28,7 +28,7 @@ pub const ATTR_READ_ONLY: u64 = 1 << 60;
 /// chain names the slot explicitly, so nothing should guess one.
 pub const ATTR_NO_AUTO: u64 = 1 << 63;
 
-/// Which partition of the layout this is; one per row of DESIGN.md's table.
+/// Which partition of the layout this is; one per partition of the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Esp,
@@ -120,7 +120,7 @@ pub enum LayoutError {
     BadSize { label: String, size: u64 },
 }
 
-/// The order of DESIGN.md's table; the entry number is the index plus one.
+/// The layout's order; the entry number is the index plus one.
 pub const ORDER: [Role; 6] = [
     Role::Esp,
     Role::Root(Slot::A),

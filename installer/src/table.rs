@@ -22,7 +22,7 @@ pub const PRIMARY_BYTES: u64 = 34 * SECTOR;
 /// The backup GPT at the disk's end (entries, then the header).
 pub const BACKUP_BYTES: u64 = 33 * SECTOR;
 
-/// The `var` partition type (DESIGN.md), which the init grows at first boot.
+/// The `var` partition type (ARCHITECTURE.md, "On-disk layout"), which the init grows at first boot.
 pub const VAR_TYPE: Uuid = Uuid::from_u128(0x4d21b016_b534_45c2_a9fb_5c16e091fd2d);
 
 /// Where a partition's bytes come from.

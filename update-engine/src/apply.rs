@@ -1,4 +1,5 @@
-//! Applying a payload to the passive slot, in DESIGN.md's crash-safe order:
+//! Applying a payload to the passive slot, in the crash-safe order of
+//! ARCHITECTURE.md, "Update order":
 //!
 //! 1. read and verify the manifest (signature, board, version, sizes)
 //!    before a single byte is written;

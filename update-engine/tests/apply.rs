@@ -324,8 +324,9 @@ fn refusals_before_writing_change_nothing() {
             payload_bytes("0.9", "qemu-x86_64", &f.key, 1),
             Box::new(|e| matches!(e, ApplyError::NotNewer { .. })),
         ),
-        // Signed, but with a boot line the init must not be given (DESIGN's
-        // update step 1: no payload can turn verity off or name a slot).
+        // Signed, but with a boot line the init must not be given
+        // (ARCHITECTURE.md, "Update order", step 1: no payload can turn
+        // verity off or name a slot).
         (
             "verity off in the command line",
             payload_edited(&f.key, |r| {

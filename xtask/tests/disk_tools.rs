@@ -1,5 +1,5 @@
 //! The built disk as standard tools see it: `sfdisk` reads our GPT with the
-//! DPS types, names and flags of DESIGN.md, and `fsck.vfat` finds the ESP
+//! DPS types, names and flags of ARCHITECTURE.md's "On-disk layout", and `fsck.vfat` finds the ESP
 //! clean. These tools come with CI's install step; locally, a missing tool
 //! skips (in CI it fails).
 

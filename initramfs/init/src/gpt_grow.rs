@@ -34,7 +34,8 @@ use std::io::{self, SeekFrom};
 
 use uuid::Uuid;
 
-/// The `var` partition type from DESIGN.md (systemd's `/var` type).
+/// The `var` partition type (ARCHITECTURE.md, "On-disk layout"; systemd's
+/// `/var` type).
 pub const VAR_TYPE: Uuid = Uuid::from_u128(0x4d21b016_b534_45c2_a9fb_5c16e091fd2d);
 /// Partitions end on 1 MiB boundaries, as the builder makes them.
 pub const ALIGN: u64 = 1024 * 1024;
