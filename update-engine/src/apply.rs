@@ -611,6 +611,15 @@ fn install_boot_file(req: &Request<'_>, m: &Manifest, part: Part) -> Result<(), 
     io::copy(&mut src, &mut out).map_err(|e| with_path(e, &staged))?;
     out.sync_all().map_err(|e| with_path(e, &staged))?;
     let size = m.artifact(part).size;
+    // The whole copy is what boots: not a byte more than the manifest's
+    // size may follow the bytes that are checked.
+    let len = out.metadata().map_err(|e| with_path(e, &staged))?.len();
+    if len != size {
+        return Err(ApplyError::ReadBack {
+            what: staged.display().to_string(),
+            why: format!("the copy on the ESP is {len} bytes, the manifest says {size}"),
+        });
+    }
     let got = hashing::sha256_range_uncached(&out, 0, size).map_err(|e| ApplyError::ReadBack {
         what: staged.display().to_string(),
         why: e.to_string(),
@@ -627,7 +636,6 @@ fn install_boot_file(req: &Request<'_>, m: &Manifest, part: Part) -> Result<(), 
     Ok(())
 }
 
-/// Everything that can be refused from the manifest alone.
 /// Checks that the release fits this machine before anything is written,
 /// and returns the slot arguments its boot entry will carry: checked now,
 /// as the init will check them, so a manifest whose verity parameters the

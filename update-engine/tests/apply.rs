@@ -613,6 +613,43 @@ fn tracker_records_steps_and_failure() {
     assert!(a.resume.is_some());
 }
 
+/// A kernel whose checked bytes are followed by more (a staged file that
+/// grew): the copy on the ESP is checked for its whole length, and no entry
+/// is written.
+#[test]
+fn a_boot_file_longer_than_the_manifest_says_is_refused() {
+    struct Grow(PathBuf);
+    impl Observer for Grow {
+        fn step(&mut self, step: Step, _: &str) -> Result<(), String> {
+            if step == Step::InstallBootFiles {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&self.0)
+                    .unwrap();
+                f.write_all(b"trailing bytes").unwrap();
+            }
+            Ok(())
+        }
+        fn progress(&mut self, _: u64, _: u64, _: &ResumePoint) {}
+    }
+    let f = fixture();
+    let src = write_payload(&f, "p", &payload_bytes("2.0", "qemu-x86_64", &f.key, 1));
+    let err = run(
+        &f,
+        &src,
+        &trusted(&f),
+        None,
+        false,
+        None,
+        &mut Grow(f.dir.join("staging/kernel")),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ApplyError::ReadBack { .. }), "{err}");
+    assert!(err.to_string().contains("the manifest says"), "{err}");
+    assert!(f.esp.entry(Slot::B).unwrap().is_none());
+}
+
 /// A medium that does not keep what was written: the re-read of step 4
 /// catches it and no entry is written.
 #[test]
