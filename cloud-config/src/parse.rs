@@ -194,6 +194,24 @@ impl Ctx {
     fn string(&mut self, n: &Node, path: &str) -> Option<String> {
         self.at(path, n);
         match &n.value {
+            // `!!binary` where text is expected: its bytes, if they are
+            // text (as coreos-cloudinit's YAML reader gives them).
+            Value::Scalar {
+                raw,
+                kind: ScalarKind::Binary,
+            } => match crate::schema::decode_base64(raw).map(String::from_utf8) {
+                Ok(Ok(text)) => Some(text),
+                Ok(Err(_)) => {
+                    let msg = format!("{path:?} is !!binary data that is not UTF-8 text");
+                    self.findings.push(Finding::error(n.line, n.column, msg));
+                    None
+                }
+                Err(why) => {
+                    let msg = format!("{path:?} is !!binary but not base64: {why}");
+                    self.findings.push(Finding::error(n.line, n.column, msg));
+                    None
+                }
+            },
             Value::Scalar { raw, kind } if *kind != ScalarKind::Null => Some(raw.clone()),
             Value::Scalar { .. } => None,
             _ => {
@@ -412,11 +430,12 @@ impl Ctx {
                 "ca_certs" => c.ca_certs = Some(self.ca_certs(v, &p)),
                 "coreos" => c.coreos = self.coreos(v, &p),
                 k if COREOS_KEYS.contains(&k) => {
+                    // Nothing reads it there: a warning, as for a typo.
                     let msg = format!(
-                        "{:?} belongs under \"coreos\", not at the top level",
+                        "{:?} belongs under \"coreos\", not at the top level: it is ignored here",
                         e.raw_key
                     );
-                    self.note(&e, crate::findings::Level::Info, msg);
+                    self.note(&e, crate::findings::Level::Warning, msg);
                 }
                 k => match unsupported(k) {
                     Some((level, why)) => {
@@ -539,7 +558,18 @@ impl Ctx {
             let (v, p) = (e.value, child(path, &e.key));
             match e.key.as_str() {
                 "path" => f.path = self.string(v, &p).unwrap_or_default(),
-                "content" => f.content = self.string(v, &p).unwrap_or_default(),
+                "content" => match &v.value {
+                    // Bytes, decoded (and checked) with the encoding.
+                    Value::Scalar {
+                        raw,
+                        kind: ScalarKind::Binary,
+                    } => {
+                        self.at(&p, v);
+                        f.content = raw.clone();
+                        f.binary = true;
+                    }
+                    _ => f.content = self.string(v, &p).unwrap_or_default(),
+                },
                 "owner" => f.owner = self.string(v, &p),
                 "permissions" => f.permissions = self.string(v, &p),
                 "encoding" => f.encoding = self.string(v, &p),
@@ -621,11 +651,12 @@ impl Ctx {
                     self.note(&e, crate::findings::Level::Warning, msg.to_string());
                 }
                 k if TOP_KEYS.contains(&k) => {
+                    // Nothing reads it there: a warning, as for a typo.
                     let msg = format!(
-                        "{:?} belongs at the top level, not under \"coreos\"",
+                        "{:?} belongs at the top level, not under \"coreos\": it is ignored here",
                         e.raw_key
                     );
-                    self.note(&e, crate::findings::Level::Info, msg);
+                    self.note(&e, crate::findings::Level::Warning, msg);
                 }
                 _ => self.unknown(&e, &COREOS_KEYS),
             }
@@ -912,8 +943,8 @@ mod tests {
                 "units: []\ncoreos:\n  write_files: []\n  etcd: {}\nhostname: a\nhostname: b\n"
             ),
             [
-                "1:1: info: \"units\" belongs under \"coreos\", not at the top level",
-                "3:3: info: \"write_files\" belongs at the top level, not under \"coreos\"",
+                "1:1: warning: \"units\" belongs under \"coreos\", not at the top level: it is ignored here",
+                "3:3: warning: \"write_files\" belongs at the top level, not under \"coreos\": it is ignored here",
                 "4:3: warning: deprecated key \"etcd\" (etcd v1 is not shipped; use \"etcd2\")",
                 "6:1: warning: duplicate key \"hostname\" (first on line 5); the last one is used"
             ]
@@ -942,7 +973,8 @@ mod tests {
         assert!(p.config.is_none());
         assert_eq!(p.findings.len(), 1);
         assert_eq!(p.findings[0].level, crate::findings::Level::Error);
-        assert_eq!(p.findings[0].line, 4);
+        // The unclosed bracket, not the line after the end of the file.
+        assert_eq!((p.findings[0].line, p.findings[0].column), (3, 6));
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct WriteFile {
     pub path: String,
     /// As written; decode with [`WriteFile::decoded_content`].
     pub content: String,
+    /// `content` was tagged `!!binary`: it is base64, decoded before the
+    /// `encoding` applies (as coreos-cloudinit's YAML reader does).
+    pub binary: bool,
     pub owner: Option<String>,
     /// Raw text, e.g. "0644"; parse with [`WriteFile::mode`].
     pub permissions: Option<String>,
@@ -120,11 +123,19 @@ impl WriteFile {
     pub fn decoded_content(&self) -> Result<Vec<u8>, String> {
         let name = self.encoding.as_deref().unwrap_or("");
         let encoding = Encoding::parse(name).ok_or_else(|| format!("unknown encoding {name:?}"))?;
+        let bytes = if self.binary {
+            decode_base64(&self.content).map_err(|e| format!("!!binary: {e}"))?
+        } else {
+            self.content.clone().into_bytes()
+        };
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b).map_err(|_| "!!binary data that is not base64 text".to_string())
+        };
         match encoding {
-            Encoding::Plain => Ok(self.content.clone().into_bytes()),
-            Encoding::Base64 => decode_base64(&self.content),
-            Encoding::Gzip => gunzip(self.content.as_bytes()),
-            Encoding::GzipBase64 => gunzip(&decode_base64(&self.content)?),
+            Encoding::Plain => Ok(bytes),
+            Encoding::Base64 => decode_base64(&text(bytes)?),
+            Encoding::Gzip => gunzip(&bytes),
+            Encoding::GzipBase64 => gunzip(&decode_base64(&text(bytes)?)?),
         }
     }
 }
@@ -139,7 +150,7 @@ pub fn parse_mode(s: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok()
 }
 
-fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
     // Base64 in YAML is commonly wrapped over several lines.
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD

@@ -1019,7 +1019,7 @@ mod tests {
     fn misplaced_at_the_top_level() {
         assert_eq!(
             lines("#cloud-config\nswarm:\n  role: manager\n"),
-            ["u:2:1: info: \"swarm\" belongs under \"coreos\", not at the top level"]
+            ["u:2:1: warning: \"swarm\" belongs under \"coreos\", not at the top level: it is ignored here"]
         );
     }
 }

@@ -267,8 +267,12 @@ impl Checker<'_> {
             match f.decoded_content() {
                 Ok(content) => self.docker_json(path, f, &content),
                 Err(why) => {
-                    let enc = f.encoding.as_deref().unwrap_or("");
-                    let msg = format!("content of {path:?} cannot be decoded as {enc:?}: {why}");
+                    let enc = match (f.encoding.as_deref(), f.binary) {
+                        (Some(e), true) => format!("!!binary, then {e:?}"),
+                        (Some(e), false) => format!("{e:?}"),
+                        (None, _) => "!!binary".to_string(),
+                    };
+                    let msg = format!("content of {path:?} cannot be decoded as {enc}: {why}");
                     self.error(&format!("{path}.content"), msg);
                 }
             }

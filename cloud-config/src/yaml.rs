@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
+use saphyr::{MarkedYaml, Scalar, ScalarStyle, ScanError, Tag, YamlData, YamlLoader};
 
 /// What a scalar resolved to under the YAML core schema; the raw text is
 /// kept alongside, so this only serves type checks and messages.
@@ -21,6 +21,9 @@ pub(crate) enum ScalarKind {
     Integer,
     Float,
     String,
+    /// A `!!binary` scalar: `raw` is its base64 text (whitespace removed),
+    /// for the field that takes bytes (`write_files[].content`) to decode.
+    Binary,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,7 @@ impl Node {
                 ScalarKind::Integer => "integer",
                 ScalarKind::Float => "float",
                 ScalarKind::String => "string",
+                ScalarKind::Binary => "binary data",
             },
             Value::Seq(_) => "list",
             Value::Map(_) => "mapping",
@@ -105,7 +109,7 @@ pub(crate) fn load(src: &str) -> Result<Loaded, SyntaxError> {
             None => Cow::Borrowed(src),
             Some(chars) => Cow::Owned(chars.iter().collect()),
         };
-        match MarkedYaml::load_from_str(&text) {
+        match load_documents(&text) {
             Ok(docs) => {
                 let lines = LineIndex::new(src);
                 let conv = Converter {
@@ -134,8 +138,13 @@ pub(crate) fn load(src: &str) -> Result<Loaded, SyntaxError> {
                     None => return Err(syntax_error(&e)),
                 }
             }
-            Err(e) => return Err(point_at_tab(src, syntax_error(&e))),
-        }
+            Err(e) => {
+                return Err(point_into_the_file(
+                    src,
+                    point_at_tab(src, syntax_error(&e)),
+                ))
+            }
+        };
     }
     Err(SyntaxError {
         line: 1,
@@ -180,6 +189,62 @@ fn point_at_tab(src: &str, mut e: SyntaxError) -> SyntaxError {
         }
     }
     e
+}
+
+/// The parser finds an unclosed `[`, `{` or quote only at the end of the
+/// file, and reports it there: on a line after the last one. Point at the
+/// opening bracket that is never closed instead, or else at the end of the
+/// last line that has text, so every finding names a line of the file.
+fn point_into_the_file(src: &str, mut e: SyntaxError) -> SyntaxError {
+    // Past the last line with text: nothing but blank lines from there on.
+    let past_end = src
+        .lines()
+        .skip(e.line.saturating_sub(1))
+        .all(|l| l.trim().is_empty());
+    if !past_end {
+        return e;
+    }
+    if let Some((line, column, open)) = unclosed_bracket(src) {
+        e.line = line;
+        e.column = column;
+        e.message = format!("{} (the {open:?} here is never closed)", e.message);
+        return e;
+    }
+    if let Some((n, last)) = src
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .last()
+    {
+        e.line = n + 1;
+        e.column = last.chars().count() + 1;
+    }
+    e
+}
+
+/// The last `[` or `{` of a flow collection left open in `src`, with its
+/// line and column; quoted text and comments are skipped.
+fn unclosed_bracket(src: &str) -> Option<(usize, usize, char)> {
+    let mut open: Vec<(usize, usize, char)> = Vec::new();
+    for (n, line) in src.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (col, c) in line.chars().enumerate() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if prev == ' ' || col == 0 => break,
+                (None, '[' | '{') => open.push((n + 1, col + 1, c)),
+                (None, ']' | '}') => {
+                    open.pop();
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    open.pop()
 }
 
 /// Replace the key starting at char `index` with a same-length placeholder;
@@ -256,10 +321,9 @@ impl Converter<'_> {
             ),
             YamlData::Tagged(_, inner) => return self.node(inner),
             YamlData::Value(s) => self.scalar(n, s),
-            YamlData::Representation(raw, _, _) => Value::Scalar {
-                raw: raw.to_string(),
-                kind: ScalarKind::String,
-            },
+            YamlData::Representation(raw, style, tag) => {
+                self.representation(n, raw, *style, tag.as_ref())
+            }
             YamlData::Alias(_) | YamlData::BadValue => Value::Scalar {
                 raw: String::new(),
                 kind: ScalarKind::Null,
@@ -281,6 +345,33 @@ impl Converter<'_> {
             };
         }
         node
+    }
+
+    /// A scalar as written, with its tag: `!!binary` is kept for the
+    /// fields that decode it (saphyr's early parsing turns it into a bad
+    /// value, and a `write_files` entry with it was written empty); any
+    /// other is resolved as YAML's core schema resolves it.
+    fn representation(
+        &self,
+        n: &MarkedYaml,
+        raw: &str,
+        style: ScalarStyle,
+        tag: Option<&Cow<Tag>>,
+    ) -> Value {
+        if tag.is_some_and(|t| is_binary_tag(t)) {
+            return Value::Scalar {
+                raw: raw.chars().filter(|c| !c.is_whitespace()).collect(),
+                kind: ScalarKind::Binary,
+            };
+        }
+        match Scalar::parse_from_cow_and_metadata(Cow::Borrowed(raw), style, tag) {
+            Some(scalar) => self.scalar(n, &scalar),
+            // A value its tag refuses (`!!int abc`): no value, as before.
+            None => Value::Scalar {
+                raw: String::new(),
+                kind: ScalarKind::Null,
+            },
+        }
     }
 
     /// Strings are kept as parsed (quoted or not, that is what the user
@@ -407,5 +498,55 @@ mod tests {
     #[test]
     fn empty_document_has_no_root() {
         assert!(load("# only a comment\n").unwrap().root.is_none());
+    }
+}
+
+/// YAML's `!!binary` (`tag:yaml.org,2002:binary`), base64 data.
+fn is_binary_tag(tag: &Tag) -> bool {
+    tag.suffix == "binary" && (tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:")
+}
+
+/// The documents of `text`, each scalar kept with its tag (saphyr's
+/// default early parsing drops the scalars it cannot type, `!!binary`
+/// among them).
+fn load_documents(text: &str) -> Result<Vec<MarkedYaml<'_>>, ScanError> {
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    let mut loader: YamlLoader<MarkedYaml> = YamlLoader::default();
+    loader.early_parse(false);
+    parser.load(&mut loader, true)?;
+    if let Some(e) = loader.error() {
+        return Err(e.clone());
+    }
+    Ok(loader.into_documents())
+}
+
+#[cfg(test)]
+mod syntax_positions {
+    use super::*;
+
+    fn error_at(src: &str) -> (usize, usize, String) {
+        let e = load(src).unwrap_err();
+        (e.line, e.column, e.message)
+    }
+
+    /// An unclosed bracket is found at the end of the file; the finding
+    /// names the bracket's line, not the line after the last.
+    #[test]
+    fn unclosed_brackets_point_at_the_bracket() {
+        let (line, column, msg) = error_at("#cloud-config\nfoo: [1, 2\n");
+        assert_eq!((line, column), (2, 6), "{msg}");
+        assert!(msg.contains("the '[' here is never closed"), "{msg}");
+        let (line, column, _) = error_at("a: {b: [1]\n\n\n");
+        assert_eq!((line, column), (1, 4));
+        // Brackets in quotes and comments do not count.
+        let (line, _, _) = error_at("a: '[' # ]\nb: [x\n");
+        assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn errors_inside_the_file_keep_their_place() {
+        let (line, column, _) = error_at("a:\n  - b\n c: d\ne: f\n");
+        assert!(line <= 3, "{line}:{column}");
+        assert!(line >= 1);
     }
 }

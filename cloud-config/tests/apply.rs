@@ -1189,3 +1189,38 @@ fn swarm_conf_from_user_data() {
     );
     assert_eq!(mode(root.path(), "/etc/slipway/swarm.conf"), 0o600);
 }
+
+/// `!!binary` content is base64 decoded before the encoding applies, as
+/// coreos-cloudinit's YAML reader does: the file holds the data, never
+/// the base64 text nor nothing (saphyr's default parsing dropped the value
+/// and an empty file was written).
+#[test]
+fn binary_content_is_written_decoded() {
+    let gz = gzip_b64(b"zipped\n");
+    let text = format!(
+        "#cloud-config\nwrite_files:\n  - path: /etc/plain\n    content: !!binary aGVsbG8K\n  \
+         - path: /etc/zipped\n    encoding: gzip\n    content: !!binary |\n      {}\n      {}\n",
+        &gz[..10],
+        &gz[10..]
+    );
+    let report = validate(text.as_bytes());
+    assert!(!report.has_errors(), "{}", report.render_text("u"));
+    let config = report.config.unwrap();
+    let dir = seed_root();
+    let outcome = apply(&config, &options(dir.path()));
+    assert!(!outcome.failed(), "{outcome:?}");
+    assert_eq!(read(dir.path(), "/etc/plain"), "hello\n");
+    assert_eq!(read(dir.path(), "/etc/zipped"), "zipped\n");
+    // Not base64: an error at the value, nothing applied.
+    let bad = "#cloud-config\nwrite_files:\n  - path: /etc/x\n    content: !!binary 'no!'\n";
+    let out = validate(bad.as_bytes()).render_text("u");
+    assert!(
+        out.contains("u:4:14: error:") && out.contains("!!binary: invalid base64"),
+        "{out}"
+    );
+    // Where text is expected, !!binary text is read as its text.
+    let host = "#cloud-config\nhostname: !!binary bm9kZS0x\n";
+    let report = validate(host.as_bytes());
+    assert!(!report.has_errors(), "{}", report.render_text("u"));
+    assert_eq!(report.config.unwrap().hostname.as_deref(), Some("node-1"));
+}

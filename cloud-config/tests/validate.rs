@@ -175,8 +175,8 @@ fn broken_keys() {
         rendered("broken-keys.yaml"),
         [
             "broken-keys.yaml:2:1: warning: unrecognized key \"hostnme\" (did you mean \"hostname\"?)",
-            "broken-keys.yaml:3:1: info: \"units\" belongs under \"coreos\", not at the top level",
-            "broken-keys.yaml:6:3: info: \"write_files\" belongs at the top level, not under \"coreos\"",
+            "broken-keys.yaml:3:1: warning: \"units\" belongs under \"coreos\", not at the top level: it is ignored here",
+            "broken-keys.yaml:6:3: warning: \"write_files\" belongs at the top level, not under \"coreos\": it is ignored here",
             "broken-keys.yaml:7:3: warning: deprecated key \"etcd\" (etcd v1 is not shipped; use \"etcd2\")",
             "broken-keys.yaml:12:7: warning: \"coreos.units[0]\" has no content and none of enable, mask, command or drop_ins: it does nothing",
             "broken-keys.yaml:13:15: warning: incorrect type for \"coreos.units[0].enable\": want bool, got string",
