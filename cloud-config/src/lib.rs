@@ -20,6 +20,7 @@ pub mod cli;
 pub mod datasource;
 pub mod etcd;
 pub mod findings;
+pub mod fleet_flannel;
 pub mod parse;
 pub mod schema;
 pub mod substitute;

@@ -642,8 +642,16 @@ impl Ctx {
                 "update" => c.update = Some(self.update(v, &p)),
                 "locksmith" => c.locksmith = Some(self.locksmith(v, &p)),
                 "etcd2" => c.etcd2 = self.env_map(v, &p, crate::etcd::key_problem),
-                "fleet" => c.fleet = self.env_map(v, &p, |_| None),
-                "flannel" => c.flannel = self.env_map(v, &p, |_| None),
+                "fleet" | "flannel" => {
+                    if let Some(hint) = crate::fleet_flannel::section_hint(&e.key) {
+                        self.note(&e, crate::findings::Level::Info, hint.to_string());
+                    }
+                    if e.key == "fleet" {
+                        c.fleet = self.env_map(v, &p, crate::fleet_flannel::fleet_key_problem);
+                    } else {
+                        c.flannel = self.env_map(v, &p, crate::fleet_flannel::flannel_key_problem);
+                    }
+                }
                 "oem" => c.oem = Some(self.oem(v, &p)),
                 "swarm" => c.swarm = Some(self.swarm(e.key_node, v, &p)),
                 "etcd" => {

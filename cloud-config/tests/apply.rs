@@ -1166,8 +1166,14 @@ fn swarm_conf_from_user_data() {
                 Name=eth1\n        [Network]\n        Address=10.77.0.1/24\n";
     let report = validate(text.as_bytes());
     let findings: Vec<&str> = report.findings.iter().map(|f| f.message.as_str()).collect();
-    assert_eq!(report.findings.len(), 2, "{findings:?}");
-    assert!(findings[1].contains("wins over \"west\""), "{findings:?}");
+    // The hint that fleet itself is not on the image, the address, the
+    // label clash.
+    assert_eq!(report.findings.len(), 3, "{findings:?}");
+    assert!(
+        findings[0].contains("fleet is not on this image"),
+        "{findings:?}"
+    );
+    assert!(findings[2].contains("wins over \"west\""), "{findings:?}");
     let config = report.config.clone().expect("parses");
 
     let every_boot = cloud_config::apply::apply_every_boot(&config, &options(root.path()));
