@@ -115,6 +115,9 @@ pub struct Request<'a> {
     pub esp: &'a Esp,
     pub keys: &'a TrustedKeys,
     pub allow_downgrade: bool,
+    /// No release below this version, not even with `allow_downgrade`
+    /// (`trust.rs`: the machine has run this one healthy).
+    pub floor: Option<&'a str>,
     pub fetch: FetchOptions,
     pub resume: Option<ResumePoint>,
     /// Where the kernel and initramfs wait until step 5 (on the machine
@@ -175,6 +178,12 @@ pub enum ApplyError {
          (a local file may pass --allow-downgrade)"
     )]
     NotNewer { new: String, running: String },
+    #[error(
+        "payload version {new} is below {floor}, a release this machine has already run \
+         healthy: refused, even with --allow-downgrade (the record is \
+         /var/lib/slipway/update/trust.json)"
+    )]
+    BelowFloor { new: String, floor: String },
     #[error("the feed announced {what} {want} but the payload has {found}")]
     FeedMismatch {
         what: &'static str,
@@ -655,6 +664,14 @@ fn check_release(req: &Request<'_>, h: &Header) -> Result<BootArgs, ApplyError> 
             new: m.version.clone(),
             running: req.running.version.clone(),
         });
+    }
+    if let Some(floor) = req.floor {
+        if crate::version::compare(&m.version, floor) == std::cmp::Ordering::Less {
+            return Err(ApplyError::BelowFloor {
+                new: m.version.clone(),
+                floor: floor.to_string(),
+            });
+        }
     }
     if let Some(e) = req.expect {
         let size = h.data_offset + m.data_size().unwrap_or(0);

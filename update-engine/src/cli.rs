@@ -407,6 +407,7 @@ fn apply_files(a: &ApplyFiles) -> Result<()> {
         esp: &esp,
         keys: &keys,
         allow_downgrade: false,
+        floor: None,
         fetch: FetchOptions::default(),
         resume: None,
         staging: &a.esp.with_extension("staging"),

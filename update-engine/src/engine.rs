@@ -19,6 +19,7 @@ use crate::limits;
 use crate::progress::{mib, Mode, Progress};
 use crate::state::{now_unix, Check, State, Tracker, STATE_FILE};
 use crate::system::{self, System};
+use crate::trust::{Trust, TRUST_FILE};
 use crate::waves::{self, Gate, Seed, WaveRecord, WAVE_FILE};
 
 /// Where the kernel and initramfs wait until they go to the ESP.
@@ -109,6 +110,20 @@ fn check_feed(
     let keys = System::trusted_keys()?;
     let release = feed::Release::verify(&bytes, &keys, now, &running.board, &cfg.group)
         .with_context(|| source.describe())?;
+    // Not older than a feed already accepted (a replayed or frozen one);
+    // then remembered, if newest.
+    let trust_path = Path::new(TRUST_FILE);
+    let (mut trust, warning) = Trust::load(trust_path);
+    if let Some(w) = warning {
+        eprintln!("update-engine: warning: {w}");
+    }
+    trust
+        .check_feed(&release)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", source.describe()))?;
+    trust.accept_feed(&release);
+    if let Err(e) = trust.save(trust_path) {
+        eprintln!("update-engine: warning: {}: {e}", trust_path.display());
+    }
     let seed = Seed::of_machine(Path::new(crate::lock::MACHINE_ID_PATH));
     let v = verdict(
         &release,
@@ -299,6 +314,8 @@ pub fn install(
             None
         }
     };
+    // The version floor holds even with --allow-downgrade.
+    let floor = Trust::load(Path::new(TRUST_FILE)).0.floor;
     let req = Request {
         source: &source,
         expect: expect.as_ref(),
@@ -307,6 +324,7 @@ pub fn install(
         esp: &sys.esp,
         keys: &keys,
         allow_downgrade,
+        floor: floor.as_deref(),
         fetch: fetch_options(cfg),
         resume,
         staging: Path::new(STAGING_DIR),
@@ -362,7 +380,19 @@ pub fn install(
 /// Marks the booted slot good; says what it did.
 pub fn bless(sys: &System) -> Result<String> {
     let slot = sys.machine.running.slot;
-    Ok(match sys.esp.set_state(slot, EntryState::Good)? {
+    let blessed = sys.esp.set_state(slot, EntryState::Good)?;
+    // No install goes below a release this machine has run healthy. The
+    // blessing itself never waits on this record: a failure is a warning.
+    let trust_path = Path::new(TRUST_FILE);
+    let (mut trust, _) = Trust::load(trust_path);
+    trust.raise_floor(&sys.machine.running.version);
+    if let Err(e) = trust.save(trust_path) {
+        eprintln!(
+            "update-engine: warning: the version floor was not recorded in {}: {e}",
+            trust_path.display()
+        );
+    }
+    Ok(match blessed {
         Some((from, to)) => format!(
             "slot {} ({}) marked good: {from} → {to}",
             slot.letter(),

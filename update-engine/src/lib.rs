@@ -34,7 +34,7 @@ macro_rules! machine_modules {
 
 machine_modules!(
     apply, cli, config, daemon, engine, esp, fetch, limits, lock, machine, progress, state,
-    swarm_hook, system,
+    swarm_hook, system, trust,
 );
 
 /// The maintenance window, one definition with cloud-config's validator.

@@ -222,6 +222,21 @@ fn run(
     resume: Option<ResumePoint>,
     obs: &mut dyn Observer,
 ) -> Result<apply::Outcome, ApplyError> {
+    run_above(f, source, allow_downgrade, None, keys, expect, resume, obs)
+}
+
+/// [`run`] with a version floor (`trust.rs`).
+#[allow(clippy::too_many_arguments)]
+fn run_above(
+    f: &Fixture,
+    source: &Path,
+    allow_downgrade: bool,
+    floor: Option<&str>,
+    keys: &TrustedKeys,
+    expect: Option<&PayloadRef>,
+    resume: Option<ResumePoint>,
+    obs: &mut dyn Observer,
+) -> Result<apply::Outcome, ApplyError> {
     let src = Source::File(source.to_path_buf());
     let run = running();
     let req = Request {
@@ -232,6 +247,7 @@ fn run(
         esp: &f.esp,
         keys,
         allow_downgrade,
+        floor,
         fetch: FetchOptions::default(),
         resume,
         staging: &f.dir.join("staging"),
@@ -409,6 +425,45 @@ fn a_local_downgrade_passes_with_allow_downgrade() {
     let f = fixture();
     let src = write_payload(&f, "p", &payload_bytes("0.9", "qemu-x86_64", &f.key, 1));
     run(&f, &src, &trusted(&f), None, true, None, &mut quiet()).unwrap();
+    assert!(f.esp.entry(Slot::B).unwrap().is_some());
+}
+
+/// Below the version floor (a release the machine has run healthy) nothing
+/// is installed, not even with `--allow-downgrade`; at the floor it is.
+#[test]
+fn the_version_floor_holds_even_with_allow_downgrade() {
+    let f = fixture();
+    let older = write_payload(&f, "old", &payload_bytes("0.9", "qemu-x86_64", &f.key, 1));
+    let before = snapshot(&f.dir.join("esp"));
+    let err = run_above(
+        &f,
+        &older,
+        true,
+        Some("1.0"),
+        &trusted(&f),
+        None,
+        None,
+        &mut quiet(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ApplyError::BelowFloor { .. }), "{err}");
+    assert!(
+        err.to_string().contains("even with --allow-downgrade"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&f.dir.join("esp")), before);
+    let same = write_payload(&f, "same", &payload_bytes("1.0", "qemu-x86_64", &f.key, 1));
+    run_above(
+        &f,
+        &same,
+        true,
+        Some("1.0"),
+        &trusted(&f),
+        None,
+        None,
+        &mut quiet(),
+    )
+    .unwrap();
     assert!(f.esp.entry(Slot::B).unwrap().is_some());
 }
 

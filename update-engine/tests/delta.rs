@@ -246,6 +246,7 @@ fn run(
         esp: &f.esp,
         keys: &keys,
         allow_downgrade: false,
+        floor: None,
         fetch: FetchOptions::default(),
         resume,
         staging: &f.dir.join("staging"),

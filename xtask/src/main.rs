@@ -136,8 +136,10 @@ struct PublishArgs {
     /// Image folder to publish instead of the board's latest
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Days the feed stays valid; machines refuse an expired feed
-    #[arg(long, default_value_t = 30)]
+    /// Days the feed stays valid; machines refuse an expired feed. Short on
+    /// purpose: a machine shown an old feed (a stale mirror, a replay) sees
+    /// it expire within this time, so publish at least this often
+    #[arg(long, default_value_t = 7)]
     valid_days: u64,
     /// Secret key that signs the feed [default: $SLIPWAY_SIGNING_KEY, else
     /// the development key]
