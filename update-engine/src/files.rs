@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Where the machine's ID is (systemd's format: 32 hex digits).
@@ -38,4 +39,21 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     atomic::write_atomic_mode(path, &bytes, 0o644, Durability::Durable)
+}
+
+/// The JSON record at `path`, or the empty one (`Default`) when the file is
+/// missing, or, with the reason, when it cannot be read or parsed: the
+/// engine's records inform, they never stop an update.
+pub fn read_json_or_default<T: DeserializeOwned + Default>(path: &Path) -> (T, Option<String>) {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(v) => (v, None),
+            Err(e) => (
+                T::default(),
+                Some(format!("{}: ignored, not valid: {e}", path.display())),
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (T::default(), None),
+        Err(e) => (T::default(), Some(format!("{}: {e}", path.display()))),
+    }
 }

@@ -69,17 +69,7 @@ impl State {
     /// A missing or unreadable file is an empty state (with the reason),
     /// never a reason to refuse an update.
     pub fn load(path: &Path) -> (State, Option<String>) {
-        match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(s) => (s, None),
-                Err(e) => (
-                    State::default(),
-                    Some(format!("{}: ignored, not valid: {e}", path.display())),
-                ),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (State::default(), None),
-            Err(e) => (State::default(), Some(format!("{}: {e}", path.display()))),
-        }
+        crate::files::read_json_or_default(path)
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {

@@ -46,17 +46,7 @@ impl Trust {
     /// The record at `path`; a missing file is an empty record, an
     /// unreadable one too, with the reason.
     pub fn load(path: &Path) -> (Trust, Option<String>) {
-        match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(t) => (t, None),
-                Err(e) => (
-                    Trust::default(),
-                    Some(format!("{}: ignored, not valid: {e}", path.display())),
-                ),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Trust::default(), None),
-            Err(e) => (Trust::default(), Some(format!("{}: {e}", path.display()))),
-        }
+        crate::files::read_json_or_default(path)
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {

@@ -433,37 +433,20 @@ fn a_local_downgrade_passes_with_allow_downgrade() {
 #[test]
 fn the_version_floor_holds_even_with_allow_downgrade() {
     let f = fixture();
-    let older = write_payload(&f, "old", &payload_bytes("0.9", "qemu-x86_64", &f.key, 1));
+    let install = |name: &str, version: &str| {
+        let src = write_payload(&f, name, &payload_bytes(version, "qemu-x86_64", &f.key, 1));
+        let keys = trusted(&f);
+        run_above(&f, &src, true, Some("1.0"), &keys, None, None, &mut quiet())
+    };
     let before = snapshot(&f.dir.join("esp"));
-    let err = run_above(
-        &f,
-        &older,
-        true,
-        Some("1.0"),
-        &trusted(&f),
-        None,
-        None,
-        &mut quiet(),
-    )
-    .unwrap_err();
+    let err = install("old", "0.9").unwrap_err();
     assert!(matches!(err, ApplyError::BelowFloor { .. }), "{err}");
     assert!(
         err.to_string().contains("even with --allow-downgrade"),
         "{err}"
     );
     assert_eq!(snapshot(&f.dir.join("esp")), before);
-    let same = write_payload(&f, "same", &payload_bytes("1.0", "qemu-x86_64", &f.key, 1));
-    run_above(
-        &f,
-        &same,
-        true,
-        Some("1.0"),
-        &trusted(&f),
-        None,
-        None,
-        &mut quiet(),
-    )
-    .unwrap();
+    install("same", "1.0").unwrap();
     assert!(f.esp.entry(Slot::B).unwrap().is_some());
 }
 
