@@ -98,6 +98,24 @@ fn feed_source(cfg: &Config, board: &str) -> Result<Source> {
     )))
 }
 
+/// The time a feed's expiry is judged at. A clock before the running
+/// image was built is wrong (no RTC, no NTP yet) and would find every old
+/// feed unexpired: the build time is used then, with the reason to log.
+pub fn judging_time(now: u64, built_at: Option<u64>) -> (u64, Option<String>) {
+    match built_at {
+        Some(built) if now < built => (
+            built,
+            Some(format!(
+                "the clock says {}, before this image was built ({}): judging the feed's \
+                 expiry from the build time (set the clock, e.g. with NTP)",
+                waves::utc(now),
+                waves::utc(built)
+            )),
+        ),
+        _ => (now, None),
+    }
+}
+
 fn check_feed(
     sys: &System,
     cfg: &Config,
@@ -106,6 +124,10 @@ fn check_feed(
 ) -> Result<(Found, Option<WaveRecord>)> {
     let running = &sys.machine.running;
     let source = feed_source(cfg, &running.board)?;
+    let (now, clock) = judging_time(now, sys.machine.built_at);
+    if let Some(why) = clock {
+        eprintln!("update-engine: warning: {why}");
+    }
     let bytes = fetch::get_small(&source, feed::MAX_FEED, &fetch_options(cfg))?;
     let keys = System::trusted_keys()?;
     let release = feed::Release::verify(&bytes, &keys, now, &running.board, &cfg.group)
@@ -435,4 +457,19 @@ pub fn rollback(sys: &System) -> Result<String> {
 /// This program, for the daemon to run `apply` in a process of its own.
 pub fn current_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/update-engine"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_before_the_build_is_not_trusted() {
+        const BUILT: u64 = 1_800_000_000;
+        assert_eq!(judging_time(BUILT + 5, Some(BUILT)), (BUILT + 5, None));
+        assert_eq!(judging_time(BUILT + 5, None), (BUILT + 5, None));
+        let (at, why) = judging_time(0, Some(BUILT));
+        assert_eq!(at, BUILT);
+        assert!(why.unwrap().contains("before this image was built"));
+    }
 }

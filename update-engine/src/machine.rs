@@ -55,6 +55,9 @@ pub struct Machine {
     /// `major:minor` of the whole disk, for `io.max`.
     pub disk_devno: String,
     pub partitions: Vec<Partition>,
+    /// When the running image was built (`SLIPWAY_BUILD_TIME` in
+    /// os-release, seconds since 1970): a clock before it is wrong.
+    pub built_at: Option<u64>,
 }
 
 impl Machine {
@@ -122,6 +125,8 @@ impl Machine {
                 disk: path,
                 disk_devno,
                 partitions,
+                built_at: os_release::value(os_release, "SLIPWAY_BUILD_TIME")
+                    .and_then(|t| t.parse().ok()),
             });
         }
         bail!("no disk holds the root partition PARTUUID={root_partuuid} named on the kernel command line")

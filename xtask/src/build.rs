@@ -521,7 +521,7 @@ impl Contents {
             .root_modules(&board.kernel.root_modules)
             .with_context(|| format!("board {}: kernel.root_modules", board.name))?;
         Ok(Contents {
-            os_release: os_release(board, &opts.version, &p.build_id),
+            os_release: os_release(board, &opts.version, &p.build_id, opts.source_date_epoch),
             mtime: u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX),
             initramfs_modules,
             root_modules,
@@ -824,7 +824,10 @@ fn build_id(board_text: &[u8], opts: &BuildOptions, inputs: &Inputs, guest: &[&[
     sha256_bytes(parts.join("\n").as_bytes())[..12].to_string()
 }
 
-fn os_release(board: &Board, version: &str, build_id: &str) -> String {
+/// `/etc/os-release` (and the initramfs's `initrd-release`).
+/// `SLIPWAY_BUILD_TIME` is `SOURCE_DATE_EPOCH`: the update engine takes a
+/// clock before it for a wrong one.
+fn os_release(board: &Board, version: &str, build_id: &str, built_at: u64) -> String {
     let name = &board.os_name;
     let id_board = &board.name;
     format!(
@@ -836,7 +839,8 @@ fn os_release(board: &Board, version: &str, build_id: &str) -> String {
          IMAGE_ID=slipway-{id_board}\n\
          IMAGE_VERSION={version}\n\
          BUILD_ID={build_id}\n\
-         SLIPWAY_BOARD={id_board}\n"
+         SLIPWAY_BOARD={id_board}\n\
+         SLIPWAY_BUILD_TIME={built_at}\n"
     )
 }
 
