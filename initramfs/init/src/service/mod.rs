@@ -3,7 +3,7 @@
 //! limit), stops them in reverse order, and judges the boot's health.
 //!
 //! It is event-driven and never blocks: the PID 1 loop
-//! ([`crate::supervise`]) feeds it exits ([`Manager::on_exit`]), output
+//! (`crate::supervise`) feeds it exits ([`Manager::on_exit`]), output
 //! ([`Manager::on_output`]) and time ([`Manager::on_timer`]), and polls
 //! until [`Manager::next_deadline`]. Each unit runs through the phases of
 //! [`Phase`]; `active` (what `status` shows) follows from the phase.
