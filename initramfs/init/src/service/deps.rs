@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{ActiveState, Job, Manager};
+use super::machine::{Job, Machine};
+use super::ActiveState;
 use crate::units::LoadState;
 
-impl Manager {
+impl Machine {
     /// Queues starts of what `name` pulls in (`Requires=`, `BindsTo=`,
     /// `Wants=`), transitively, loading them; units without a file are
     /// skipped (harmless, as in systemd).

@@ -1,8 +1,15 @@
-//! The manager with real processes (`/bin/sh`) in a temporary root,
-//! without cgroups (process groups instead), driven like PID 1 drives it.
+//! End to end: the manager with real processes (`/bin/sh`) in a
+//! temporary root, without cgroups (process groups instead), driven like
+//! PID 1 drives it, through the real host. The state machine's own
+//! behaviour is tested without processes in `machine_tests.rs`; these
+//! check what only real processes show (exec, environment, fds passed,
+//! signals, the notification socket).
 
 use super::*;
+use std::path::Path;
 use std::time::Instant;
+
+use nix::unistd::Pid;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
@@ -633,7 +640,7 @@ fn a_service_started_directly_gets_its_sockets_fds() {
 
 impl Fixture {
     fn info_enabled(&mut self, name: &str) -> bool {
-        self.m.load(&[name.to_string()]);
+        self.m.machine.load(&[name.to_string()]);
         self.info(name).enabled
     }
 }
@@ -643,7 +650,7 @@ fn restart_delays_double_and_are_capped() {
     let b = Duration::from_millis(100);
     assert_eq!(restart_delay(b, 1), b);
     assert_eq!(restart_delay(b, 3), Duration::from_millis(400));
-    assert_eq!(restart_delay(b, 30), MAX_RESTART_DELAY);
+    assert_eq!(restart_delay(b, 30), Duration::from_secs(30));
     assert_eq!(
         restart_delay(Duration::from_secs(60), 3),
         Duration::from_secs(60)
@@ -1006,7 +1013,7 @@ fn debians_docker_units_socket_activate_dockerd_after_containerd() {
             .any(|u| u.name == "docker.socket" && u.sub == "listening")
     });
     // The boot does not wait for dockerd: it is not even started.
-    f.until("boot done", Duration::from_secs(5), |m| m.boot_done);
+    f.until("boot done", Duration::from_secs(5), |m| m.machine.boot_done);
     assert!(f
         .m
         .unit_infos()
