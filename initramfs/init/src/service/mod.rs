@@ -345,3 +345,7 @@ pub fn describe(outcome: ExitOutcome) -> String {
 
 #[cfg(test)]
 mod e2e_tests;
+#[cfg(test)]
+mod machine_tests;
+#[cfg(test)]
+mod test_root;
