@@ -4,8 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use super::machine::{Job, Machine};
-use super::ActiveState;
+use slipway_control::ActiveState;
+
+use super::machine::Machine;
+use super::phase::Job;
 use crate::units::LoadState;
 
 impl Machine {

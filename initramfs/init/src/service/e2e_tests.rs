@@ -7,9 +7,10 @@
 
 use super::test_root::{test_config, unit_root};
 use super::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

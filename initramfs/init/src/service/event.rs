@@ -16,8 +16,8 @@ use nix::sys::signal::Signal;
 
 use super::cgroup::GroupOptions;
 use super::notify::Message;
+use super::phase::Job;
 use super::spawn::Account;
-use super::Job;
 use crate::units::{ExitOutcome, ResourceLimit, Socket};
 
 /// Something that happened, for the state machine.

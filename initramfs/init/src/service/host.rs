@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use nix::unistd::Pid;
 
 use super::cgroup::Cgroups;
+use super::config::Config;
 use super::event::{Action, Event, SignalRequest, SpawnRequest};
 use super::logs::UnitLog;
 use super::notify::NotifySocket;
 use super::socket::{self, Listening};
-use super::{spawn, Config};
+use super::spawn;
 
 /// The resources of the units and the means to act on them.
 #[derive(Debug)]

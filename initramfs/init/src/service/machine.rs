@@ -23,14 +23,16 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::cgroup;
+use super::config::Config;
 use super::event::{Action, Event, GroupCheck, Role, SignalRequest, SpawnRequest};
+use super::phase::{Job, Phase};
 use super::spawn::{self, lookup_account, Account};
-use super::status::{ActiveState, Health};
-use super::{cgroup, describe, Config};
 use crate::units::{
     self, start_order, Context, ExecCommand, ExitOutcome, KillMode, LoadState, Max, Privilege,
     ServiceType, Unit, UnitSet, EXEC_SEARCH_PATH,
 };
+use slipway_control::{ActiveState, Health};
 
 /// How long PID 1 waits after SIGKILL for a group to empty before giving
 /// up on it (a process stuck in the kernel cannot be helped).
@@ -42,79 +44,6 @@ const EMPTY_POLL: Duration = Duration::from_millis(20);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 /// How long `ExecStopPost=` may take.
 const STOP_POST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a unit is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Dead,
-    /// Its conditions did not hold: skipped, not a failure.
-    Condition,
-    StartPre,
-    Start,
-    StartPost,
-    Running,
-    /// The main process exited and `RemainAfterExit=yes` (or a oneshot).
-    Exited,
-    Stop,
-    StopSigterm,
-    StopSigkill,
-    StopPost,
-    AutoRestart,
-    Failed,
-}
-
-impl Phase {
-    pub fn sub(self) -> &'static str {
-        match self {
-            Phase::Dead => "dead",
-            Phase::Condition => "condition-failed",
-            Phase::StartPre => "start-pre",
-            Phase::Start => "start",
-            Phase::StartPost => "start-post",
-            Phase::Running => "running",
-            Phase::Exited => "exited",
-            Phase::Stop => "stop",
-            Phase::StopSigterm => "stop-sigterm",
-            Phase::StopSigkill => "stop-sigkill",
-            Phase::StopPost => "stop-post",
-            Phase::AutoRestart => "auto-restart",
-            Phase::Failed => "failed",
-        }
-    }
-
-    pub fn active(self) -> ActiveState {
-        match self {
-            Phase::Dead | Phase::Condition => ActiveState::Inactive,
-            Phase::StartPre | Phase::Start | Phase::StartPost | Phase::AutoRestart => {
-                ActiveState::Activating
-            }
-            Phase::Running | Phase::Exited => ActiveState::Active,
-            Phase::Stop | Phase::StopSigterm | Phase::StopSigkill | Phase::StopPost => {
-                ActiveState::Deactivating
-            }
-            Phase::Failed => ActiveState::Failed,
-        }
-    }
-
-    pub(super) fn starting(self) -> bool {
-        matches!(self, Phase::StartPre | Phase::Start | Phase::StartPost)
-    }
-
-    pub(super) fn stopping(self) -> bool {
-        matches!(
-            self,
-            Phase::Stop | Phase::StopSigterm | Phase::StopSigkill | Phase::StopPost
-        )
-    }
-}
-
-/// A queued request for a unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
-    Start,
-    Stop,
-    Restart,
-}
 
 /// What happens once a stop has finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1753,6 +1682,20 @@ pub(super) fn load_failure(unit: &Unit) -> Option<String> {
         LoadState::NotFound => Some("unit file not found".into()),
         LoadState::Unsupported => Some("unit type not supported".into()),
         LoadState::Error(e) => Some(format!("bad unit: {e}")),
+    }
+}
+
+/// `exit status 1`, `killed by SIGKILL`.
+pub fn describe(outcome: ExitOutcome) -> String {
+    match outcome {
+        ExitOutcome::Success => "exited successfully".into(),
+        ExitOutcome::ExitCode(c) => format!("exit status {c}"),
+        ExitOutcome::Signal(s) => match Signal::try_from(s) {
+            Ok(sig) => format!("killed by {}", sig.as_str()),
+            Err(_) => format!("killed by signal {s}"),
+        },
+        ExitOutcome::Timeout => "timeout".into(),
+        ExitOutcome::Watchdog => "watchdog".into(),
     }
 }
 

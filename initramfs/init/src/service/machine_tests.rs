@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::event::{Action, Event, Role};
-use super::machine::{kill_targets, restart_delay, Job, Machine, Targets};
+use super::machine::{kill_targets, restart_delay, Machine, Targets};
 use super::notify;
+use super::phase::Job;
 use super::test_root::{test_config, unit_root};
 use super::{describe, ActiveState, Config, Health};
 use crate::units::{Context, ExitOutcome};

@@ -10,11 +10,14 @@
 //! Two halves: [`machine::Machine`] is the state machine, pure (events
 //! and the time in, [`event::Action`]s out; `event.rs` is the whole
 //! vocabulary), and `host.rs` carries the actions out on Linux and holds
-//! the fds. [`Manager`] joins them for the PID 1 loop. A new unit setting
+//! the fds. [`Manager`] joins them for the PID 1 loop. `phase.rs` (the
+//! phases and jobs) and `config.rs` are leaves the others share; only
+//! this file imports the others' items, to re-export them. A new unit setting
 //! is read in `units/` and acted on in `machine.rs`; only a new kind of
 //! effect on the world needs a new [`event::Action`].
 
 mod cgroup;
+mod config;
 mod deps;
 pub mod event;
 mod host;
@@ -22,88 +25,33 @@ mod install;
 mod logs;
 pub mod machine;
 mod notify;
+mod phase;
 mod socket;
 mod spawn;
 mod status;
 mod watch;
 
 pub use cgroup::{Cgroups, SERVICES_CGROUP};
+pub use config::{
+    Config, DEFAULT_HEALTH_GRACE, DEFAULT_SETTLE_TIMEOUT, DEFAULT_TARGET, HEALTH_FILE,
+    UNIT_COMMANDS,
+};
 pub use logs::{rfc3339_utc, UnitLog, DEFAULT_MAX_BYTES, LOG_DIR};
-pub use machine::{kill_targets, restart_delay, Job, Machine, Phase, Targets};
+pub use machine::{describe, kill_targets, restart_delay, Machine, Targets};
 pub use notify::Message;
 pub use notify::NOTIFY_SOCKET;
+pub use phase::{Job, Phase};
 pub use spawn::{lookup_account, Account};
 pub use status::{millis, ActiveState, Health, UnitStatus};
 
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
-use crate::units::{Context, ExitOutcome, LoadState};
+use crate::units::{Context, ExitOutcome};
 
 use event::{Action, Event};
 use host::Host;
-
-/// The target the boot starts.
-pub const DEFAULT_TARGET: &str = "multi-user.target";
-/// Where cloud-config queues `coreos.units` commands.
-pub const UNIT_COMMANDS: &str = "/run/slipway/unit-commands";
-/// The boot's health for the update engine (`starting`, `healthy`,
-/// `unhealthy: <why>`).
-pub const HEALTH_FILE: &str = "/run/slipway/health";
-/// How long the boot's units must have stayed up before the boot counts
-/// as healthy.
-pub const DEFAULT_HEALTH_GRACE: Duration = Duration::from_secs(10);
-/// See [`Config::settle_timeout`]. Ten minutes: far above a normal boot
-/// under emulation, short enough that a hung trial boot rolls back.
-pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Where things are; the defaults are the machine's, tests use a
-/// temporary tree.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Unit files, `/etc/passwd` and conditions are read under it.
-    pub root: PathBuf,
-    pub cgroup_parent: Option<PathBuf>,
-    pub log_dir: PathBuf,
-    pub log_max_bytes: u64,
-    pub health_file: Option<PathBuf>,
-    pub health_grace: Duration,
-    pub target: String,
-    /// Run as `HOOK on-health healthy|unhealthy` once the boot's health
-    /// settles: the update engine blesses a healthy boot and reboots an
-    /// unhealthy trial boot. PID 1 runs it itself, not through a unit,
-    /// because rollback must never depend on a service the user can
-    /// disable.
-    pub health_hook: Option<PathBuf>,
-    /// A boot still `starting` this long after the manager started is
-    /// reported to the hook as unhealthy (health itself stays `starting`):
-    /// a trial boot whose units hang must still roll back.
-    pub settle_timeout: Duration,
-    /// The `Type=notify` socket ([`NOTIFY_SOCKET`]); `None`: none (notify
-    /// services then time out).
-    pub notify_socket: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            root: PathBuf::from("/"),
-            cgroup_parent: Some(PathBuf::from(SERVICES_CGROUP)),
-            log_dir: PathBuf::from(LOG_DIR),
-            log_max_bytes: DEFAULT_MAX_BYTES,
-            health_file: Some(PathBuf::from(HEALTH_FILE)),
-            health_grace: DEFAULT_HEALTH_GRACE,
-            target: DEFAULT_TARGET.to_string(),
-            health_hook: None,
-            settle_timeout: DEFAULT_SETTLE_TIMEOUT,
-            notify_socket: Some(PathBuf::from(NOTIFY_SOCKET)),
-        }
-    }
-}
 
 /// An fd the PID 1 loop polls for the manager, besides output pipes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,30 +265,6 @@ pub fn boot_clock() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
         .map(Duration::from)
         .unwrap_or_default()
-}
-
-fn load_word(l: &LoadState) -> &'static str {
-    match l {
-        LoadState::Loaded => "loaded",
-        LoadState::Masked => "masked",
-        LoadState::NotFound => "not-found",
-        LoadState::Unsupported => "unsupported",
-        LoadState::Error(_) => "error",
-    }
-}
-
-/// `exit status 1`, `killed by SIGKILL`.
-pub fn describe(outcome: ExitOutcome) -> String {
-    match outcome {
-        ExitOutcome::Success => "exited successfully".into(),
-        ExitOutcome::ExitCode(c) => format!("exit status {c}"),
-        ExitOutcome::Signal(s) => match Signal::try_from(s) {
-            Ok(sig) => format!("killed by {}", sig.as_str()),
-            Err(_) => format!("killed by signal {s}"),
-        },
-        ExitOutcome::Timeout => "timeout".into(),
-        ExitOutcome::Watchdog => "watchdog".into(),
-    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 pub use slipway_control::{ActiveState, Health, UnitStatus};
 
-use super::load_word;
-use super::machine::{Machine, Phase};
+use super::machine::Machine;
+use super::phase::Phase;
 use crate::units;
+use crate::units::LoadState;
 
 impl Machine {
     /// The status of every loaded unit, by name (without its cgroup's
@@ -70,6 +71,17 @@ impl Machine {
     /// The last `STATUS=` a notify service sent, while it runs.
     pub fn status_text(&self, name: &str) -> Option<String> {
         self.rt.get(name).and_then(|r| r.status_text.clone())
+    }
+}
+
+/// systemd's word for a load state.
+fn load_word(l: &LoadState) -> &'static str {
+    match l {
+        LoadState::Loaded => "loaded",
+        LoadState::Masked => "masked",
+        LoadState::NotFound => "not-found",
+        LoadState::Unsupported => "unsupported",
+        LoadState::Error(_) => "error",
     }
 }
 

@@ -2,7 +2,8 @@
 //! socket unit starts its service, a notification moves a starting
 //! service on; and which socket units the PID 1 loop watches.
 
-use super::machine::{load_failure, Job, Machine, Phase};
+use super::machine::{load_failure, Machine};
+use super::phase::{Job, Phase};
 use super::{notify, socket};
 
 impl Machine {
