@@ -25,7 +25,7 @@ use nix::sys::signal::Signal;
 
 use super::cgroup;
 use super::config::Config;
-use super::event::{Action, Event, GroupCheck, Role, SignalRequest, SpawnRequest};
+use super::event::{Action, Event, GroupCheck, Role, SpawnRequest};
 use super::phase::{Job, Phase};
 use super::spawn::{self, lookup_account, Account};
 use crate::units::{
@@ -42,19 +42,17 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const EMPTY_POLL: Duration = Duration::from_millis(20);
 /// Restart delays double per failure in a row, up to this.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
-/// How long `ExecStopPost=` may take.
-const STOP_POST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What happens once a stop has finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum AfterStop {
+pub(super) enum AfterStop {
     Dead,
     Start,
 }
 
 /// A spawn asked for and not answered yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Spawning {
+pub(super) struct Spawning {
     role: Role,
     /// `-` on the command.
     ignore_failure: bool,
@@ -73,30 +71,30 @@ pub(super) struct Runtime {
     pub(super) main_pid: Option<i32>,
     pub(super) control_pid: Option<i32>,
     /// `-` on the command the running process came from.
-    running_ignores_failure: bool,
+    pub(super) running_ignores_failure: bool,
     /// Commands left in the current phase.
-    queue: VecDeque<ExecCommand>,
-    deadline: Option<Duration>,
+    pub(super) queue: VecDeque<ExecCommand>,
+    pub(super) deadline: Option<Duration>,
     pub(super) restarts: u32,
-    failures_in_row: u32,
-    starts: VecDeque<Duration>,
+    pub(super) failures_in_row: u32,
+    pub(super) starts: VecDeque<Duration>,
     pub(super) result: Option<String>,
     /// The unit's log exists (a line was noted or a run prepared).
     pub(super) logged: bool,
-    env: Vec<(String, String)>,
-    account: Option<Account>,
-    cwd: Option<PathBuf>,
-    after_stop: AfterStop,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) account: Option<Account>,
+    pub(super) cwd: Option<PathBuf>,
+    pub(super) after_stop: AfterStop,
     pub(super) job: Option<Job>,
     /// The process group (the first process's pid) when there are no
     /// cgroups.
-    pgid: Option<i32>,
-    main_started: Duration,
+    pub(super) pgid: Option<i32>,
+    pub(super) main_started: Duration,
     /// A socket unit's fds are bound (the driver holds them).
     pub(super) listening: bool,
     /// The last `STATUS=` a notify service sent.
     pub(super) status_text: Option<String>,
-    spawning: Option<Spawning>,
+    pub(super) spawning: Option<Spawning>,
 }
 
 impl Runtime {
@@ -136,26 +134,26 @@ pub struct Machine {
     pub(super) units: UnitSet,
     pub(super) rt: BTreeMap<String, Runtime>,
     /// Units of the boot transaction: what health is judged on.
-    boot_units: BTreeSet<String>,
-    health: Health,
-    health_detail: Option<String>,
+    pub(super) boot_units: BTreeSet<String>,
+    pub(super) health: Health,
+    pub(super) health_detail: Option<String>,
     /// Health states the hook already ran for in this boot.
-    health_hooks_run: BTreeSet<&'static str>,
+    pub(super) health_hooks_run: BTreeSet<&'static str>,
     /// Set once the boot's start jobs have all finished.
     pub(super) boot_done: bool,
     /// Unit names whose output is copied to the console.
-    console_units: BTreeSet<String>,
+    pub(super) console_units: BTreeSet<String>,
     /// Boot clock (`CLOCK_BOOTTIME`) when the manager was made: the
     /// manager's clock starts there.
     pub(super) boot_epoch: Duration,
     /// Boot clock when stage 2 started, for the summary line.
-    stage2_start: Option<Duration>,
+    pub(super) stage2_start: Option<Duration>,
     /// The notification socket, when it could be bound.
-    notify_path: Option<PathBuf>,
+    pub(super) notify_path: Option<PathBuf>,
     /// The time of the event being handled.
-    now: Duration,
+    pub(super) now: Duration,
     /// What the event being handled asks for.
-    actions: Vec<Action>,
+    pub(super) actions: Vec<Action>,
 }
 
 impl Machine {
@@ -718,7 +716,7 @@ impl Machine {
         self.set_phase(name, Phase::AutoRestart);
     }
 
-    fn become_inactive(&mut self, name: &str, phase: Phase) {
+    pub(super) fn become_inactive(&mut self, name: &str, phase: Phase) {
         self.set_phase(name, phase);
         if let Some(rt) = self.rt.get_mut(name) {
             rt.deadline = None;
@@ -1079,7 +1077,7 @@ impl Machine {
     /// Runs the next queued command of the phase, or moves to the next
     /// phase when there is none. A spawn's outcome arrives as its own
     /// event ([`Machine::on_spawned`], [`Machine::on_spawn_failed`]).
-    fn run_next(&mut self, name: &str) {
+    pub(super) fn run_next(&mut self, name: &str) {
         loop {
             let Some(rt) = self.rt.get_mut(name) else {
                 return;
@@ -1150,7 +1148,7 @@ impl Machine {
 
     /// The start is over: running while something of it is `left`, else
     /// exited (`RemainAfterExit=`) or done.
-    fn start_finished(&mut self, name: &str, service: &units::Service, left: bool) {
+    pub(super) fn start_finished(&mut self, name: &str, service: &units::Service, left: bool) {
         if left {
             self.set_phase(name, Phase::Running);
             self.note(name, "started");
@@ -1294,234 +1292,6 @@ impl Machine {
         }
     }
 
-    fn begin_stop(&mut self, name: &str, then: AfterStop) {
-        let Some(phase) = self.rt.get(name).map(|r| r.phase) else {
-            return;
-        };
-        let service = self.units.get(name).and_then(|u| u.service.clone());
-        match phase {
-            Phase::Dead | Phase::Condition | Phase::Failed => {
-                if then == AfterStop::Start {
-                    self.queue_job(name, Job::Start);
-                }
-                return;
-            }
-            Phase::AutoRestart => {
-                self.become_inactive(name, Phase::Dead);
-                if then == AfterStop::Start {
-                    self.queue_job(name, Job::Start);
-                }
-                return;
-            }
-            _ => {}
-        }
-        let Some(service) = service else {
-            // A target.
-            self.become_inactive(name, Phase::Dead);
-            if then == AfterStop::Start {
-                self.queue_job(name, Job::Start);
-            }
-            return;
-        };
-        let now = self.now;
-        let running = matches!(phase, Phase::Running | Phase::Exited);
-        if let Some(rt) = self.rt.get_mut(name) {
-            rt.after_stop = then;
-            rt.queue = if running {
-                service.exec_stop.iter().cloned().collect()
-            } else {
-                VecDeque::new()
-            };
-            rt.deadline = service.timeout_stop.map(|t| now.saturating_add(t));
-        }
-        self.note(name, "stopping");
-        self.set_phase(name, Phase::Stop);
-        if !running {
-            // Cut a start short.
-            if let Some(pid) = self.rt.get(name).and_then(|r| r.control_pid) {
-                self.actions.push(Action::Signal(SignalRequest {
-                    unit: name.to_string(),
-                    signal: Signal::SIGTERM,
-                    pids: vec![pid],
-                    whole_group: false,
-                    pgid: None,
-                }));
-            }
-            self.send_sigterm(name);
-            return;
-        }
-        self.run_next(name);
-    }
-
-    fn send_sigterm(&mut self, name: &str) {
-        let timeout = self
-            .units
-            .get(name)
-            .and_then(|u| u.service.as_ref())
-            .and_then(|s| s.timeout_stop);
-        let now = self.now;
-        self.set_phase(name, Phase::StopSigterm);
-        if let Some(rt) = self.rt.get_mut(name) {
-            rt.deadline = timeout.map(|t| now.saturating_add(t));
-        }
-        self.signal_group(name, Signal::SIGTERM);
-        self.signal_group(name, Signal::SIGCONT);
-        self.when_group_empty(name, GroupCheck::Stopping);
-    }
-
-    /// The group is empty: run `ExecStopPost=`, then settle.
-    fn finish_stop(&mut self, name: &str) {
-        let post = self
-            .units
-            .get(name)
-            .and_then(|u| u.service.as_ref())
-            .map(|s| s.exec_stop_post.clone())
-            .unwrap_or_default();
-        let now = self.now;
-        self.set_phase(name, Phase::StopPost);
-        if let Some(rt) = self.rt.get_mut(name) {
-            rt.main_pid = None;
-            rt.queue = post.into_iter().collect();
-            rt.deadline = Some(now.saturating_add(STOP_POST_TIMEOUT));
-        }
-        self.run_next(name);
-    }
-
-    fn finish_stop_post(&mut self, name: &str) {
-        let then = self
-            .rt
-            .get(name)
-            .map_or(AfterStop::Dead, |r| r.after_stop.clone());
-        self.note(name, "stopped");
-        match then {
-            AfterStop::Dead => {
-                let killed = self
-                    .rt
-                    .get(name)
-                    .and_then(|r| r.result.clone())
-                    .filter(|r| r.starts_with("stop timeout"));
-                self.become_inactive(name, Phase::Dead);
-                if let (Some(rt), Some(k)) = (self.rt.get_mut(name), killed) {
-                    rt.result = Some(k);
-                }
-            }
-            AfterStop::Start => {
-                self.become_inactive(name, Phase::Dead);
-                self.queue_job(name, Job::Start);
-            }
-        }
-    }
-
-    fn kill_mode(&self, name: &str) -> KillMode {
-        self.units
-            .get(name)
-            .and_then(|u| u.service.as_ref())
-            .map(|s| s.kill_mode)
-            .unwrap_or_default()
-    }
-
-    /// Whether any process of the unit is left that a stop waits for,
-    /// when that is known without asking: the main or control process
-    /// runs, or with `KillMode=process` or `none` only they count.
-    fn known_alive(&self, name: &str) -> Option<bool> {
-        let rt = self.rt.get(name)?;
-        if rt.main_pid.is_some() || rt.control_pid.is_some() {
-            return Some(true);
-        }
-        if matches!(self.kill_mode(name), KillMode::Process | KillMode::None) {
-            return Some(false);
-        }
-        None
-    }
-
-    /// Goes on as `check` says once the unit's group is empty: at once
-    /// when that is known, else after asking the driver.
-    fn when_group_empty(&mut self, name: &str, check: GroupCheck) {
-        match self.known_alive(name) {
-            Some(alive) => self.on_group_checked(name, check, alive, &[]),
-            None => self.check_group(name, check),
-        }
-    }
-
-    fn check_group(&mut self, name: &str, check: GroupCheck) {
-        let pgid = self.rt.get(name).and_then(|r| r.pgid);
-        self.actions.push(Action::CheckGroup {
-            unit: name.to_string(),
-            pgid,
-            check,
-        });
-    }
-
-    /// What is left of a unit's group is known.
-    fn on_group_checked(&mut self, name: &str, check: GroupCheck, alive: bool, pids: &[i32]) {
-        let Some(rt) = self.rt.get_mut(name) else {
-            return;
-        };
-        let phase = rt.phase;
-        match check {
-            GroupCheck::Stopping => {
-                if !alive
-                    && phase.stopping()
-                    && phase != Phase::StopPost
-                    && rt.main_pid.is_none()
-                    && rt.control_pid.is_none()
-                {
-                    self.finish_stop(name);
-                }
-            }
-            GroupCheck::ForkingMain => {
-                if phase != Phase::Start {
-                    return;
-                }
-                // With one process left, the daemon is unambiguous.
-                rt.main_pid = match pids {
-                    [one] => Some(*one),
-                    _ => None,
-                };
-                self.run_next(name);
-            }
-            GroupCheck::ForkingSettled => {
-                if phase != Phase::StartPost {
-                    return;
-                }
-                if let Some(service) = self.units.get(name).and_then(|u| u.service.clone()) {
-                    self.start_finished(name, &service, alive);
-                }
-            }
-        }
-    }
-
-    /// The signal to the unit's processes that its `KillMode=` reaches.
-    fn signal_request(&self, name: &str, signal: Signal) -> Option<SignalRequest> {
-        let rt = self.rt.get(name)?;
-        let whole_group = match kill_targets(self.kill_mode(name), signal) {
-            Targets::Nothing => return None,
-            Targets::Main => false,
-            Targets::Group => true,
-        };
-        Some(SignalRequest {
-            unit: name.to_string(),
-            signal,
-            pids: rt.main_pid.into_iter().chain(rt.control_pid).collect(),
-            whole_group,
-            pgid: rt.pgid,
-        })
-    }
-
-    fn signal_group(&mut self, name: &str, signal: Signal) {
-        if let Some(request) = self.signal_request(name, signal) {
-            self.actions.push(Action::Signal(request));
-        }
-    }
-
-    pub(super) fn kill_group(&mut self, name: &str) {
-        match self.signal_request(name, Signal::SIGKILL) {
-            Some(request) if request.whole_group => self.actions.push(Action::KillGroup(request)),
-            Some(request) => self.actions.push(Action::Signal(request)),
-            None => {}
-        }
-    }
-
     /// A line for the console.
     pub(super) fn console(&mut self, line: String) {
         self.actions.push(Action::Console(line));
@@ -1535,141 +1305,6 @@ impl Machine {
                 unit: name.to_string(),
                 text: text.to_string(),
             });
-        }
-    }
-
-    fn check_boot_done(&mut self) {
-        if self.boot_done {
-            return;
-        }
-        let waiting = self.boot_units.iter().any(|n| {
-            self.rt
-                .get(n)
-                .is_some_and(|r| r.job.is_some() || r.phase.starting())
-        });
-        if waiting {
-            return;
-        }
-        self.boot_done = true;
-        let started = self
-            .boot_units
-            .iter()
-            .filter(|n| self.units.get(n).is_some_and(|u| u.service.is_some()))
-            .filter(|n| {
-                self.rt.get(*n).is_some_and(|r| {
-                    r.phase.active() == ActiveState::Active
-                        || r.phase == Phase::Dead && r.result.is_none()
-                })
-            })
-            .count();
-        let failed = self
-            .boot_units
-            .iter()
-            .filter(|n| {
-                self.rt
-                    .get(*n)
-                    .is_some_and(|r| r.phase == Phase::Failed || r.phase == Phase::AutoRestart)
-            })
-            .count();
-        let since_stage2 = self
-            .stage2_start
-            .map(|s2| {
-                format!(
-                    " (stage 2 start +{} ms)",
-                    (self.boot_epoch + self.now).saturating_sub(s2).as_millis()
-                )
-            })
-            .unwrap_or_default();
-        self.console(format!(
-            "slipway: services started: {started} in {} ms, {failed} failed{since_stage2}",
-            self.now.as_millis()
-        ));
-    }
-
-    /// When the boot could next turn healthy.
-    fn health_check_at(&self) -> Option<Duration> {
-        if !self.boot_done {
-            return None;
-        }
-        let latest = self
-            .boot_units
-            .iter()
-            .filter_map(|n| self.rt.get(n))
-            .map(|r| r.since)
-            .max()
-            .unwrap_or_default();
-        Some(latest + self.cfg.health_grace)
-    }
-
-    /// The hook hears `unhealthy` for a boot that has not settled in time.
-    fn check_settle_timeout(&mut self) {
-        if self.health != Health::Starting || self.now < self.cfg.settle_timeout {
-            return;
-        }
-        if self.cfg.health_hook.is_some() && !self.health_hooks_run.contains("unhealthy") {
-            self.console(format!(
-                "slipway: health: still starting after {} s: reporting the boot as unhealthy \
-                 to the update engine",
-                self.cfg.settle_timeout.as_secs()
-            ));
-            self.run_health_hook(Health::Unhealthy);
-        }
-    }
-
-    /// Once per boot for each settled state. The hook is not waited for:
-    /// the supervise loop reaps it like any orphan, and it may itself ask
-    /// PID 1 to reboot through the control socket.
-    fn run_health_hook(&mut self, health: Health) {
-        let state = match health {
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-            Health::Starting => return,
-        };
-        if self.cfg.health_hook.is_none() || !self.health_hooks_run.insert(state) {
-            return;
-        }
-        self.actions.push(Action::RunHealthHook(state));
-    }
-
-    fn update_health(&mut self) {
-        if self.health == Health::Healthy || !self.boot_done {
-            return;
-        }
-        let mut bad = Vec::new();
-        let mut unsettled = false;
-        for name in &self.boot_units {
-            let Some(rt) = self.rt.get(name) else {
-                continue;
-            };
-            match rt.phase {
-                Phase::Failed => bad.push(format!(
-                    "{name} failed ({})",
-                    rt.result.as_deref().unwrap_or("unknown")
-                )),
-                Phase::Running | Phase::Exited | Phase::Condition => {}
-                Phase::Dead if rt.result.is_none() => {}
-                _ => unsettled = true,
-            }
-        }
-        let (health, detail) = if !bad.is_empty() {
-            (Health::Unhealthy, Some(bad.join(", ")))
-        } else if unsettled || self.health_check_at().is_some_and(|t| t > self.now) {
-            (Health::Starting, None)
-        } else {
-            (Health::Healthy, None)
-        };
-        if health != self.health || detail != self.health_detail {
-            self.health = health;
-            self.health_detail = detail;
-            let text = match &self.health_detail {
-                Some(d) => format!("{}: {d}", health.as_str()),
-                None => health.as_str().to_string(),
-            };
-            self.console(format!("slipway: health: {text}"));
-            self.run_health_hook(health);
-            if self.cfg.health_file.is_some() {
-                self.actions.push(Action::WriteHealth(text));
-            }
         }
     }
 }

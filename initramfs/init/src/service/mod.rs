@@ -7,19 +7,23 @@
 //! ([`Manager::on_output`]) and time ([`Manager::on_timer`]), and polls
 //! until [`Manager::next_deadline`].
 //!
-//! Two halves: [`machine::Machine`] is the state machine, pure (events
-//! and the time in, [`event::Action`]s out; `event.rs` is the whole
+//! Two halves: [`machine::Machine`] is the state machine, pure (events and
+//! the time in, [`event::Action`]s out; `event.rs` is the whole
 //! vocabulary), and `host.rs` carries the actions out on Linux and holds
-//! the fds. [`Manager`] joins them for the PID 1 loop. `phase.rs` (the
-//! phases and jobs) and `config.rs` are leaves the others share; only
-//! this file imports the others' items, to re-export them. A new unit setting
-//! is read in `units/` and acted on in `machine.rs`; only a new kind of
-//! effect on the world needs a new [`event::Action`].
+//! the fds. [`Manager`] joins them for the PID 1 loop. The machine's
+//! methods are spread by concern over `machine.rs` (events, jobs, starts),
+//! `stop.rs`, `health.rs`, `deps.rs`, `watch.rs` (socket and notify
+//! events), `status.rs` and `install.rs`. `phase.rs` (the phases and jobs)
+//! and `config.rs` are leaves the others share; only this file imports the
+//! others' items, to re-export them. A new unit setting is read in `units/`
+//! and acted on in `machine.rs`; only a new kind of effect on the world
+//! needs a new [`event::Action`].
 
 mod cgroup;
 mod config;
 mod deps;
 pub mod event;
+mod health;
 mod host;
 mod install;
 mod logs;
@@ -29,6 +33,7 @@ mod phase;
 mod socket;
 mod spawn;
 mod status;
+mod stop;
 mod watch;
 
 pub use cgroup::{Cgroups, SERVICES_CGROUP};
