@@ -93,7 +93,7 @@ pub fn merge(image: &str, current: &str) -> (String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
 
     const IMAGE_GROUP: &str = "root:x:0:\nwheel:x:10:\ndocker:x:233:\netcd:x:232:\n";
 

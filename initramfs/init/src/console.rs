@@ -8,9 +8,8 @@
 
 use std::time::Duration;
 
+pub use crate::sys::types::DEV_CONSOLE;
 use crate::sys::Sys;
-
-pub const DEV_CONSOLE: &str = "/dev/console";
 
 /// Device names (e.g. `ttyS0`, `tty0`) from `/proc/consoles` text, in order,
 /// without duplicates.
@@ -87,7 +86,7 @@ pub fn drain(sys: &mut dyn Sys, limit: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
 
     const CONSOLES: &str = "\
 tty0                 -WU (E  p  )    4:7

@@ -9,20 +9,21 @@
 //! buffer. The buffers are built and read here in safe code, field by field
 //! at the header's offsets; [`crate::ioctl::dm_ioctl`] only hands them over.
 
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::errno::Errno;
 
-use crate::error::io_errno;
-use crate::ioctl::{dm_ioctl, DmCommand};
+pub use crate::ioctl::dm_data_size as data_size;
+use crate::ioctl::{dm_ioctl, DmCommand, DM_DATA_SIZE_OFFSET, DM_HEADER_SIZE};
+use crate::sys::types::io_errno;
+pub use crate::sys::types::DmTarget;
 
 /// The control node; devtmpfs creates it when `dm_mod` is loaded.
 pub const CONTROL: &str = "/dev/mapper/control";
 
 /// `sizeof(struct dm_ioctl)`.
-pub const HEADER_SIZE: usize = 312;
+pub const HEADER_SIZE: usize = DM_HEADER_SIZE;
 /// `sizeof(struct dm_target_spec)`.
 pub const TARGET_SPEC_SIZE: usize = 40;
 /// `DM_NAME_LEN`, including the NUL.
@@ -44,7 +45,7 @@ pub const SUSPEND_FLAG: u32 = 1 << 1;
 /// Byte offsets in `struct dm_ioctl`.
 mod header {
     pub const VERSION: usize = 0;
-    pub const DATA_SIZE: usize = 12;
+    pub const DATA_SIZE: usize = super::DM_DATA_SIZE_OFFSET;
     pub const DATA_START: usize = 16;
     pub const TARGET_COUNT: usize = 20;
     pub const FLAGS: usize = 28;
@@ -58,27 +59,6 @@ mod spec {
     pub const LENGTH: usize = 8;
     pub const NEXT: usize = 20;
     pub const TARGET_TYPE: usize = 24;
-}
-
-/// One line of a device-mapper table, in 512-byte sectors:
-/// `0 16384 verity 1 254:2 254:4 …`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DmTarget {
-    pub start: u64,
-    pub length: u64,
-    pub target_type: String,
-    pub params: String,
-}
-
-impl fmt::Display for DmTarget {
-    /// The `dmsetup table` form.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} {}",
-            self.start, self.length, self.target_type, self.params
-        )
-    }
 }
 
 fn put(buf: &mut [u8], offset: usize, bytes: &[u8]) -> Result<(), Errno> {
@@ -150,12 +130,6 @@ pub fn request(name: &str, flags: u32, targets: &[DmTarget]) -> Result<Vec<u8>, 
     put(&mut buf, header::FLAGS, &flags.to_ne_bytes())?;
     put(&mut buf, header::NAME, name.as_bytes())?;
     Ok(buf)
-}
-
-/// `data_size` of a buffer: how many bytes the kernel will read and write.
-pub fn data_size(buf: &[u8]) -> Option<usize> {
-    let size = u32::from_ne_bytes(get(buf, header::DATA_SIZE)?);
-    usize::try_from(size).ok()
 }
 
 /// The interface version in a reply (the kernel's own, for `DM_VERSION`).

@@ -8,7 +8,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use crate::cmdline::CmdlineError;
-use crate::verity::VerityError;
+pub use crate::sys::types::{errno_text, io_errno};
+use crate::verity_error::VerityError;
 
 /// Why a boot step failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,27 +55,6 @@ pub trait Context<T> {
 impl<T> Context<T> for Result<T, Errno> {
     fn context<F: FnOnce() -> String>(self, action: F) -> Result<T, Error> {
         self.map_err(|errno| Error::sys(action(), errno))
-    }
-}
-
-/// The C library's text for an errno ("No such device"), without nix's
-/// `ENODEV: ` prefix or std's `(os error 19)` suffix.
-pub fn errno_text(errno: Errno) -> &'static str {
-    errno.desc()
-}
-
-/// Converts an I/O error into the errno the kernel returned, so that every
-/// failure is reported the same way whatever API produced it.
-pub fn io_errno(e: &std::io::Error) -> Errno {
-    match e.raw_os_error() {
-        Some(code) => Errno::from_raw(code),
-        None => match e.kind() {
-            std::io::ErrorKind::NotFound => Errno::ENOENT,
-            std::io::ErrorKind::PermissionDenied => Errno::EACCES,
-            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => Errno::EINVAL,
-            std::io::ErrorKind::UnexpectedEof => Errno::EIO,
-            _ => Errno::EIO,
-        },
     }
 }
 

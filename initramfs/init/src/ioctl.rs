@@ -17,12 +17,26 @@ nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
 // TIOCOUTQ: bytes still waiting in a terminal's output queue.
 nix::ioctl_read_bad!(tiocoutq, libc::TIOCOUTQ, libc::c_int);
 
+/// `sizeof(struct dm_ioctl)`. Defined here, below [`crate::dm`] which
+/// builds the buffers, because the safety of [`dm_ioctl`] rests on it.
+pub const DM_HEADER_SIZE: usize = 312;
+/// Byte offset of `data_size` in `struct dm_ioctl`.
+pub const DM_DATA_SIZE_OFFSET: usize = 12;
+
 /// `struct dm_ioctl` as the device-mapper ioctl numbers see it: they encode
 /// its size, 312 (`_IOWR(0xfd, nr, struct dm_ioctl)`). The buffers
 /// themselves are built by [`crate::dm::request`] and may be longer: the
 /// kernel reads and writes `data_size` bytes.
 #[repr(C)]
-pub struct DmIoctl([u8; crate::dm::HEADER_SIZE]);
+pub struct DmIoctl([u8; DM_HEADER_SIZE]);
+
+/// `data_size` of a device-mapper buffer: how many bytes the kernel will
+/// read and write.
+pub fn dm_data_size(buf: &[u8]) -> Option<usize> {
+    let bytes = buf.get(DM_DATA_SIZE_OFFSET..DM_DATA_SIZE_OFFSET + 4)?;
+    let size = u32::from_ne_bytes(bytes.try_into().ok()?);
+    usize::try_from(size).ok()
+}
 
 /// The device-mapper ioctl type (`DM_IOCTL` in linux/dm-ioctl.h).
 const DM_IOCTL: u8 = 0xfd;
@@ -137,7 +151,7 @@ pub enum DmCommand {
 pub fn dm_ioctl(control: &impl AsFd, command: DmCommand, buffer: &mut [u8]) -> Result<(), Errno> {
     // The kernel reads `data_size` bytes from the buffer and writes as many
     // back: refuse a buffer that does not own all of them.
-    if buffer.len() < crate::dm::HEADER_SIZE || crate::dm::data_size(buffer) != Some(buffer.len()) {
+    if buffer.len() < DM_HEADER_SIZE || dm_data_size(buffer) != Some(buffer.len()) {
         return Err(Errno::EINVAL);
     }
     let fd = control.as_fd().as_raw_fd();

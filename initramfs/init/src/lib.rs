@@ -27,7 +27,6 @@ pub mod mounts;
 pub use slipway_boot_contract::os_release;
 pub mod partition;
 pub mod power;
-pub mod recording;
 pub mod service;
 pub mod shell;
 pub mod stage1;
@@ -39,6 +38,7 @@ pub mod tmpfiles;
 pub mod units;
 pub mod var;
 pub mod verity;
+pub mod verity_error;
 
 use std::any::Any;
 use std::ffi::OsString;

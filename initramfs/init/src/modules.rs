@@ -59,7 +59,7 @@ pub fn load_listed(sys: &mut dyn Sys, list_path: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
 
     #[test]
     fn parses_paths_skipping_blanks_and_comments() {

@@ -258,7 +258,7 @@ pub fn shutdown_unmounts(entries: &[MountEntry]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
 
     const MOUNTINFO: &str = "\
 22 1 254:2 / / ro,relatime - squashfs /dev/vda2 ro,errors=continue

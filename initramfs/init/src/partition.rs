@@ -231,8 +231,8 @@ pub fn truncated_disks(sys: &mut dyn Sys) -> String {
                     "; /dev/{name} is {} but its partition table describes {}: the image was \
                      written to a disk too small for it (or cut short), so Linux ignores the \
                      table",
-                    crate::var::human(size),
-                    crate::var::human(declared)
+                    human(size),
+                    human(declared)
                 ));
             }
         }
@@ -302,10 +302,27 @@ pub fn wait_for_partitions(
     }
 }
 
+/// `128 MiB`, `3.9 GiB`: sizes as an operator reads them.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let name = UNITS.get(unit).copied().unwrap_or("B");
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {name}")
+    } else {
+        format!("{value:.1} {name}")
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use gpt::disk::LogicalBlockSize;
     use gpt::partition::Partition;
     use gpt::partition_types;

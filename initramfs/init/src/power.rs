@@ -182,7 +182,7 @@ fn unmount_all(sys: &mut dyn Sys) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use nix::errno::Errno;
 
     fn event(kind: u16, code: u16, value: i32) -> Vec<u8> {

@@ -229,7 +229,7 @@ mod tests {
         add_block_devices, disk_image, ROOT_A, ROOT_B, VERITY_A, VERITY_B,
     };
     use crate::partition::SYS_CLASS_BLOCK;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use gpt::disk::LogicalBlockSize;
     use nix::errno::Errno;
 

@@ -223,7 +223,7 @@ fn valid_hostname(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use std::time::Duration;
 
     const HANDED_OVER: &str = "\

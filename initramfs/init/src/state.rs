@@ -281,7 +281,7 @@ fn machine_id(sys: &mut dyn Sys, etc_writable: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use nix::errno::Errno;
 
     fn root() -> RecordingSys {

@@ -308,7 +308,7 @@ fn make_dir(sys: &mut dyn Sys, accounts: &Accounts, line: &DirLine) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use nix::errno::Errno;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\

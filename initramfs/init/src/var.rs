@@ -31,7 +31,7 @@ use crate::console::say;
 use crate::error::errno_text;
 use crate::gpt_grow::{self, Growth};
 use crate::mounts::mount_fs;
-use crate::partition::{logical_block_size, scan_partitions, sectors_in_sysfs};
+use crate::partition::{human, logical_block_size, scan_partitions, sectors_in_sysfs};
 use crate::sys::Sys;
 
 pub const FSTYPE: &str = "ext4";
@@ -105,23 +105,6 @@ fn read_superblock(sys: &mut dyn Sys, device: &str) -> Result<Option<Ext4Super>,
         .and_then(|_| dev.read_exact(&mut sb))
         .map_err(|e| format!("reading its superblock: {e}"))?;
     Ok(parse_superblock(&sb))
-}
-
-/// `128 MiB`, `3.9 GiB`: sizes as an operator reads them.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let name = UNITS.get(unit).copied().unwrap_or("B");
-    if unit == 0 || value.fract() == 0.0 {
-        format!("{value:.0} {name}")
-    } else {
-        format!("{value:.1} {name}")
-    }
 }
 
 /// Mounts `/var` on `target` (`/sysroot/var`); `root` is the root
@@ -339,7 +322,7 @@ fn grow_filesystem(sys: &mut dyn Sys, device: &str, mount_point: &str, partition
 mod tests {
     use super::*;
     use crate::partition::tests::{add_block_devices, disk_image, ext4_superblock, VAR_SIZE};
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
     use gpt::disk::LogicalBlockSize;
     use nix::errno::Errno;
 

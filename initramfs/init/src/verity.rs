@@ -8,68 +8,14 @@
 
 use nix::errno::Errno;
 
-use crate::cmdline::{VerityArgs, VERITY_BLOCKS_KEY, VERITY_BLOCK_SIZE};
+use crate::cmdline::{VerityArgs, VERITY_BLOCK_SIZE};
 use crate::console::say;
-use crate::dm::{DmTarget, CONTROL};
+use crate::dm::DmTarget;
 use crate::error::{errno_text, Context, Error};
 use crate::partition::SYS_CLASS_BLOCK;
 use crate::sys::Sys;
-
-/// The device-mapper name of the verified root (`/dev/mapper/root` to
-/// tools that create links; we mount `/dev/dm-<minor>`).
-pub const DM_NAME: &str = "root";
-const SECTOR_SIZE: u64 = 512;
-
-/// Why the verity device could not be set up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerityError {
-    #[error("device-mapper not available ({CONTROL} missing): is dm_mod loaded?")]
-    Unavailable,
-    #[error("device-mapper version check on {CONTROL}: {}", errno_text(*.0))]
-    Version(Errno),
-    #[error("device-mapper ioctl interface {}.{}.{} is not supported (need 4.x)", .0[0], .0[1], .0[2])]
-    UnsupportedVersion([u32; 3]),
-    #[error("unexpected device number {text:?} in {path}")]
-    BadDevNumber { path: String, text: String },
-    #[error(
-        "{VERITY_BLOCKS_KEY}={blocks} covers {} bytes, but the root partition {device} has \
-         only {} bytes",
-        .blocks.saturating_mul(VERITY_BLOCK_SIZE),
-        .sectors.saturating_mul(SECTOR_SIZE)
-    )]
-    DataTooSmall {
-        blocks: u64,
-        device: String,
-        sectors: u64,
-    },
-    #[error("device-mapper device {DM_NAME} already exists")]
-    Exists,
-    #[error("creating device-mapper device {DM_NAME} (verity root): {}", errno_text(*.0))]
-    Create(Errno),
-    #[error(
-        "device-mapper rejected the verity table ({}): is dm_verity loaded? table: {table}",
-        errno_text(*.errno)
-    )]
-    Rejected { errno: Errno, table: String },
-    #[error(
-        "device-mapper could not open the devices of the verity table ({}): \
-         already mounted or mapped? table: {table}",
-        errno_text(Errno::EBUSY)
-    )]
-    Busy { table: String },
-    #[error(
-        "device-mapper could not find the devices of the verity table ({}): table: {table}",
-        errno_text(*.errno)
-    )]
-    NoDevice { errno: Errno, table: String },
-    #[error(
-        "loading the verity table into device-mapper device {DM_NAME}: {}: table: {table}",
-        errno_text(*.errno)
-    )]
-    Load { errno: Errno, table: String },
-    #[error("activating device-mapper device {DM_NAME} (verity root): {}", errno_text(*.0))]
-    Resume(Errno),
-}
+use crate::verity_error::SECTOR_SIZE;
+pub use crate::verity_error::{VerityError, DM_NAME};
 
 /// The one-target table: the whole data area of `data_dev` (`major:minor`
 /// or a path), checked against the tree on `hash_dev`.
@@ -203,7 +149,7 @@ pub fn deactivate(sys: &mut dyn Sys) {
 mod tests {
     use super::*;
     use crate::cmdline::{HexDigest, RootSpec, ROOTHASH_KEY, VERITY_SALT_KEY};
-    use crate::recording::RecordingSys;
+    use crate::sys::recording::RecordingSys;
 
     pub const ROOTHASH: &str = "4392a8f0e2c1b7d6a5f4e3d2c1b0a9f8e7d6c5b4a3928170f6e5d4c3b2a19080";
     pub const SALT: &str = "0011223344556677889900aabbccddeeff00112233445566778899aabbccddee";

@@ -4,10 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use super::{ActiveState, Job, Manager};
+use slipway_control::ActiveState;
+
+use super::machine::Machine;
+use super::phase::Job;
 use crate::units::LoadState;
 
-impl Manager {
+impl Machine {
     /// Queues starts of what `name` pulls in (`Requires=`, `BindsTo=`,
     /// `Wants=`), transitively, loading them; units without a file are
     /// skipped (harmless, as in systemd).

@@ -3,10 +3,10 @@
 //! `[Install]` section, and the `Alias=` links (`etcd2.service` →
 //! `etcd.service`).
 
-use super::{load_failure, Manager};
+use super::machine::{load_failure, Machine};
 use crate::units;
 
-impl Manager {
+impl Machine {
     /// Enables a unit: links it into the `.wants/` of each `WantedBy=`
     /// target under `/etc/systemd/system` (`systemctl enable`).
     pub fn enable(&mut self, name: &str) -> Result<String, String> {

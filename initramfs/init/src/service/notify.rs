@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use super::Phase;
+use super::phase::Phase;
 use crate::units::ServiceType;
 
 /// Where PID 1 listens for notifications.

@@ -10,8 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
+use super::phase::Phase;
 use super::spawn::{lookup_account, lookup_group};
-use super::Phase;
 use crate::units::{ListenAddress, Socket};
 
 /// The bound fds of a started socket unit.

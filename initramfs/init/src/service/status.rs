@@ -10,11 +10,14 @@ use std::time::Duration;
 
 pub use slipway_control::{ActiveState, Health, UnitStatus};
 
-use super::{load_word, Manager, Phase};
+use super::machine::Machine;
+use super::phase::Phase;
 use crate::units;
+use crate::units::LoadState;
 
-impl Manager {
-    /// The status of every loaded unit, by name.
+impl Machine {
+    /// The status of every loaded unit, by name (without its cgroup's
+    /// figures).
     pub fn unit_infos(&self) -> Vec<UnitStatus> {
         let mut names: BTreeSet<&String> = self.rt.keys().collect();
         names.extend(self.units.iter().map(|u| &u.name));
@@ -47,19 +50,16 @@ impl Manager {
                     since_ms: millis(self.boot_epoch + rt.map_or(Duration::ZERO, |r| r.since)),
                     restarts: rt.map_or(0, |r| r.restarts),
                     result: rt.and_then(|r| r.result.clone()),
-                    memory_bytes: self
-                        .cgroups
-                        .as_ref()
-                        .filter(|_| running)
-                        .and_then(|c| c.memory(name)),
-                    tasks: self
-                        .cgroups
-                        .as_ref()
-                        .filter(|_| running)
-                        .and_then(|c| c.tasks(name)),
-                    log: rt
-                        .and_then(|r| r.log.as_ref())
-                        .map(|l| l.path().display().to_string()),
+                    // The driver fills these in from the unit's cgroup.
+                    memory_bytes: None,
+                    tasks: None,
+                    log: rt.filter(|r| r.logged).map(|_| {
+                        self.cfg
+                            .log_dir
+                            .join(format!("{name}.log"))
+                            .display()
+                            .to_string()
+                    }),
                     status_text: rt.filter(|_| running).and_then(|r| r.status_text.clone()),
                 }
             })
@@ -67,10 +67,21 @@ impl Manager {
     }
 }
 
-impl Manager {
+impl Machine {
     /// The last `STATUS=` a notify service sent, while it runs.
     pub fn status_text(&self, name: &str) -> Option<String> {
         self.rt.get(name).and_then(|r| r.status_text.clone())
+    }
+}
+
+/// systemd's word for a load state.
+fn load_word(l: &LoadState) -> &'static str {
+    match l {
+        LoadState::Loaded => "loaded",
+        LoadState::Masked => "masked",
+        LoadState::NotFound => "not-found",
+        LoadState::Unsupported => "unsupported",
+        LoadState::Error(_) => "error",
     }
 }
 

@@ -93,6 +93,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::sys::types::ExitOutcome;
 pub use env::parse_env_file;
 pub use exec::{expand, ExecCommand, Privilege, EXEC_SEARCH_PATH};
 pub use fs::{alias_target, units_wanted_by, wanted_by_targets, UNIT_SEARCH_PATH};
@@ -299,20 +300,6 @@ pub enum Restart {
     OnAbort,
     /// Accepted with a warning: there is no watchdog, so it never restarts.
     OnWatchdog,
-}
-
-/// How a service's main process ended, for [`Restart::restarts_after`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitOutcome {
-    /// Exit status 0.
-    Success,
-    /// A non-zero exit status.
-    ExitCode(i32),
-    /// Killed by a signal (the number).
-    Signal(i32),
-    /// A start or stop timeout.
-    Timeout,
-    Watchdog,
 }
 
 impl Restart {

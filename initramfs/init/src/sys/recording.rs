@@ -13,8 +13,8 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
 
-use crate::dm::DmTarget;
-use crate::sys::{describe_mount, ReadSeek, Reaped, Reboot, Sys, SysResult};
+use super::seam::Sys;
+use super::types::{describe_mount, DmTarget, ReadSeek, Reaped, Reboot, SysResult};
 
 #[derive(Debug, Clone)]
 enum Node {

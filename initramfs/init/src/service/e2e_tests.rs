@@ -1,8 +1,17 @@
-//! The manager with real processes (`/bin/sh`) in a temporary root,
-//! without cgroups (process groups instead), driven like PID 1 drives it.
+//! End to end: the manager with real processes (`/bin/sh`) in a
+//! temporary root, without cgroups (process groups instead), driven like
+//! PID 1 drives it, through the real host. The state machine's own
+//! behaviour is tested without processes in `machine_tests.rs`; these
+//! check what only real processes show (exec, environment, fds passed,
+//! signals, the notification socket).
 
+use super::test_root::{test_config, unit_root};
 use super::*;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
@@ -16,51 +25,8 @@ fn fixture(units: &[(&str, &str)]) -> Fixture {
 }
 
 fn fixture_with(units: &[(&str, &str)], adjust: impl FnOnce(&mut Config)) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let sys = root.join("etc/systemd/system");
-    std::fs::create_dir_all(sys.join("multi-user.target.wants")).unwrap();
-    std::fs::write(
-        sys.join("multi-user.target"),
-        "[Unit]\nDescription=Multi-User\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::os::unix::fs::symlink("/bin/sh", root.join("bin/sh")).unwrap();
-    for (name, text) in units {
-        let (file, enable) = match name.strip_prefix('!') {
-            Some(n) => (n, false),
-            None => (*name, true),
-        };
-        let path = match file.split_once('/') {
-            Some((d, _)) => {
-                std::fs::create_dir_all(sys.join(d)).unwrap();
-                sys.join(file)
-            }
-            None => sys.join(file),
-        };
-        std::fs::write(&path, text).unwrap();
-        if enable && !file.contains('/') {
-            std::os::unix::fs::symlink(
-                format!("../{file}"),
-                sys.join("multi-user.target.wants").join(file),
-            )
-            .unwrap();
-        }
-    }
-    let cfg = Config {
-        root: root.to_path_buf(),
-        cgroup_parent: None,
-        log_dir: root.join("var/log/services"),
-        log_max_bytes: DEFAULT_MAX_BYTES,
-        health_file: Some(root.join("run/slipway/health")),
-        health_grace: Duration::from_millis(300),
-        target: DEFAULT_TARGET.into(),
-        health_hook: None,
-        settle_timeout: DEFAULT_SETTLE_TIMEOUT,
-        notify_socket: Some(root.join("run/slipway/notify")),
-    };
+    let dir = unit_root(units);
+    let cfg = test_config(dir.path());
     let mut cfg = cfg;
     adjust(&mut cfg);
     let m = Manager::new(cfg, Context::default());
@@ -204,32 +170,6 @@ fn health_hook_runs_once_for_unhealthy() {
 
 /// A boot that never settles is reported unhealthy to the hook in time.
 #[test]
-fn health_hook_hears_of_a_boot_that_never_settles() {
-    let (_hook_dir, hook, calls) = recording_hook();
-    let mut f = fixture_with(
-        &[(
-            "hangs.service",
-            "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'exec sleep 100'\nTimeoutStartSec=infinity\n",
-        )],
-        |c| {
-            c.health_hook = Some(hook.clone());
-            c.settle_timeout = Duration::from_millis(500);
-        },
-    );
-    f.m.boot("");
-    f.until("hook ran", SECS, |_| {
-        std::fs::read_to_string(&calls).is_ok_and(|t| t.ends_with('\n'))
-    });
-    assert_eq!(f.m.health().0, Health::Starting);
-    assert_eq!(
-        std::fs::read_to_string(&calls).unwrap(),
-        "on-health unhealthy\n"
-    );
-    f.m.stop_all();
-    f.until("all stopped", SECS, |m| m.all_stopped());
-}
-
-#[test]
 fn starts_in_order_logs_output_and_turns_healthy() {
     let mut f = fixture(&[
         (
@@ -337,33 +277,6 @@ fn failures_are_reported_by_unit_and_cause_and_the_rest_comes_up() {
 }
 
 #[test]
-fn crash_loops_back_off_then_hit_the_start_limit() {
-    let mut f = fixture(&[(
-        "crash.service",
-        "[Unit]\nStartLimitIntervalSec=10\nStartLimitBurst=4\n[Service]\nExecStart=/bin/sh -c 'echo crashing; exit 3'\nRestart=on-failure\nRestartSec=50ms\n",
-    )]);
-    let start = Instant::now();
-    f.m.boot("");
-    f.until("failed", SECS, |m| {
-        state(m, "crash.service").0 == ActiveState::Failed
-    });
-    let info = f.info("crash.service");
-    assert_eq!(
-        info.result.as_deref(),
-        Some("start limit hit (restarting too often)")
-    );
-    assert_eq!(info.restarts, 4);
-    // 50 + 100 + 200 + 400 ms of backoff at least.
-    assert!(
-        start.elapsed() >= Duration::from_millis(750),
-        "{:?}",
-        start.elapsed()
-    );
-    assert_eq!(f.log("crash.service").matches(" crashing\n").count(), 4);
-    assert!(f.log("crash.service").contains("restarting in 400 ms"));
-}
-
-#[test]
 fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() {
     let mut f = fixture(&[(
         "stubborn.service",
@@ -387,177 +300,6 @@ fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() {
     assert!(f
         .log("stubborn.service")
         .contains("did not stop in time: SIGKILL"));
-}
-
-#[test]
-fn drop_in_resets_exec_start_and_restart_by_hand_rereads_files() {
-    let mut f = fixture(&[
-        (
-            "app.service",
-            "[Service]\nExecStart=/bin/sh -c 'echo original; exec sleep 100'\n",
-        ),
-        (
-            "!app.service.d/override.conf",
-            "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo from drop-in; exec sleep 100'\n",
-        ),
-    ]);
-    f.m.boot("");
-    f.until("running", SECS, |m| state(m, "app.service").1 == "running");
-    // `exec`, and waiting for the first output: a restart must not race
-    // the shell before it printed, or before it forked a child that a
-    // SIGTERM sent just earlier would miss.
-    let first_log = f.path("var/log/services/app.service.log");
-    f.until("first output", SECS, |_| {
-        std::fs::read_to_string(&first_log)
-            .unwrap_or_default()
-            .contains(" from drop-in\n")
-    });
-    let unit = f.path("etc/systemd/system/app.service.d/override.conf");
-    std::fs::write(
-        &unit,
-        "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo edited; exec sleep 100'\n",
-    )
-    .unwrap();
-    f.m.request("app.service", Job::Restart).unwrap();
-    f.until("restarted", SECS, |m| {
-        state(m, "app.service").1 == "running" && !m.busy("app.service")
-    });
-    let log_path = f.path("var/log/services/app.service.log");
-    f.until("output", SECS, |_| {
-        std::fs::read_to_string(&log_path)
-            .unwrap_or_default()
-            .contains(" edited\n")
-    });
-    let log = f.log("app.service");
-    assert!(
-        log.contains(" from drop-in\n") && !log.contains(" original\n"),
-        "{log}"
-    );
-    f.m.stop_all();
-    f.until("all stopped", SECS, |m| m.all_stopped());
-}
-
-#[test]
-fn stop_runs_in_reverse_order() {
-    let mut f = fixture(&[
-        ("base.service", "[Service]\nExecStart=/bin/sh -c 'trap \"date +%%s%%N > %OUT%/base; exit 0\" TERM; while true; do sleep 0.02; done'\n"),
-        ("top.service", "[Unit]\nAfter=base.service\n[Service]\nExecStart=/bin/sh -c 'trap \"sleep 0.3; date +%%s%%N > %OUT%/top; exit 0\" TERM; while true; do sleep 0.02; done'\n"),
-    ]);
-    let out = f.out_dir(&["base.service", "top.service"]);
-    f.m.boot("");
-    f.until("running", SECS, |m| {
-        state(m, "top.service").1 == "running" && state(m, "base.service").1 == "running"
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    f.m.stop_all();
-    f.until("all stopped", SECS, |m| m.all_stopped());
-    let base: u128 = std::fs::read_to_string(out.join("base"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let top: u128 = std::fs::read_to_string(out.join("top"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(base > top, "base stopped before top");
-}
-
-#[test]
-fn enable_and_disable_link_into_wants() {
-    let mut f = fixture(&[(
-        "!late.service",
-        "[Service]\nExecStart=/bin/sh -c 'sleep 100'\n[Install]\nWantedBy=multi-user.target\n",
-    )]);
-    let msg = f.m.enable("late.service").unwrap();
-    assert!(
-        msg.contains("/etc/systemd/system/multi-user.target.wants/late.service"),
-        "{msg}"
-    );
-    let link = f.path("etc/systemd/system/multi-user.target.wants/late.service");
-    assert_eq!(
-        std::fs::read_link(link).unwrap(),
-        Path::new("/etc/systemd/system/late.service")
-    );
-    assert!(f.info_enabled("late.service"));
-    assert_eq!(
-        f.m.disable("late.service").unwrap(),
-        "removed /etc/systemd/system/multi-user.target.wants/late.service"
-    );
-    assert_eq!(f.m.disable("late.service").unwrap(), "not enabled");
-}
-
-#[test]
-fn alias_links_on_enable_name_the_same_unit() {
-    let mut f = fixture(&[(
-        "!etcd.service",
-        "[Service]\nExecStart=/bin/sh -c 'exec sleep 100'\n[Install]\nWantedBy=multi-user.target\nAlias=etcd2.service\n",
-    )]);
-    let msg = f.m.enable("etcd.service").unwrap();
-    assert!(
-        msg.contains("/etc/systemd/system/etcd2.service → /etc/systemd/system/etcd.service"),
-        "{msg}"
-    );
-    assert_eq!(
-        crate::units::alias_target(f.dir.path(), "etcd2.service").as_deref(),
-        Some("etcd.service")
-    );
-    assert_eq!(
-        crate::units::alias_target(f.dir.path(), "etcd.service"),
-        None
-    );
-    // Starting the alias starts the unit itself.
-    f.m.request("etcd2.service", Job::Start).unwrap();
-    f.until("etcd up", Duration::from_secs(5), |m| {
-        m.unit_infos()
-            .iter()
-            .any(|u| u.name == "etcd.service" && u.active == ActiveState::Active)
-    });
-    assert!(f.m.unit_infos().iter().all(|u| u.name != "etcd2.service"));
-    f.m.stop_all();
-    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
-    // cloud-config's queue (`coreos.units` with `command: start`) names the
-    // alias too: it is the same one unit.
-    f.m.boot("start etcd2.service\n");
-    f.until("etcd up from the queue", Duration::from_secs(5), |m| {
-        m.unit_infos()
-            .iter()
-            .any(|u| u.name == "etcd.service" && u.active == ActiveState::Active)
-    });
-    assert!(f.m.unit_infos().iter().all(|u| u.name != "etcd2.service"));
-    let msg = f.m.disable("etcd.service").unwrap();
-    assert!(msg.contains("/etc/systemd/system/etcd2.service"), "{msg}");
-    assert!(!f.path("etc/systemd/system/etcd2.service").exists());
-    f.m.stop_all();
-    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
-}
-
-#[test]
-fn a_queued_start_pulls_in_what_the_unit_wants() {
-    // Neither is enabled: only cloud-config's queue names the engine, as
-    // `coreos.units: [{name: docker.service, command: start}]` does.
-    let mut f = fixture(&[
-        (
-            "!engine.service",
-            "[Unit]\nWants=runtime.service\nAfter=runtime.service\n[Service]\nExecStart=/bin/sh -c 'exec sleep 100'\n",
-        ),
-        (
-            "!runtime.service",
-            "[Service]\nExecStart=/bin/sh -c 'exec sleep 100'\n",
-        ),
-    ]);
-    f.m.boot("start engine.service\n");
-    f.until("both up", Duration::from_secs(5), |m| {
-        let infos = m.unit_infos();
-        ["engine.service", "runtime.service"].iter().all(|n| {
-            infos
-                .iter()
-                .any(|u| u.name == *n && u.active == ActiveState::Active)
-        })
-    });
-    f.m.stop_all();
-    f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
 }
 
 #[test]
@@ -631,31 +373,6 @@ fn a_service_started_directly_gets_its_sockets_fds() {
     f.until("stopped", Duration::from_secs(10), |m| m.all_stopped());
 }
 
-impl Fixture {
-    fn info_enabled(&mut self, name: &str) -> bool {
-        self.m.load(&[name.to_string()]);
-        self.info(name).enabled
-    }
-}
-
-#[test]
-fn restart_delays_double_and_are_capped() {
-    let b = Duration::from_millis(100);
-    assert_eq!(restart_delay(b, 1), b);
-    assert_eq!(restart_delay(b, 3), Duration::from_millis(400));
-    assert_eq!(restart_delay(b, 30), MAX_RESTART_DELAY);
-    assert_eq!(
-        restart_delay(Duration::from_secs(60), 3),
-        Duration::from_secs(60)
-    );
-}
-
-#[test]
-fn exits_are_described_like_systemctl() {
-    assert_eq!(describe(ExitOutcome::ExitCode(3)), "exit status 3");
-    assert_eq!(describe(ExitOutcome::Signal(9)), "killed by SIGKILL");
-}
-
 /// A notify service in Python: READY=1 and a STATUS after a short delay,
 /// through `$NOTIFY_SOCKET`, as `sd_notify(3)` sends it.
 const NOTIFY_PY: &str = "import os,socket,time\ntime.sleep(0.3)\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])\ntime.sleep(60)\n";
@@ -698,39 +415,6 @@ fn notify_service_is_active_only_after_ready() {
     assert_eq!(f.info("n.service").status_text.as_deref(), Some("serving"));
     f.m.stop_all();
     f.until("n stopped", Duration::from_secs(10), |m| m.all_stopped());
-}
-
-#[test]
-fn notify_service_without_ready_times_out() {
-    let mut f = fixture(&[(
-        "n.service",
-        "[Service]\nType=notify\nExecStart=/bin/sh -c 'exec sleep 30'\nTimeoutStartSec=1\n",
-    )]);
-    f.m.boot("");
-    f.until("n failed", Duration::from_secs(10), |m| {
-        m.unit_infos()
-            .iter()
-            .any(|u| u.name == "n.service" && u.active == ActiveState::Failed)
-    });
-    assert_eq!(f.info("n.service").result.as_deref(), Some("start timeout"));
-}
-
-#[test]
-fn notify_service_exiting_before_ready_fails() {
-    let mut f = fixture(&[(
-        "n.service",
-        "[Service]\nType=notify\nExecStart=/bin/sh -c 'exit 0'\n",
-    )]);
-    f.m.boot("");
-    f.until("n failed", Duration::from_secs(10), |m| {
-        m.unit_infos()
-            .iter()
-            .any(|u| u.name == "n.service" && u.active == ActiveState::Failed)
-    });
-    assert_eq!(
-        f.info("n.service").result.as_deref(),
-        Some("main process exited successfully before READY=1")
-    );
 }
 
 /// A socket-activated service in Python that checks what
@@ -829,109 +513,6 @@ fn socket_unit_starts_its_service_on_traffic_with_the_fd() {
     assert!(!sock.exists());
 }
 
-#[test]
-fn kill_mode_process_leaves_the_other_processes() {
-    let mut f = fixture(&[(
-        "k.service",
-        "[Service]\nKillMode=process\nExecStart=/bin/sh -c 'sleep 30 & echo $! > %OUT%/child; exec sleep 30'\n",
-    )]);
-    let out = f.out_dir(&["k.service"]);
-    f.m.boot("");
-    f.until("child pid", Duration::from_secs(5), |_| {
-        std::fs::read_to_string(out.join("child")).is_ok_and(|t| t.ends_with('\n'))
-    });
-    let child: i32 = std::fs::read_to_string(out.join("child"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    f.m.request("k.service", Job::Stop).unwrap();
-    f.until("stopped", Duration::from_secs(10), |m| {
-        m.unit_infos()
-            .iter()
-            .any(|u| u.name == "k.service" && u.active == ActiveState::Inactive)
-    });
-    // The main process is gone, the other one survived.
-    assert!(nix::sys::signal::kill(Pid::from_raw(child), None).is_ok());
-    let _ = nix::sys::signal::kill(Pid::from_raw(child), Signal::SIGKILL);
-    let _ = waitpid(Pid::from_raw(child), None);
-}
-
-#[test]
-fn kill_targets_follow_systemd() {
-    use crate::units::KillMode;
-    assert_eq!(
-        kill_targets(KillMode::ControlGroup, Signal::SIGTERM),
-        Targets::Group
-    );
-    assert_eq!(
-        kill_targets(KillMode::Mixed, Signal::SIGTERM),
-        Targets::Main
-    );
-    assert_eq!(
-        kill_targets(KillMode::Mixed, Signal::SIGKILL),
-        Targets::Group
-    );
-    assert_eq!(
-        kill_targets(KillMode::Process, Signal::SIGKILL),
-        Targets::Main
-    );
-    assert_eq!(
-        kill_targets(KillMode::None, Signal::SIGTERM),
-        Targets::Nothing
-    );
-}
-
-#[test]
-fn binds_to_stops_with_the_other_unit_and_missing_wants_are_harmless() {
-    let mut f = fixture(&[
-        ("b.service", "[Service]\nExecStart=/bin/sh -c 'exec sleep 30'\n"),
-        (
-            "a.service",
-            "[Unit]\nBindsTo=b.service\nAfter=b.service\nWants=nowhere.service\nRequires=gone.service\n[Service]\nExecStart=/bin/sh -c 'exec sleep 30'\n",
-        ),
-        (
-            "p.service",
-            "[Unit]\nPartOf=b.service\n[Service]\nExecStart=/bin/sh -c 'exec sleep 30'\n",
-        ),
-    ]);
-    f.m.boot("");
-    f.until("all up", Duration::from_secs(5), |m| {
-        ["a.service", "b.service", "p.service"].iter().all(|n| {
-            m.unit_infos()
-                .iter()
-                .any(|u| u.name == *n && u.active == ActiveState::Active)
-        })
-    });
-    // A restart of b restarts p (PartOf=) and a (BindsTo=).
-    let (a1, p1) = (f.info("a.service").main_pid, f.info("p.service").main_pid);
-    f.m.request("b.service", Job::Restart).unwrap();
-    f.until("restarted", Duration::from_secs(10), |m| {
-        let infos = m.unit_infos();
-        let get = |n: &str| infos.iter().find(|u| u.name == n).cloned().unwrap();
-        get("a.service").main_pid.is_some_and(|p| Some(p) != a1)
-            && get("p.service").main_pid.is_some_and(|p| Some(p) != p1)
-            && get("b.service").active == ActiveState::Active
-    });
-    // b crashes: a, bound to it, stops; p (only PartOf) keeps running.
-    let b = f.info("b.service").main_pid.unwrap();
-    nix::sys::signal::kill(Pid::from_raw(b), Signal::SIGKILL).unwrap();
-    f.until("a stopped", Duration::from_secs(10), |m| {
-        m.unit_infos()
-            .iter()
-            .any(|u| u.name == "a.service" && u.active == ActiveState::Inactive)
-    });
-    assert_eq!(f.info("p.service").active, ActiveState::Active);
-    let (health, _) = f.m.health();
-    assert_ne!(
-        f.info("nowhere.service").active,
-        ActiveState::Failed,
-        "{health:?}"
-    );
-    f.m.stop_all();
-    f.until("all stopped", Duration::from_secs(10), |m| m.all_stopped());
-}
-
 /// A stand-in for dockerd (Debian's docker.service runs it with
 /// `-H fd://`): checks what go-systemd's activation checks, that
 /// containerd was ready first, tells READY=1, and answers on fd 3.
@@ -1006,7 +587,7 @@ fn debians_docker_units_socket_activate_dockerd_after_containerd() {
             .any(|u| u.name == "docker.socket" && u.sub == "listening")
     });
     // The boot does not wait for dockerd: it is not even started.
-    f.until("boot done", Duration::from_secs(5), |m| m.boot_done);
+    f.until("boot done", Duration::from_secs(5), |m| m.machine.boot_done);
     assert!(f
         .m
         .unit_infos()

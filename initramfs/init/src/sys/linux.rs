@@ -1,13 +1,10 @@
-//! The seam between the boot logic and the kernel.
-//!
-//! Stage 1, stage 2 and shutdown are written against [`Sys`], so their exact
-//! sequence of mounts, module loads and reboots is asserted by unit tests with
-//! [`crate::recording::RecordingSys`], without root and without a VM.
-//! [`LinuxSys`] is the real thing, a thin layer over `nix` and `std`.
+//! [`LinuxSys`]: the [`Sys`] seam on the real kernel, a thin layer over
+//! `nix` and `std`. Device-mapper and the raw ioctls live below it in
+//! [`crate::dm`] and [`crate::ioctl`], which know nothing of the seam.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::time::Duration;
@@ -22,141 +19,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::time::ClockId;
 use nix::unistd::Pid;
 
-use crate::dm::{Control, DmTarget};
-use crate::error::io_errno;
-use crate::units::ExitOutcome;
-
-pub type SysResult<T> = Result<T, Errno>;
-
-/// A block device (or, in tests, an in-memory disk image).
-pub trait ReadSeek: Read + Seek {}
-impl<T: Read + Seek> ReadSeek for T {}
-
-/// What `reboot(2)` should do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reboot {
-    Restart,
-    PowerOff,
-}
-
-/// One step of reaping children.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reaped {
-    /// A child (or an adopted orphan) exited, and how.
-    Child(i32, ExitOutcome),
-    /// Children remain, none has exited.
-    NoneReady,
-    /// No children at all.
-    NoChildren,
-}
-
-/// The system calls the init makes. Paths are `&str`: every path the init
-/// touches is ours or the kernel's, and strings keep the recorded calls
-/// readable.
-pub trait Sys {
-    fn mount(
-        &mut self,
-        source: Option<&str>,
-        target: &str,
-        fstype: Option<&str>,
-        flags: MsFlags,
-        data: Option<&str>,
-    ) -> SysResult<()>;
-    fn umount(&mut self, target: &str) -> SysResult<()>;
-    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
-    /// Sets the owner and then the mode (all 12 bits) of the folder
-    /// `path`, through a descriptor opened with `O_DIRECTORY|O_NOFOLLOW`:
-    /// a symbolic link or anything but a folder in its place fails with
-    /// `ENOTDIR` (what Linux answers for both) and is left alone, so a
-    /// link planted on `/var` cannot make PID 1 hand another file to an
-    /// account.
-    fn set_dir_mode_owner(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> SysResult<()>;
-    /// Loads a kernel module from a file, with no parameters.
-    fn finit_module(&mut self, path: &str) -> SysResult<()>;
-    fn chdir(&mut self, path: &str) -> SysResult<()>;
-    fn chroot(&mut self, path: &str) -> SysResult<()>;
-    /// Replaces the process image. The real implementation only returns on
-    /// failure; the recording one returns `Ok` so tests can look at what
-    /// happened before.
-    fn execv(&mut self, path: &str, argv: &[&str]) -> SysResult<()>;
-    /// Like `execv`, the real implementation only returns on failure.
-    fn reboot(&mut self, how: Reboot) -> SysResult<()>;
-    /// `reboot(RB_ENABLE_CAD / RB_DISABLE_CAD)`.
-    fn set_ctrl_alt_del(&mut self, enabled: bool) -> SysResult<()>;
-    fn sleep(&mut self, duration: Duration);
-    /// A monotonic clock, for timeouts.
-    fn now(&mut self) -> Duration;
-    /// Time since boot, including time suspended (`CLOCK_BOOTTIME`).
-    fn boot_time(&mut self) -> Duration;
-    fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>>;
-    /// Entry names, sorted, without `.` and `..`.
-    fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>>;
-    fn read_link(&mut self, path: &str) -> SysResult<String>;
-    /// Creates `path` as a symbolic link to `target`.
-    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()>;
-    /// rename(2) within one filesystem.
-    fn rename(&mut self, from: &str, to: &str) -> SysResult<()>;
-    /// Whether the path exists, without following a final symlink (a
-    /// dangling `/sbin/init` link still "exists"; exec will explain).
-    fn exists(&mut self, path: &str) -> bool;
-    fn open_block(&mut self, path: &str) -> SysResult<Box<dyn ReadSeek>>;
-    /// Writes text to a terminal (or `/dev/console`).
-    fn write_tty(&mut self, path: &str, text: &str) -> SysResult<()>;
-    /// Waits, at most `limit`, until what was written to a terminal has
-    /// left it.
-    fn drain_tty(&mut self, path: &str, limit: Duration) -> SysResult<()>;
-    fn set_hostname(&mut self, name: &str) -> SysResult<()>;
-    /// Writes `data` at byte `offset` of a block device and returns once it
-    /// is on stable storage (the device's write cache flushed too), so a
-    /// sequence of these calls reaches the disk in order.
-    fn write_block(&mut self, path: &str, offset: u64, data: &[u8]) -> SysResult<()>;
-    /// `BLKPG_RESIZE_PARTITION` on the disk `path`: partition `number` now
-    /// spans `length` bytes from `start`.
-    fn resize_partition(
-        &mut self,
-        path: &str,
-        number: u32,
-        start: u64,
-        length: u64,
-    ) -> SysResult<()>;
-    /// `EXT4_IOC_RESIZE_FS` on the filesystem mounted at `mount_point`.
-    fn resize_ext4(&mut self, mount_point: &str, blocks: u64) -> SysResult<()>;
-    /// Fills `buf` from the kernel's random source (`getrandom(2)`, which
-    /// waits until the kernel's generator is seeded).
-    fn random(&mut self, buf: &mut [u8]) -> SysResult<()>;
-    /// Replaces `path` with `data` atomically and durably: a temporary file
-    /// beside it, fsync, rename over, fsync of the directory.
-    fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> SysResult<()>;
-    /// Runs a program with stdin from `/dev/null` and its output on
-    /// `/dev/console`, and waits for it at most `timeout`. `Some(status)`
-    /// is its exit status (128 + signal if killed); `None` means it ran out
-    /// of time and was killed.
-    fn run_program(
-        &mut self,
-        path: &str,
-        args: &[&str],
-        timeout: Duration,
-    ) -> SysResult<Option<i32>>;
-    fn kill(&mut self, pid: i32, signal: Signal) -> SysResult<()>;
-    /// `waitpid(-1, WNOHANG)`, once.
-    fn reap(&mut self) -> Reaped;
-    fn sync(&mut self);
-
-    // Device-mapper, one ioctl on /dev/mapper/control each (see `dm.rs`).
-    // Opening the control node fails with ENOENT without dm_mod.
-
-    /// `DM_VERSION`: the kernel's device-mapper interface version.
-    fn dm_version(&mut self) -> SysResult<[u32; 3]>;
-    /// `DM_DEV_CREATE`: a device with no table; its `(major, minor)`.
-    fn dm_create(&mut self, name: &str, read_only: bool) -> SysResult<(u32, u32)>;
-    /// `DM_TABLE_LOAD` into the device's inactive table slot.
-    fn dm_load_table(&mut self, name: &str, read_only: bool, targets: &[DmTarget])
-        -> SysResult<()>;
-    /// `DM_DEV_SUSPEND` without `DM_SUSPEND_FLAG`: the loaded table goes live.
-    fn dm_resume(&mut self, name: &str) -> SysResult<()>;
-    /// `DM_DEV_REMOVE`.
-    fn dm_remove(&mut self, name: &str) -> SysResult<()>;
-}
+use super::seam::Sys;
+use super::types::{
+    io_errno, DmTarget, ExitOutcome, ReadSeek, Reaped, Reboot, SysResult, DEV_CONSOLE,
+};
+use crate::dm::Control;
 
 /// The real system.
 #[derive(Debug, Default)]
@@ -414,7 +281,7 @@ impl Sys for LinuxSys {
             OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-                .open(crate::console::DEV_CONSOLE)
+                .open(DEV_CONSOLE)
         };
         let (out, err) = (
             console().map_err(|e| io_errno(&e))?,
@@ -511,90 +378,9 @@ impl Sys for LinuxSys {
     }
 }
 
-/// Renders a mount call the way the recording test double logs it and the
-/// way a person reads it: `mount tmpfs /run tmpfs nosuid,nodev,mode=0755`,
-/// `mount --move /dev /sysroot/dev`, `mount --remount / ro`.
-pub fn describe_mount(
-    source: Option<&str>,
-    target: &str,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> String {
-    let mut opts: Vec<&str> = Vec::new();
-    for (flag, name) in [
-        (MsFlags::MS_RDONLY, "ro"),
-        (MsFlags::MS_NOSUID, "nosuid"),
-        (MsFlags::MS_NODEV, "nodev"),
-        (MsFlags::MS_NOEXEC, "noexec"),
-        (MsFlags::MS_BIND, "bind"),
-        (MsFlags::MS_REC, "rec"),
-    ] {
-        if flags.contains(flag) {
-            opts.push(name);
-        }
-    }
-    if let Some(data) = data {
-        opts.push(data);
-    }
-    let opts = opts.join(",");
-    let source = source.unwrap_or("none");
-    if flags.contains(MsFlags::MS_MOVE) {
-        return format!("mount --move {source} {target}");
-    }
-    let mut line = if flags.contains(MsFlags::MS_REMOUNT) {
-        format!("mount --remount {target}")
-    } else {
-        format!("mount {source} {target} {}", fstype.unwrap_or("none"))
-    };
-    if !opts.is_empty() {
-        line.push(' ');
-        line.push_str(&opts);
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mounts_are_described_readably() {
-        assert_eq!(
-            describe_mount(
-                Some("devtmpfs"),
-                "/dev",
-                Some("devtmpfs"),
-                MsFlags::empty(),
-                None
-            ),
-            "mount devtmpfs /dev devtmpfs"
-        );
-        assert_eq!(
-            describe_mount(
-                Some("tmpfs"),
-                "/run",
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some("mode=0755")
-            ),
-            "mount tmpfs /run tmpfs nosuid,nodev,mode=0755"
-        );
-        assert_eq!(
-            describe_mount(Some("/dev"), "/sysroot/dev", None, MsFlags::MS_MOVE, None),
-            "mount --move /dev /sysroot/dev"
-        );
-        assert_eq!(
-            describe_mount(
-                None,
-                "/",
-                None,
-                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None
-            ),
-            "mount --remount / ro"
-        );
-    }
 
     #[test]
     fn linux_sys_reads_files_and_dirs() {
