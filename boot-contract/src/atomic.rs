@@ -47,8 +47,8 @@ pub fn write_atomic_mode(
         io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
     };
     let tmp = temp_path(path)?;
-    let written = (|| {
-        let mut f = OpenOptions::new()
+    let create = || {
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode & 0o7777)
@@ -57,7 +57,18 @@ pub fn write_atomic_mode(
             // starts.
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
-            .map_err(|e| named("creating", &tmp, e))?;
+    };
+    let written = (|| {
+        let mut f = match create() {
+            // Left by an earlier process with this PID that died before
+            // its rename (PID 1 is PID 1 at every boot): no live writer
+            // has this name, so it goes.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp).and_then(|()| create())
+            }
+            other => other,
+        }
+        .map_err(|e| named("creating", &tmp, e))?;
         f.write_all(bytes).map_err(|e| named("writing", &tmp, e))?;
         // The mode given to open is filtered by the umask.
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
@@ -89,8 +100,10 @@ fn folder(path: &Path) -> &Path {
 }
 
 /// `.<name>.<pid>.<n>.tmp` next to `path`: hidden, and unique to this call.
+/// The counter of [`temp_path`].
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -129,6 +142,23 @@ mod tests {
         // Nothing left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    /// A temporary file left by a crash of a process with the same PID
+    /// (PID 1 at every boot) does not stop the next write.
+    #[test]
+    fn a_stale_temporary_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conf");
+        let next = NEXT.load(Ordering::Relaxed);
+        for n in next..next + 64 {
+            let stale = dir
+                .path()
+                .join(format!(".conf.{}.{n}.tmp", std::process::id()));
+            std::fs::write(stale, b"half").unwrap();
+        }
+        write_atomic(&p, b"whole", Durability::Durable).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"whole");
     }
 
     #[test]

@@ -255,10 +255,10 @@ impl Host {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, format!("{text}\n")).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
-        }
+        // In /run: readers see the old state or the new, and nothing
+        // survives a power cut anyway.
+        use slipway_boot_contract::atomic::{write_atomic, Durability};
+        let _ = write_atomic(path, format!("{text}\n").as_bytes(), Durability::Atomic);
     }
 
     fn run_health_hook(&self, state: &str, outbox: &mut Vec<String>) {

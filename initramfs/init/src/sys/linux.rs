@@ -243,32 +243,9 @@ impl Sys for LinuxSys {
     }
 
     fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> SysResult<()> {
-        let target = std::path::Path::new(path);
-        let dir = target.parent().ok_or(Errno::EINVAL)?;
-        let name = target.file_name().ok_or(Errno::EINVAL)?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(".tmp");
-        let temp = dir.join(temp_name);
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&temp)?;
-            file.write_all(data)?;
-            // The mode given to open is filtered by the umask.
-            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-            file.sync_all()?;
-            std::fs::rename(&temp, target)?;
-            File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result.map_err(|e| io_errno(&e))
+        use slipway_boot_contract::atomic::{write_atomic_mode, Durability};
+        write_atomic_mode(std::path::Path::new(path), data, mode, Durability::Durable)
+            .map_err(|e| io_errno(&e))
     }
 
     fn run_program(
