@@ -181,20 +181,10 @@ pub fn key_problem(key: &str) -> Option<String> {
     }
     let mut msg =
         format!("\"coreos.etcd2\" key {key:?} is not a flag of etcd 3.4; etcd ignores it");
-    if let Some(s) = closest(&flag) {
+    if let Some(s) = crate::similar::suggestion(&flag, &FLAGS) {
         msg.push_str(&format!(" (did you mean {s:?}?)"));
     }
     Some(msg)
-}
-
-/// The flag within edit distance 2 of `flag`, if any.
-fn closest(flag: &str) -> Option<&'static str> {
-    FLAGS
-        .iter()
-        .map(|f| (crate::parse::edit_distance(flag, f), *f))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, f)| f)
 }
 
 /// How etcd reads a flag's value.

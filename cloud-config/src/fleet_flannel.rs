@@ -6,8 +6,6 @@
 //! typo is named as one (the keys still become the environment variables
 //! coreos-cloudinit would write, in a drop-in, for a unit the user brings).
 
-use crate::etcd::flag_name;
-
 /// coreos-cloudinit's `config/fleet.go`, as written in user-data.
 const FLEET_KEYS: [&str; 11] = [
     "agent_ttl",
@@ -68,18 +66,13 @@ pub fn flannel_key_problem(key: &str) -> Option<String> {
 /// A key coreos-cloudinit did not know (a warning, as its validator gave),
 /// with the nearest known one.
 fn key_problem(section: &str, known: &[&str], key: &str) -> Option<String> {
-    let name = flag_name(key).replace('-', "_");
+    let name = key.replace('-', "_").to_ascii_lowercase();
     if known.contains(&name.as_str()) {
         return None;
     }
     let mut msg = format!("\"coreos.{section}\" has no key {key:?}");
-    if let Some(near) = known
-        .iter()
-        .map(|k| (crate::parse::edit_distance(&name, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-    {
-        msg.push_str(&format!(" (did you mean {:?}?)", near.1));
+    if let Some(near) = crate::similar::suggestion(&name, known) {
+        msg.push_str(&format!(" (did you mean {near:?}?)"));
     }
     Some(msg)
 }

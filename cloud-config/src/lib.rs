@@ -22,14 +22,17 @@ pub mod etcd;
 pub mod findings;
 pub mod fleet_flannel;
 pub mod parse;
+pub mod report;
 pub mod schema;
+mod similar;
 pub mod substitute;
 pub mod swarm;
 pub mod userdata;
 pub mod validate;
 mod yaml;
 
-pub use findings::{Finding, Level, Report};
+pub use findings::{Finding, Level};
+pub use report::Report;
 pub use substitute::Substitutions;
 pub use userdata::UserDataKind;
 pub use validate::{validate, validate_with};

@@ -326,7 +326,7 @@ impl Ctx {
 
     fn unknown(&mut self, e: &Entry, known: &[&str]) {
         let mut msg = format!("unrecognized key {:?}", e.raw_key);
-        if let Some(s) = suggestion(&e.key, known) {
+        if let Some(s) = crate::similar::suggestion(&e.key, known) {
             msg.push_str(&format!(" (did you mean {s:?}?)"));
         }
         let n = e.key_node;
@@ -346,31 +346,6 @@ fn split_commas(text: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect()
-}
-
-/// The closest known key within edit distance 2, if any.
-fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over chars.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Keys other tools accept that Slipway deliberately does not, with why.
@@ -987,8 +962,11 @@ mod tests {
 
     #[test]
     fn edit_distances() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "ab"), 2);
-        assert_eq!(suggestion("write_file", &TOP_KEYS), Some("write_files"));
+        assert_eq!(crate::similar::edit_distance("kitten", "sitting"), 3);
+        assert_eq!(crate::similar::edit_distance("", "ab"), 2);
+        assert_eq!(
+            crate::similar::suggestion("write_file", &TOP_KEYS),
+            Some("write_files")
+        );
     }
 }

@@ -26,8 +26,9 @@
 
 use base64::Engine;
 
-use crate::findings::{Finding, Level, Report};
+use crate::findings::{Finding, Level};
 use crate::parse::{self, Positions};
+use crate::report::Report;
 use crate::schema::{self, CloudConfig, Encoding, EnvMap, Unit, User, WriteFile};
 use crate::substitute::{self, substitute, Fallback, Substitutions};
 use crate::userdata::{self, UserDataKind};

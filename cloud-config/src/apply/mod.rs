@@ -54,7 +54,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::findings::{Level, Report};
+use crate::findings::Level;
+use crate::report::Report;
 use crate::schema::{CloudConfig, User, WriteFile};
 
 pub use commands::{bootcmds, commands_to_run, PlannedCommand};
