@@ -50,7 +50,7 @@ pub fn find(cmdline: &str, sys: &Path, dev: &Path) -> Result<Option<BootDisk>> {
         if read.is_err() {
             continue;
         }
-        let Ok((_, parts)) = crate::source::parse_table(&head) else {
+        let Ok((_, parts)) = crate::gpt_read::parse_table(&head) else {
             continue;
         };
         if parts.iter().any(|p| p.uuid == root) {

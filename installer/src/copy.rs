@@ -37,19 +37,12 @@ use crate::source::{Reader, Source};
 use crate::table::{Content, Plan};
 use crate::var_template;
 
+pub use crate::written::{write_all_at, Stats};
+
 const BLOCK: u64 = 4096;
 const CHUNK: usize = 1024 * 1024;
 /// How much of an empty partition's start and end is zeroed.
 const SIGNATURE_AREA: u64 = 1024 * 1024;
-
-/// What the install wrote.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    /// Data bytes written (non-zero blocks, seed, tables).
-    pub written: u64,
-    /// Bytes made zero (by zeroing commands or zero writes).
-    pub zeroed: u64,
-}
 
 /// One partition's progress through the copy.
 #[derive(Debug, Clone)]
@@ -199,15 +192,6 @@ impl Copier<'_> {
         }
         Ok(())
     }
-}
-
-/// Writes `bytes` at `offset`, counted.
-pub fn write_all_at(target: &mut File, bytes: &[u8], offset: u64, stats: &mut Stats) -> Result<()> {
-    target
-        .write_all_at(bytes, offset)
-        .with_context(|| format!("writing {} bytes at byte {offset}", bytes.len()))?;
-    stats.written += bytes.len() as u64;
-    Ok(())
 }
 
 /// Copies what the plan takes from the source, the fresh `var` when the

@@ -19,12 +19,14 @@
 
 pub mod bootdisk;
 pub mod copy;
+pub mod gpt_read;
 pub mod progress;
 pub mod refuse;
 pub mod seed;
 pub mod source;
 pub mod table;
 pub mod var_template;
+pub mod written;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -5,21 +5,20 @@
 //! matched.
 
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use gpt::disk::LogicalBlockSize;
 use uuid::Uuid;
 
 use crate::bootdisk;
+pub use crate::gpt_read::{parse_table, SourcePartition};
 
 /// The bytes read before anything else: the protective MBR, the primary
 /// GPT (header and 128 entries), and the rest of the first MiB, where the
 /// first partition starts in every Slipway image.
 pub const HEAD_BYTES: usize = 1024 * 1024;
-const SECTOR: u64 = 512;
 
 /// The source the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,40 +29,6 @@ pub enum SourceSpec {
     File(PathBuf),
     /// `http://…/disk.raw` (plain HTTP; `SHA256SUMS` from the same folder).
     Url(String),
-}
-
-/// One used entry of the source's GPT.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourcePartition {
-    pub number: u32,
-    pub label: String,
-    pub type_guid: Uuid,
-    pub uuid: Uuid,
-    pub first_lba: u64,
-    pub last_lba: u64,
-    pub flags: u64,
-}
-
-impl SourcePartition {
-    /// From an entry the `gpt` crate read.
-    pub fn from_entry(number: u32, p: &gpt::partition::Partition) -> SourcePartition {
-        SourcePartition {
-            number,
-            label: p.name.clone(),
-            type_guid: p.part_type_guid.guid,
-            uuid: p.part_guid,
-            first_lba: p.first_lba,
-            last_lba: p.last_lba,
-            flags: p.flags,
-        }
-    }
-
-    pub fn offset(&self) -> u64 {
-        self.first_lba * SECTOR
-    }
-    pub fn end(&self) -> u64 {
-        (self.last_lba + 1) * SECTOR
-    }
 }
 
 /// How the source's bytes are read.
@@ -248,28 +213,6 @@ pub fn expected_from_sums(text: &str, name: &str) -> std::result::Result<[u8; 32
         return Ok(digest);
     }
     Err(format!("no line for {name}"))
-}
-
-/// The disk GUID and used partitions of the primary GPT in `head`.
-pub fn parse_table(head: &[u8]) -> Result<(Uuid, Vec<SourcePartition>)> {
-    let lb = LogicalBlockSize::Lb512;
-    let mut cursor = Cursor::new(head);
-    let header = gpt::header::read_header_from_arbitrary_device(&mut cursor, lb)
-        .map_err(|e| anyhow!("no valid primary GPT: {e}"))?;
-    if header.part_size != 128 {
-        bail!(
-            "the GPT has {}-byte entries, not 128: not a Slipway image",
-            header.part_size
-        );
-    }
-    let entries = gpt::partition::file_read_partitions(&mut cursor, &header, lb)
-        .map_err(|e| anyhow!("reading the GPT entries: {e}"))?;
-    let partitions = entries
-        .into_iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(number, p)| SourcePartition::from_entry(number, &p))
-        .collect();
-    Ok((header.disk_guid, partitions))
 }
 
 #[cfg(test)]

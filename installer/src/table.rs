@@ -11,10 +11,10 @@ use gpt::partition::Partition;
 use gpt::partition_types::{OperatingSystem, Type};
 use uuid::Uuid;
 
-use crate::copy::{self, Stats};
 use crate::seed;
 use crate::source::{Source, SourcePartition};
 use crate::var_template;
+use crate::written::{self, Stats};
 
 const SECTOR: u64 = 512;
 /// The protective MBR and the primary GPT (header, 128 entries of 128 bytes).
@@ -181,9 +181,9 @@ impl Plan {
 /// not even as what it held before.
 pub fn wipe(file: &mut File, len: u64, stats: &mut Stats) -> Result<()> {
     let zeros = vec![0u8; PRIMARY_BYTES as usize];
-    copy::write_all_at(file, &zeros, 0, stats)?;
+    written::write_all_at(file, &zeros, 0, stats)?;
     if len >= PRIMARY_BYTES + BACKUP_BYTES {
-        copy::write_all_at(
+        written::write_all_at(
             file,
             &zeros[..BACKUP_BYTES as usize],
             len - BACKUP_BYTES,
