@@ -18,6 +18,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::guest::TARGET;
 
+/// The host programs of the registry tests (`registry.rs`): Debian's
+/// `docker-registry` and `skopeo`.
+pub const REGISTRY_BIN: &str = "docker-registry";
+pub const SKOPEO_BIN: &str = "skopeo";
+
 /// Which command the host is prepared for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -113,12 +118,12 @@ const TEST_NEEDS: [Need; 11] = [
     },
     Need {
         package: "docker-registry",
-        probe: Probe::Programs(&[crate::registry::REGISTRY_BIN]),
+        probe: Probe::Programs(&[REGISTRY_BIN]),
         why: "the container tests' registry on loopback",
     },
     Need {
         package: "skopeo",
-        probe: Probe::Programs(&[crate::registry::SKOPEO_BIN]),
+        probe: Probe::Programs(&[SKOPEO_BIN]),
         why: "skopeo pushes the container tests' image",
     },
     Need {

@@ -17,8 +17,7 @@ use anyhow::{bail, Context, Result};
 use crate::oci::OciImage;
 use crate::util::which;
 
-pub const REGISTRY_BIN: &str = "docker-registry";
-pub const SKOPEO_BIN: &str = "skopeo";
+pub use crate::host_setup::{REGISTRY_BIN, SKOPEO_BIN};
 
 /// How the guest (QEMU user networking) reaches the host's loopback.
 pub const GUEST_HOST_ADDR: &str = "10.0.2.2";
