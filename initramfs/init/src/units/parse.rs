@@ -7,7 +7,7 @@ use super::env::parse_environment;
 use super::exec::{parse_exec, ExecCommand};
 use super::name::{expand_specifiers, UnitName};
 use super::socket::{self, Applied, Socket};
-use super::syntax::{self, Item};
+use super::syntax::{self, parse_bool, Item};
 use super::time::parse_timespan;
 use super::words::split_words;
 use super::{
@@ -741,15 +741,6 @@ fn parse_max(value: &str, bytes: bool) -> Result<Max, String> {
         .and_then(|n| n.checked_mul(factor))
         .map(Max::Value)
         .ok_or_else(|| "not a number or infinity".to_string())
-}
-
-/// systemd's booleans.
-pub(crate) fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "yes" | "y" | "true" | "t" | "on" => Some(true),
-        "0" | "no" | "n" | "false" | "f" | "off" => Some(false),
-        _ => None,
-    }
 }
 
 /// Parses `text` as the only file of unit `name` (for tests and tools).

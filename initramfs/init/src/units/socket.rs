@@ -127,7 +127,7 @@ pub(crate) fn assign(socket: &mut Socket, key: &str, value: &str) -> Applied {
             }
             socket.service = Some(value.to_string());
         }
-        "RemoveOnStop" => match super::parse::parse_bool(value) {
+        "RemoveOnStop" => match super::syntax::parse_bool(value) {
             Some(b) => socket.remove_on_stop = b,
             None => return Applied::Warning(format!("{key}={value}: not a boolean, ignoring")),
         },
@@ -143,7 +143,7 @@ pub(crate) fn assign(socket: &mut Socket, key: &str, value: &str) -> Applied {
             socket.fd_name = Some(value.to_string());
         }
         "Accept" => {
-            match super::parse::parse_bool(value) {
+            match super::syntax::parse_bool(value) {
                 Some(false) => {}
                 Some(true) => return Applied::Error(
                     "Accept=yes (one service instance per connection) is not supported; refusing"

@@ -93,6 +93,16 @@ fn line_item(l: &str, line: usize) -> Item {
     }
 }
 
+/// systemd's booleans (`1 yes y true t on`, `0 no n false f off`, any
+/// case).
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "true" | "t" | "on" => Some(true),
+        "0" | "no" | "n" | "false" | "f" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
