@@ -1,14 +1,16 @@
 //! Applying a payload to the passive slot, in the crash-safe order of
 //! ARCHITECTURE.md, "Update order":
 //!
-//! 1. read and verify the manifest (signature, board, version, sizes)
-//!    before a single byte is written;
+//! 1. read and verify the manifest (signature, board, version and the
+//!    version floor, sizes, the boot line as PID 1 will read it) before a
+//!    single byte is written;
 //! 2. remove the passive slot's boot entry: from here it cannot boot;
 //! 3. stream the data, each chunk checked against the manifest before it is
 //!    written, to the slot's root and verity partitions and to staging
 //!    files on the ESP;
-//! 4. fsync, drop the cached pages, re-read everything and compare with the
-//!    manifest's sha256 of each part;
+//! 4. fsync, drop the cached pages, re-read every chunk and compare it with
+//!    the CRC32 of the bytes that passed the manifest's sha256 (the kernel
+//!    and initramfs copies: with their sha256, over their whole length);
 //! 5. rename the kernel and initramfs into place, then write the entry with
 //!    `+3` tries (temporary name, fsync, rename).
 //!
