@@ -116,9 +116,11 @@ pub(crate) fn load(src: &str) -> Result<Loaded, SyntaxError> {
                     lines: &lines,
                     renamed: &renamed,
                 };
+                let last_line = yaml_line_count(src);
                 let root = docs.first().map(|d| {
                     let mut root = conv.node(d);
                     inherit_positions(&mut root, 1, 1);
+                    clamp_positions(&mut root, last_line);
                     root
                 });
                 return Ok(Loaded {
@@ -189,6 +191,35 @@ fn point_at_tab(src: &str, mut e: SyntaxError) -> SyntaxError {
         }
     }
     e
+}
+
+/// Lines as YAML counts them: CR LF, LF and a lone CR each end one.
+fn yaml_line_count(src: &str) -> usize {
+    src.replace("\r\n", "\n").split(['\n', '\r']).count()
+}
+
+/// saphyr places an empty node at the end of the input (an explicit key
+/// `?` with nothing after it, on the last line): such a node takes the
+/// start of the last line, so its finding names a line of the file.
+fn clamp_positions(node: &mut Node, last_line: usize) {
+    if node.line > last_line {
+        node.line = last_line;
+        node.column = 1;
+    }
+    match &mut node.value {
+        Value::Seq(items) => {
+            for item in items {
+                clamp_positions(item, last_line);
+            }
+        }
+        Value::Map(entries) => {
+            for (key, value) in entries {
+                clamp_positions(key, last_line);
+                clamp_positions(value, last_line);
+            }
+        }
+        Value::Scalar { .. } => {}
+    }
 }
 
 /// The parser finds an unclosed `[`, `{` or quote only at the end of the
@@ -541,6 +572,22 @@ mod syntax_positions {
         // Brackets in quotes and comments do not count.
         let (line, _, _) = error_at("a: '[' # ]\nb: [x\n");
         assert_eq!(line, 2);
+    }
+
+    /// Found by the `user_data` fuzz target: an explicit key `?` on the
+    /// last line, without a newline, was placed on the line after it.
+    #[test]
+    fn an_empty_key_at_the_end_names_the_last_line() {
+        let loaded = load("a: 1\n? #c").unwrap();
+        let Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) = loaded.root
+        else {
+            panic!("a mapping");
+        };
+        let (key, _) = entries.last().unwrap();
+        assert_eq!((key.line, key.column), (2, 1));
     }
 
     #[test]

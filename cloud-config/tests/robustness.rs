@@ -74,3 +74,19 @@ fn mutated_user_data_never_panics_and_findings_have_positions() {
     }
     assert!(checked >= 30_000, "only {checked} inputs checked");
 }
+
+/// Inputs the `user_data` fuzz target found failing, kept and replayed:
+/// each must now pass the body.
+#[test]
+fn fuzz_regressions_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let result = std::panic::catch_unwind(|| fuzz_bodies::user_data(&input));
+        assert!(result.is_ok(), "{} fails again", path.display());
+        n += 1;
+    }
+    assert!(n >= 1, "no regression inputs in {}", dir.display());
+}
