@@ -142,10 +142,13 @@ fn check_feed(
     trust
         .check_feed(&release)
         .map_err(|e| anyhow::anyhow!("{}: {e}", source.describe()))?;
-    trust.accept_feed(&release);
-    if let Err(e) = trust.save(trust_path) {
-        eprintln!("update-engine: warning: {}: {e}", trust_path.display());
+    // Written only when it changes: a check every hour rewrites nothing.
+    if trust.accept_feed(&release) {
+        if let Err(e) = trust.save(trust_path) {
+            eprintln!("update-engine: warning: {}: {e}", trust_path.display());
+        }
     }
+
     let seed = Seed::of_machine(Path::new(crate::lock::MACHINE_ID_PATH));
     let v = verdict(
         &release,
@@ -407,13 +410,17 @@ pub fn bless(sys: &System) -> Result<String> {
     // blessing itself never waits on this record: a failure is a warning.
     let trust_path = Path::new(TRUST_FILE);
     let (mut trust, _) = Trust::load(trust_path);
-    trust.raise_floor(&sys.machine.running.version);
-    if let Err(e) = trust.save(trust_path) {
-        eprintln!(
-            "update-engine: warning: the version floor was not recorded in {}: {e}",
-            trust_path.display()
-        );
+    // Every healthy boot blesses; the file is written only when the floor
+    // rises.
+    if trust.raise_floor(&sys.machine.running.version) {
+        if let Err(e) = trust.save(trust_path) {
+            eprintln!(
+                "update-engine: warning: the version floor was not recorded in {}: {e}",
+                trust_path.display()
+            );
+        }
     }
+
     Ok(match blessed {
         Some((from, to)) => format!(
             "slot {} ({}) marked good: {from} → {to}",

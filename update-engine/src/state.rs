@@ -73,11 +73,9 @@ impl State {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        write_json(path, self)
+        crate::files::write_json(path, self)
     }
 }
-
-pub use crate::files::write_json;
 
 /// Where a transition is refused: steps run in order, each once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -69,22 +69,25 @@ impl Trust {
         }
     }
 
-    /// Remembers `r` if it is the newest feed seen.
-    pub fn accept_feed(&mut self, r: &feed::Release) {
-        if self
+    /// Remembers `r` if it is the newest feed seen; `true` when the record
+    /// changed (and needs saving).
+    pub fn accept_feed(&mut self, r: &feed::Release) -> bool {
+        let newer = self
             .newest_feed
             .as_ref()
-            .is_none_or(|seen| r.published > seen.published)
-        {
+            .is_none_or(|seen| r.published > seen.published);
+        if newer {
             self.newest_feed = Some(FeedSeen {
                 published: r.published,
                 version: r.version.clone(),
             });
         }
+        newer
     }
 
-    /// Raises the floor to `version` (never lowers it).
-    pub fn raise_floor(&mut self, version: &str) {
+    /// Raises the floor to `version` (never lowers it); `true` when the
+    /// record changed (and needs saving).
+    pub fn raise_floor(&mut self, version: &str) -> bool {
         let higher = self
             .floor
             .as_deref()
@@ -92,6 +95,7 @@ impl Trust {
         if higher {
             self.floor = Some(version.to_string());
         }
+        higher
     }
 }
 
