@@ -59,7 +59,8 @@ enum Command {
     Apply {
         /// A payload file or http:// URL; without it, the feed decides
         source: Option<String>,
-        /// Accept a version not newer than the running one (local files only)
+        /// Accept a version not newer than the running one (local files only;
+        /// never below the version floor in /var/lib/slipway/update/trust.json)
         #[arg(long)]
         allow_downgrade: bool,
         /// Install the feed's release even if this machine's rollout wave
