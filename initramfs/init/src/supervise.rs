@@ -127,11 +127,17 @@ impl Supervisor {
                 Some(_) => None,
                 None if self.stopping.is_some() => None,
                 // Round up so we do not wake a moment early and spin.
-                None => Some(self.respawn.delay(sys.now()) + Duration::from_millis(1)),
+                None => Some(
+                    self.respawn
+                        .delay(sys.now())
+                        .saturating_add(Duration::from_millis(1)),
+                ),
             };
             if let Some(m) = &self.manager {
                 if let Some(d) = m.next_deadline() {
-                    let d = d + Duration::from_millis(1);
+                    // Saturating: a deadline may lie near the end of the
+                    // clock (a unit's time-out, the health grace).
+                    let d = d.saturating_add(Duration::from_millis(1));
                     wait = Some(wait.map_or(d, |w| w.min(d)));
                 }
             }

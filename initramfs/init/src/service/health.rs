@@ -50,7 +50,10 @@ impl Machine {
             .map(|s2| {
                 format!(
                     " (stage 2 start +{} ms)",
-                    (self.boot_epoch + self.now).saturating_sub(s2).as_millis()
+                    self.boot_epoch
+                        .saturating_add(self.now)
+                        .saturating_sub(s2)
+                        .as_millis()
                 )
             })
             .unwrap_or_default();
@@ -72,7 +75,9 @@ impl Machine {
             .map(|r| r.since)
             .max()
             .unwrap_or_default();
-        Some(latest + self.cfg.health_grace)
+        // Saturating: the grace comes from the command line and may be any
+        // length; one past the end of the clock is a check never reached.
+        Some(latest.saturating_add(self.cfg.health_grace))
     }
 
     /// The hook hears `unhealthy` for a boot that has not settled in time.

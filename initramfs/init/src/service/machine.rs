@@ -43,6 +43,15 @@ const EMPTY_POLL: Duration = Duration::from_millis(20);
 /// Restart delays double per failure in a row, up to this.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 
+/// The time `d` after `now`, or `None` (never) when that is past the end
+/// of the clock. Every deadline the machine sets is made here: a time-out
+/// from a unit file may be any length, `now + d` panics where the sum
+/// does not fit, and a time-out that long is no time-out (systemd's
+/// `infinity`).
+pub(super) fn deadline(now: Duration, d: Duration) -> Option<Duration> {
+    now.checked_add(d)
+}
+
 /// What happens once a stop has finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum AfterStop {
@@ -537,7 +546,7 @@ impl Machine {
                 self.kill_group(name);
                 let now = self.now;
                 if let Some(rt) = self.rt.get_mut(name) {
-                    rt.deadline = Some(now.saturating_add(KILL_WAIT));
+                    rt.deadline = deadline(now, KILL_WAIT);
                     rt.result = Some("stop timeout: killed".to_string());
                 }
             }
@@ -710,7 +719,7 @@ impl Machine {
         };
         rt.failures_in_row = rt.failures_in_row.saturating_add(1);
         let delay = restart_delay(base, rt.failures_in_row);
-        rt.deadline = Some(now.saturating_add(delay));
+        rt.deadline = deadline(now, delay);
         rt.queue.clear();
         self.note(name, &format!("restarting in {} ms", delay.as_millis()));
         self.set_phase(name, Phase::AutoRestart);
@@ -968,7 +977,7 @@ impl Machine {
         let timeout = service.timeout_start;
         if let Some(rt) = self.rt.get_mut(name) {
             rt.queue = service.exec_start_pre.iter().cloned().collect();
-            rt.deadline = timeout.map(|t| now.saturating_add(t));
+            rt.deadline = timeout.and_then(|t| deadline(now, t));
             rt.after_stop = AfterStop::Dead;
         }
         self.note(name, "starting");

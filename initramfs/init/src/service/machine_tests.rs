@@ -929,3 +929,52 @@ fn kill_targets_follow_systemd() {
         assert_eq!(kill_targets(mode, signal), want, "{mode:?} {signal:?}");
     }
 }
+
+/// `TimeoutStartSec=`/`TimeoutStopSec=` past the end of the clock are no
+/// time-out: no deadline at all (PID 1 never wakes for one), however long
+/// the unit takes, and no `now + timeout` overflow.
+#[test]
+fn time_outs_too_long_to_count_never_expire() {
+    let mut w = world(&[(
+        "slow.service",
+        "[Service]\nType=notify\nExecStart=/bin/slow\n\
+         TimeoutStartSec=18446744073709551615\nTimeoutStopSec=99999999999999999999s\n",
+    )]);
+    w.now = 5 * MS;
+    w.boot();
+    // The boot waits for the unit: no health check, no start deadline.
+    assert_eq!(w.m.next_deadline(w.now), None);
+    w.wait(Duration::from_secs(1 << 62));
+    assert_eq!(
+        w.state("slow.service"),
+        (ActiveState::Activating, "start".into())
+    );
+    w.take();
+    w.request("slow.service", Job::Stop).unwrap();
+    // Only the boot's health check, 300 ms after the unit's change; no
+    // stop deadline.
+    assert_eq!(w.m.next_deadline(w.now), Some(300 * MS));
+    w.wait(Duration::from_secs(1 << 62));
+    assert_eq!(w.m.next_deadline(w.now), None);
+    assert!(w.take_only("kill").is_empty());
+    assert_eq!(
+        w.state("slow.service"),
+        (ActiveState::Deactivating, "stop-sigterm".into())
+    );
+}
+
+/// A health grace from the command line (`slipway.health_grace=`) past
+/// the end of the clock: the boot never turns healthy, and working out
+/// when to check does not overflow.
+#[test]
+fn a_health_grace_too_long_to_count_never_passes() {
+    let mut w = world_with(&[("a.service", "[Service]\nExecStart=/bin/a\n")], |c| {
+        c.health_grace = Duration::MAX;
+    });
+    w.now = 5 * MS;
+    w.boot();
+    assert_eq!(w.state("a.service"), running());
+    assert_eq!(w.m.next_deadline(w.now), Some(Duration::MAX - 5 * MS));
+    w.wait(Duration::from_secs(1 << 62));
+    assert_eq!(w.m.health().0, Health::Starting);
+}

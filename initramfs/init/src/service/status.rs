@@ -47,7 +47,10 @@ impl Machine {
                         _ => phase.sub().to_string(),
                     },
                     main_pid: rt.and_then(|r| r.main_pid),
-                    since_ms: millis(self.boot_epoch + rt.map_or(Duration::ZERO, |r| r.since)),
+                    since_ms: millis(
+                        self.boot_epoch
+                            .saturating_add(rt.map_or(Duration::ZERO, |r| r.since)),
+                    ),
                     restarts: rt.map_or(0, |r| r.restarts),
                     result: rt.and_then(|r| r.result.clone()),
                     // The driver fills these in from the unit's cgroup.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::event::{Action, GroupCheck, SignalRequest};
-use super::machine::{kill_targets, AfterStop, Machine, Targets};
+use super::machine::{deadline, kill_targets, AfterStop, Machine, Targets};
 use super::phase::{Job, Phase};
 use crate::units::KillMode;
 
@@ -55,7 +55,7 @@ impl Machine {
             } else {
                 VecDeque::new()
             };
-            rt.deadline = service.timeout_stop.map(|t| now.saturating_add(t));
+            rt.deadline = service.timeout_stop.and_then(|t| deadline(now, t));
         }
         self.note(name, "stopping");
         self.set_phase(name, Phase::Stop);
@@ -85,7 +85,7 @@ impl Machine {
         let now = self.now;
         self.set_phase(name, Phase::StopSigterm);
         if let Some(rt) = self.rt.get_mut(name) {
-            rt.deadline = timeout.map(|t| now.saturating_add(t));
+            rt.deadline = timeout.and_then(|t| deadline(now, t));
         }
         self.signal_group(name, Signal::SIGTERM);
         self.signal_group(name, Signal::SIGCONT);
@@ -105,7 +105,7 @@ impl Machine {
         if let Some(rt) = self.rt.get_mut(name) {
             rt.main_pid = None;
             rt.queue = post.into_iter().collect();
-            rt.deadline = Some(now.saturating_add(STOP_POST_TIMEOUT));
+            rt.deadline = deadline(now, STOP_POST_TIMEOUT);
         }
         self.run_next(name);
     }

@@ -890,6 +890,33 @@ RequiredBy=x.target
         assert_eq!(u.service.unwrap().exec_start.len(), 1);
     }
 
+    /// Time spans past the end of the clock: no time-out, as systemd's
+    /// `infinity`, and never a panic; where `infinity` is not allowed,
+    /// a warning that names the file and line.
+    #[test]
+    fn time_spans_too_long_to_count_are_infinity() {
+        let text = "[Unit]\nStartLimitIntervalSec=99999999999999999999s\n\
+                    [Service]\nExecStart=/bin/true\n\
+                    TimeoutStartSec=18446744073709551615\n\
+                    TimeoutStopSec=18446744073709551615min\n\
+                    RestartSec=99999999999999999999s\n\
+                    TimeoutSec=99999999999999999999 parsecs\n";
+        let (u, d) = parse_one("a.service", "/x/a.service", text);
+        assert_eq!(u.load, LoadState::Loaded);
+        assert_eq!(
+            msgs(&d),
+            [
+                "/x/a.service:7: warning: RestartSec=99999999999999999999s: must be finite, ignoring",
+                "/x/a.service:8: warning: TimeoutSec=99999999999999999999 parsecs: invalid time unit \"parsecs\" in \"99999999999999999999 parsecs\", ignoring",
+            ]
+        );
+        assert_eq!(u.start_limit_interval, Duration::ZERO);
+        let s = u.service.unwrap();
+        assert_eq!(s.timeout_start, None);
+        assert_eq!(s.timeout_stop, None);
+        assert_eq!(s.restart_sec, Duration::from_millis(100));
+    }
+
     #[test]
     fn exec_start_count_errors() {
         let (u, d) = parse_one("a.service", "/f", "[Service]\nType=simple\n");

@@ -1,5 +1,10 @@
 //! systemd time spans (`systemd.time(7)`): `5` (seconds), `5s`, `500ms`,
 //! `1min 30s`, `2h30min`, `1.5s`, `infinity`.
+//!
+//! A span too long to count is `infinity`, never an error or a panic:
+//! `TimeoutStartSec=99999999999999999999` asks for no time-out. The limit
+//! is systemd's: its spans are `u64` microseconds and `u64::MAX` of them
+//! is its `USEC_INFINITY` (about 584,542 years).
 
 use std::time::Duration;
 
@@ -41,6 +46,9 @@ const UNITS: &[(&str, u128)] = &[
 ];
 
 const SEC: u128 = 1_000_000_000;
+
+/// Nanoseconds from which a span is `infinity` (systemd's `USEC_INFINITY`).
+const INFINITE: u128 = u64::MAX as u128 * 1_000;
 
 /// Parses a time span; `Ok(None)` is `infinity`. A bare number is seconds.
 pub fn parse_timespan(s: &str) -> Result<Option<Duration>, String> {
@@ -86,23 +94,29 @@ pub fn parse_timespan(s: &str) -> Result<Option<Duration>, String> {
                 .map(|(_, m)| *m)
                 .ok_or_else(|| format!("invalid time unit {unit:?} in {s:?}"))?
         };
+        // Saturating: a number or product past what u128 holds is a span
+        // far beyond `INFINITE`, so `infinity`; the rest is still parsed,
+        // so a typo after it is an error all the same. (`parse` of a
+        // non-empty run of ASCII digits fails only by overflowing.)
         let int: u128 = if int.is_empty() {
             0
         } else {
-            int.parse().map_err(|_| bad())?
+            int.parse().unwrap_or(u128::MAX)
         };
-        let mut part = int.checked_mul(mult).ok_or_else(bad)?;
+        let mut part = int.saturating_mul(mult);
         // Fractions beyond nanoseconds are dropped.
         let mut scale = mult;
         for d in frac.chars().filter_map(|c| c.to_digit(10)) {
             scale /= 10;
-            part = part
-                .checked_add(u128::from(d).checked_mul(scale).ok_or_else(bad)?)
-                .ok_or_else(bad)?;
+            part = part.saturating_add(u128::from(d).saturating_mul(scale));
         }
-        total = total.checked_add(part).ok_or_else(bad)?;
+        total = total.saturating_add(part);
         rest = after.trim_start();
     }
+    if total >= INFINITE {
+        return Ok(None);
+    }
+    // Below `INFINITE`, so the seconds fit a u64 and the rest a u32.
     let secs = u64::try_from(total / SEC).map_err(|_| bad())?;
     let nanos = u32::try_from(total % SEC).map_err(|_| bad())?;
     Ok(Some(Duration::new(secs, nanos)))
@@ -142,12 +156,38 @@ mod tests {
             "5 s s",
             "1..5s",
             "s",
-            "99999999999999999999999999999999999y",
+            "99999999999999999999999999999999999y x",
         ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} should fail");
         }
         assert!(parse_timespan("5parsecs")
             .unwrap_err()
             .contains("invalid time unit"));
+    }
+
+    /// Spans too long to count are `infinity` (systemd's `USEC_INFINITY`
+    /// and beyond), however they overflow: never a panic, never an error.
+    #[test]
+    fn overlong_spans_are_infinity() {
+        for huge in [
+            "18446744073709551615",
+            "18446744073709551615s",
+            "18446744073709551615min",
+            "99999999999999999999s",
+            "99999999999999999999999999999999999y",
+            "1000000000000000000000000000000000000000000000",
+            "18446744073709551615000000us",
+            "584543y",
+            "584542y 1y",
+            "340282366920938463463374607431768211455ns 1s",
+        ] {
+            assert_eq!(parse_timespan(huge), Ok(None), "{huge:?}");
+        }
+        // Just below the limit still counts: u64::MAX - 1 microseconds.
+        assert_eq!(
+            parse_timespan("18446744073709551614us"),
+            Ok(Some(Duration::from_micros(u64::MAX - 1)))
+        );
+        assert_eq!(d("584542y"), Duration::from_secs(584_542 * 31_557_600));
     }
 }
