@@ -1043,7 +1043,9 @@ impl Machine {
         }
         for f in &service.environment_files {
             let path = root.join(f.path.trim_start_matches('/'));
-            match std::fs::read_to_string(&path) {
+            // Never a FIFO or device, never more than units::MAX_FILE:
+            // this runs in PID 1.
+            match units::read_regular(&path) {
                 Ok(text) => env.extend(units::parse_env_file(&text)),
                 Err(_) if f.optional => {}
                 Err(e) => return Err(format!("EnvironmentFile={}: {e}", f.path)),

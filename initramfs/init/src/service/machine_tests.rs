@@ -978,3 +978,42 @@ fn a_health_grace_too_long_to_count_never_passes() {
     w.wait(Duration::from_secs(1 << 62));
     assert_eq!(w.m.health().0, Health::Starting);
 }
+
+/// An `EnvironmentFile=` that is a FIFO (no writer: an ordinary read
+/// would block PID 1 for good) fails the start at once, naming the file;
+/// with `-` it is ignored, as any unreadable optional file.
+#[test]
+fn a_fifo_as_an_environment_file_fails_the_start_without_blocking() {
+    let mut w = world(&[
+        (
+            "env.service",
+            "[Service]\nEnvironmentFile=/etc/env\nExecStart=/bin/env\n",
+        ),
+        (
+            "opt.service",
+            "[Service]\nEnvironmentFile=-/etc/env\nExecStart=/bin/opt\n",
+        ),
+    ]);
+    let fifo = w._dir.path().join("etc/env");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // On another thread, so that a blocked read fails the test instead of
+    // hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        w.boot();
+        let _ = tx.send(w);
+    });
+    let mut w = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("the start blocked on the FIFO");
+    assert_eq!(
+        w.state("env.service"),
+        (ActiveState::Failed, "failed".into())
+    );
+    assert_eq!(
+        w.info("env.service").result.as_deref(),
+        Some("EnvironmentFile=/etc/env: a FIFO, not a regular file: refusing to read it")
+    );
+    assert_eq!(w.state("opt.service"), running());
+    assert_eq!(w.take_only("spawn"), ["spawn opt.service main: /bin/opt"]);
+}

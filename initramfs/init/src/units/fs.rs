@@ -107,7 +107,8 @@ fn host_path(root: &Path, comps: &[OsString]) -> PathBuf {
 /// system) and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fragment {
-    /// A regular, non-empty file.
+    /// A non-empty file (or something not a file nor a directory, which
+    /// reading refuses).
     File { path: PathBuf, host: PathBuf },
     /// A link to `/dev/null` or an empty file.
     Masked { path: PathBuf },
@@ -122,8 +123,11 @@ pub(crate) fn find_fragment(root: &Path, name: &str) -> Option<Fragment> {
             Resolved::DevNull => return Some(Fragment::Masked { path }),
             Resolved::Found(host) => match std::fs::metadata(&host) {
                 Ok(m) if m.is_file() && m.len() == 0 => return Some(Fragment::Masked { path }),
-                Ok(m) if m.is_file() => return Some(Fragment::File { path, host }),
-                _ => {}
+                Ok(m) if m.is_dir() => {}
+                // A FIFO, socket or device is the unit's file all the
+                // same: reading it is refused with an error naming it.
+                Ok(_) => return Some(Fragment::File { path, host }),
+                Err(_) => {}
             },
         }
     }
@@ -166,10 +170,13 @@ pub(crate) fn find_drop_ins(root: &Path, names: &[String]) -> Vec<DropIn> {
                 let path = d.join(&file);
                 let entry = match resolve(root, &path) {
                     Resolved::Found(host) => match std::fs::metadata(&host) {
-                        Ok(m) if m.is_file() && m.len() > 0 => Some(DropIn { path, host }),
-                        Ok(m) if m.is_file() => None,
-                        // Directories named *.conf and the like: skipped.
-                        _ => continue,
+                        Ok(m) if m.is_file() && m.len() == 0 => None,
+                        // Directories named *.conf: skipped.
+                        Ok(m) if m.is_dir() => continue,
+                        // A FIFO, socket or device: reading it is refused
+                        // with a warning naming it.
+                        Ok(_) => Some(DropIn { path, host }),
+                        Err(_) => continue,
                     },
                     Resolved::DevNull => None,
                     Resolved::Missing => continue,

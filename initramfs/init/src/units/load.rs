@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::fs::{find_drop_ins, find_fragment, pulled_by, Fragment, Pull};
 use super::name::UnitName;
 use super::parse::Builder;
+use super::read::read_regular;
 use super::{Context, Diagnostic, Level, LoadState, Unit, UnitSet};
 
 /// Loads unit `name` from the tree at `root`: its file (or its template's),
@@ -51,7 +52,7 @@ pub fn load_unit(root: &Path, name: &str, ctx: &Context) -> (Unit, Vec<Diagnosti
     let mut main_file = PathBuf::from(name);
     if let Some(Fragment::File { path, host }) = &fragment {
         main_file = path.clone();
-        match std::fs::read_to_string(host) {
+        match read_regular(host) {
             Ok(text) => builder.apply_file(path, &text),
             Err(e) => {
                 let m = format!("cannot read the unit file: {e}");
@@ -84,7 +85,7 @@ pub fn load_unit(root: &Path, name: &str, ctx: &Context) -> (Unit, Vec<Diagnosti
     let drop_ins = find_drop_ins(root, &dirs);
     let mut unreadable = Vec::new();
     for d in &drop_ins {
-        match std::fs::read_to_string(&d.host) {
+        match read_regular(&d.host) {
             Ok(text) => builder.apply_file(&d.path, &text),
             Err(e) => unreadable.push(Diagnostic {
                 file: d.path.clone(),

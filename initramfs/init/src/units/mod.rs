@@ -17,6 +17,10 @@
 //!   in an earlier directory hides the same name in later ones, and a
 //!   drop-in that is a link to `/dev/null` or empty hides it for good.
 //! - Symbolic links are followed inside the root ([`fs`]).
+//! - Only regular files are read, of at most [`MAX_FILE`] (1 MiB): a
+//!   unit file that is a FIFO, socket or device node, or larger, is a
+//!   [`LoadState::Error`] naming it, such a drop-in a warning
+//!   ([`read_regular`]; PID 1 must not block on a read).
 //! - `<name>.wants/` and `<name>.requires/` entries add to the unit's
 //!   `Wants=`/`Requires=` ([`units_wanted_by`], [`wanted_by_targets`]).
 //! - [`UnitSet::load`] loads the named units and, transitively, what they
@@ -83,6 +87,7 @@ mod load;
 mod name;
 mod order;
 mod parse;
+mod read;
 mod socket;
 mod syntax;
 mod time;
@@ -100,6 +105,7 @@ pub use fs::{alias_target, units_wanted_by, wanted_by_targets, UNIT_SEARCH_PATH}
 pub use load::load_unit;
 pub use name::UnitName;
 pub use order::{start_order, Cycle, Skipped, StartOrder};
+pub use read::{read_regular, MAX_FILE};
 pub use socket::{Listen, ListenAddress, Socket};
 pub use time::parse_timespan;
 
