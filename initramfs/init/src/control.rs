@@ -6,7 +6,7 @@
 //! finished, as `systemctl` waits for its jobs; meanwhile the connection
 //! waits in a list and PID 1 goes on with everything else.
 
-use std::io::BufReader;
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -17,10 +17,16 @@ use slipway_control::{read_message, write_message, Request, Response, SystemStat
 use crate::power::PowerAction;
 use crate::service::{boot_clock, millis, ActiveState, Job, Manager, UnitStatus};
 
-/// How long a client may take to send its request: PID 1 reads it
-/// blocking, so a slow or stuck client must not hold it up for long.
-const READ_LIMIT: Duration = Duration::from_millis(500);
-/// An answer that cannot be written within this is dropped.
+/// How long, in all, the clients one wake of the PID 1 loop serves may
+/// take to send their requests. PID 1 reads them on its own thread, so a
+/// client sending a byte now and then must not hold it: this is a total
+/// over every read, not a time-out per read (which such a client resets
+/// with each byte). `slipctl` writes its request at once after
+/// connecting, in microseconds; 2 s leaves room for a machine under load
+/// and bounds what PID 1's other work (reaping, deadlines) can be held up.
+/// Connections not served in time wait for the next wake.
+const REQUEST_LIMIT: Duration = Duration::from_secs(2);
+/// An answer not written within this, in all, is dropped.
 const WRITE_LIMIT: Duration = Duration::from_secs(1);
 /// A job not finished by then is answered as still running.
 const JOB_ANSWER_LIMIT: Duration = Duration::from_secs(120);
@@ -65,12 +71,17 @@ impl Control {
     /// Serves the connections that are waiting; returns a power request.
     pub fn accept(&mut self, manager: &mut Manager, shutting_down: bool) -> Option<PowerAction> {
         let mut power = None;
-        // Bounded: a flood of connections cannot keep PID 1 here.
+        // Bounded: a flood of connections, or slow ones, cannot keep PID 1
+        // here; they all share one deadline for their requests.
+        let requests_by = later(REQUEST_LIMIT);
         for _ in 0..16 {
+            if Instant::now() >= requests_by {
+                break;
+            }
             let Ok((stream, _)) = self.listener.accept() else {
                 break;
             };
-            if let Some(a) = self.serve(stream, manager, shutting_down) {
+            if let Some(a) = self.serve(stream, manager, shutting_down, requests_by) {
                 power = Some(a);
             }
         }
@@ -82,15 +93,14 @@ impl Control {
         stream: UnixStream,
         manager: &mut Manager,
         shutting_down: bool,
+        request_by: Instant,
     ) -> Option<PowerAction> {
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(READ_LIMIT));
-        let _ = stream.set_write_timeout(Some(WRITE_LIMIT));
         let request: Request = {
-            let Ok(clone) = stream.try_clone() else {
-                return None;
-            };
-            let mut reader = BufReader::new(clone);
+            let mut reader = BufReader::new(Until {
+                stream: &stream,
+                deadline: request_by,
+            });
             match read_message(&mut reader) {
                 Ok(r) => r,
                 Err(e) => {
@@ -183,8 +193,70 @@ impl Control {
     }
 }
 
-fn reply(mut stream: UnixStream, response: &Response) {
-    let _ = write_message(&mut stream, response);
+fn reply(stream: UnixStream, response: &Response) {
+    let mut out = Until {
+        stream: &stream,
+        deadline: later(WRITE_LIMIT),
+    };
+    let _ = write_message(&mut out, response);
+}
+
+/// `d` from now; now itself in the (theoretical) case the clock cannot
+/// go that far, which only makes a deadline shorter.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or(now)
+}
+
+/// A client's stream whose reads and writes all end by one deadline:
+/// each sets the socket's time-out to what is left of it, so a peer that
+/// trickles a byte per call cannot stretch the exchange.
+struct Until<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl Until<'_> {
+    /// What is left before the deadline; an error once none is (a zero
+    /// time-out would mean "none" to the socket).
+    fn left(&self) -> io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(too_slow)
+    }
+}
+
+fn too_slow() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the client was too slow")
+}
+
+/// A socket time-out shows as `EAGAIN`; said as what it is.
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => too_slow(),
+        _ => e,
+    }
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        let mut s = self.stream;
+        s.read(buf).map_err(timed_out)
+    }
+}
+
+impl Write for Until<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        let mut s = self.stream;
+        s.write(buf).map_err(timed_out)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What a finished job tells the client.
@@ -312,5 +384,100 @@ mod tests {
             Some("web.service: not started, its conditions do not hold")
         );
         assert!(!job_outcome("x.service", Job::Start, None).ok);
+    }
+
+    /// A server on a real socket in a temporary folder, with a manager
+    /// that has loaded nothing.
+    fn server() -> (tempfile::TempDir, Control, Manager, std::path::PathBuf) {
+        let root = crate::service::test_root::unit_root(&[]);
+        let path = root.path().join("run/slipway/control.sock");
+        let control = Control::bind(&path).unwrap();
+        let cfg = crate::service::test_root::test_config(root.path());
+        let manager = Manager::new(cfg, crate::units::Context::default());
+        (root, control, manager, path)
+    }
+
+    /// Connects and sends `request` a byte every 300 ms, less than the
+    /// old per-read time-out (500 ms), on another thread; the last byte,
+    /// the newline, never comes.
+    fn drip(path: &Path, request: &Request) -> UnixStream {
+        let stream = UnixStream::connect(path).unwrap();
+        let mut line = Vec::new();
+        write_message(&mut line, request).unwrap();
+        line.pop();
+        let mut writer = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in line {
+                if writer.write_all(&[b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        stream
+    }
+
+    fn answer(stream: UnixStream) -> Response {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        read_message(&mut BufReader::new(stream)).unwrap()
+    }
+
+    #[test]
+    fn a_prompt_client_is_answered() {
+        let (_root, mut control, mut manager, path) = server();
+        let mut client = UnixStream::connect(&path).unwrap();
+        write_message(&mut client, &Request::Status { unit: None }).unwrap();
+        assert_eq!(control.accept(&mut manager, false), None);
+        let r = answer(client);
+        assert!(r.ok, "{r:?}");
+    }
+
+    /// A client trickling its request is cut off at the total deadline,
+    /// however often it sends a byte, and told why.
+    #[test]
+    fn a_slow_drip_client_is_cut_off_at_the_total_deadline() {
+        let (_root, mut control, mut manager, path) = server();
+        let client = drip(&path, &Request::Status { unit: None });
+        let start = Instant::now();
+        control.accept(&mut manager, false);
+        let took = start.elapsed();
+        assert!(
+            took >= REQUEST_LIMIT - Duration::from_millis(50),
+            "{took:?}"
+        );
+        assert!(
+            took < REQUEST_LIMIT + Duration::from_millis(500),
+            "{took:?}"
+        );
+        let r = answer(client);
+        assert!(!r.ok);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("bad request: control connection: the client was too slow")
+        );
+    }
+
+    /// Several slow clients share the deadline: PID 1 is held for one
+    /// deadline, not one per client; the rest wait for the next wake.
+    #[test]
+    fn slow_clients_share_one_deadline() {
+        let (_root, mut control, mut manager, path) = server();
+        let first = drip(&path, &Request::Status { unit: None });
+        let second = drip(&path, &Request::Status { unit: None });
+        let start = Instant::now();
+        control.accept(&mut manager, false);
+        let took = start.elapsed();
+        assert!(
+            took < REQUEST_LIMIT + Duration::from_millis(500),
+            "{took:?}"
+        );
+        assert!(!answer(first).ok);
+        // Served on the next wake, with a deadline of its own.
+        let start = Instant::now();
+        control.accept(&mut manager, false);
+        assert!(start.elapsed() < REQUEST_LIMIT + Duration::from_millis(500));
+        assert!(!answer(second).ok);
     }
 }

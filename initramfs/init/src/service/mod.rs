@@ -277,4 +277,4 @@ mod e2e_tests;
 #[cfg(test)]
 mod machine_tests;
 #[cfg(test)]
-mod test_root;
+pub(crate) mod test_root;
