@@ -104,7 +104,7 @@ impl Default for ShutdownPolicy {
 
 /// Reaps until no children remain (true) or `limit` passes (false).
 pub fn reap_until_none(sys: &mut dyn Sys, limit: Duration, poll: Duration) -> bool {
-    let deadline = sys.now() + limit;
+    let deadline = sys.now().saturating_add(limit);
     loop {
         match sys.reap() {
             Reaped::Child(..) => continue,

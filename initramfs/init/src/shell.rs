@@ -87,11 +87,11 @@ impl RespawnPolicy {
     }
 
     pub fn started(&mut self, now: Duration) {
-        self.next_allowed = now + Self::MIN_INTERVAL;
+        self.next_allowed = now.saturating_add(Self::MIN_INTERVAL);
     }
 
     pub fn failed(&mut self, now: Duration) {
-        self.next_allowed = now + Self::AFTER_FAILURE;
+        self.next_allowed = now.saturating_add(Self::AFTER_FAILURE);
     }
 }
 
@@ -119,6 +119,15 @@ mod tests {
         let mut p = RespawnPolicy::default();
         p.failed(Duration::from_secs(1));
         assert_eq!(p.delay(Duration::from_secs(1)), Duration::from_secs(10));
+    }
+
+    /// The clock is the `Sys`'s: whatever it says, no sum panics PID 1.
+    #[test]
+    fn a_clock_at_its_end_does_not_overflow() {
+        let mut p = RespawnPolicy::default();
+        p.started(Duration::MAX);
+        p.failed(Duration::MAX);
+        assert_eq!(p.delay(Duration::MAX), Duration::ZERO);
     }
 
     #[test]

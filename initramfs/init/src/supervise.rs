@@ -299,7 +299,7 @@ impl Supervisor {
         if self.stopping.is_some() {
             return;
         }
-        self.stopping = Some((action, sys.now() + STOP_SERVICES_LIMIT));
+        self.stopping = Some((action, sys.now().saturating_add(STOP_SERVICES_LIMIT)));
         if let Some(m) = &mut self.manager {
             let what = match action {
                 PowerAction::Reboot => "reboot",

@@ -192,7 +192,7 @@ impl Sys for LinuxSys {
             .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| io_errno(&e))?;
-        let deadline = self.now() + limit;
+        let deadline = self.now().saturating_add(limit);
         while crate::ioctl::terminal_output_pending(&tty)? > 0 {
             if self.now() >= deadline {
                 return Err(Errno::ETIMEDOUT);
@@ -274,7 +274,7 @@ impl Sys for LinuxSys {
             .process_group(0)
             .spawn()
             .map_err(|e| io_errno(&e))?;
-        let deadline = self.now() + timeout;
+        let deadline = self.now().saturating_add(timeout);
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
