@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::ioctl::{spawn_as_service, ListenExec, ServiceSetup};
-use crate::units::{Max, Resource, ResourceLimit};
+use crate::units::{self, Max, Resource, ResourceLimit};
 
 /// A user from `/etc/passwd` (and the group from `Group=` or its primary
 /// one).
@@ -24,7 +24,9 @@ pub struct Account {
 /// Finds `user` (a name or a number) in `<root>/etc/passwd`, and `group`
 /// (a name or number) in `<root>/etc/group`.
 pub fn lookup_account(root: &Path, user: &str, group: Option<&str>) -> Result<Account, String> {
-    let passwd = std::fs::read_to_string(root.join("etc/passwd"))
+    // Not read_to_string: this runs in PID 1 at each start, and a FIFO
+    // put at /etc/passwd (the /etc overlay is writable) would block it.
+    let passwd = units::read_regular(&root.join("etc/passwd"))
         .map_err(|e| format!("reading /etc/passwd: {e}"))?;
     let mut account = passwd
         .lines()
@@ -54,7 +56,7 @@ pub fn lookup_group(root: &Path, group: &str) -> Result<u32, String> {
     if let Ok(gid) = group.parse() {
         return Ok(gid);
     }
-    let text = std::fs::read_to_string(root.join("etc/group"))
+    let text = units::read_regular(&root.join("etc/group"))
         .map_err(|e| format!("reading /etc/group: {e}"))?;
     text.lines()
         .find_map(|l| {
@@ -192,6 +194,38 @@ mod tests {
         )
         .unwrap();
         dir
+    }
+
+    /// A FIFO at /etc/passwd or /etc/group (no writer) is refused at
+    /// once, naming the file, instead of blocking PID 1's start of the
+    /// service for good.
+    #[test]
+    fn a_fifo_as_the_account_files_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        for f in ["passwd", "group"] {
+            nix::unistd::mkfifo(&etc.join(f), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        }
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                lookup_account(&root, "core", None),
+                lookup_group(&root, "docker"),
+            ));
+        });
+        let (user, group) = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("the lookup blocked");
+        assert_eq!(
+            user,
+            Err("reading /etc/passwd: a FIFO, not a regular file: refusing to read it".into())
+        );
+        assert_eq!(
+            group,
+            Err("reading /etc/group: a FIFO, not a regular file: refusing to read it".into())
+        );
     }
 
     #[test]

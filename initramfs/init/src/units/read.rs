@@ -1,5 +1,6 @@
-//! Reading the files a unit is made of (its file, its drop-ins) and the
-//! `EnvironmentFile=`s it names, without letting one hold PID 1.
+//! Reading the files a unit is made of (its file, its drop-ins), the
+//! `EnvironmentFile=`s it names and the account files `User=` and
+//! `Group=` are looked up in, without letting one hold PID 1.
 //!
 //! PID 1 reads them on its only thread, so a file that never ends or
 //! never answers would stop everything: a FIFO blocks `open(2)` until a
@@ -16,10 +17,11 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-/// The largest unit file, drop-in or environment file read: 1 MiB.
-/// systemd's own limit is per line (`LONG_LINE_MAX`, 1 MiB); a whole file
-/// this size is already hundreds of times the largest real unit, and a
-/// cap on the file bounds both the memory and the parsing time.
+/// The largest file read: 1 MiB. systemd's own limit is per line
+/// (`LONG_LINE_MAX`, 1 MiB); a whole file this size is already hundreds
+/// of times the largest real unit (and an `/etc/passwd` of some 15,000
+/// accounts), and a cap on the file bounds both the memory and the
+/// parsing time.
 pub const MAX_FILE: u64 = 1 << 20;
 
 /// The contents of `path` (links followed) as text, or why it cannot be
@@ -65,7 +67,7 @@ fn check(kind: FileType, len: u64) -> Result<(), String> {
 
 fn too_large() -> String {
     format!(
-        "larger than {} KiB, the most a unit, drop-in or environment file may have: refusing to read it",
+        "larger than {} KiB, the most PID 1 reads of a configuration file: refusing to read it",
         MAX_FILE / 1024
     )
 }
@@ -202,7 +204,7 @@ mod tests {
             d,
             [
                 "/etc/systemd/system/big.service: error: cannot read the unit file: \
-              larger than 1024 KiB, the most a unit, drop-in or environment file may have: \
+              larger than 1024 KiB, the most PID 1 reads of a configuration file: \
               refusing to read it"
             ]
         );
