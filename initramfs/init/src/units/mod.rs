@@ -52,7 +52,8 @@
 //!   `notify`/`notify-reload`: started on `READY=1` at `$NOTIFY_SOCKET`),
 //!   `ExecStartPre/ExecStart/ExecStartPost/ExecReload/ExecStop/ExecStopPost=`,
 //!   `Restart=`, `RestartSec=`, `TimeoutStartSec=`/`TimeoutStopSec=`/
-//!   `TimeoutSec=` (`0` and `infinity`: no limit), `Environment=`,
+//!   `TimeoutSec=` (`0`, `infinity` and spans past systemd's
+//!   `USEC_INFINITY`, about 584,542 years: no limit), `Environment=`,
 //!   `EnvironmentFile=`, `User=`, `Group=`, `WorkingDirectory=`,
 //!   `RemainAfterExit=`, `StandardOutput=`/`StandardError=`,
 //!   `StartLimitInterval[Sec]=`/`StartLimitBurst=` (also here, as
