@@ -1,7 +1,9 @@
 //! `slipway-cloud-config`: the cloud-config tool on the image.
 //!
 //! `validate` is the check `cargo xtask validate-config` runs on the build
-//! machine; `boot` is what stage 2 of the init runs at every boot.
+//! machine; `boot local` is what stage 2 of the init runs at every boot before
+//! the services, `boot network` what `slipway-cloud-config.service` runs
+//! once the network is online.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +37,24 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
-    /// What the init runs at every boot: fetch user-data (seed disks,
-    /// fw_cfg, cloud-config-url=, EC2), check it, apply it once per
-    /// instance, run bootcmd and re-apply what lives in /run (unit
-    /// commands, etcd2/fleet/flannel drop-ins) every boot; log to
-    /// /var/log/cloud-config.log
-    Boot,
+    /// A boot stage. `local` (the init runs it before any service):
+    /// fetch user-data from fw_cfg or a seed disk, check it, run bootcmd,
+    /// apply users, keys, files, units and hostname once per instance and
+    /// what lives in /run every boot. `network`
+    /// (slipway-cloud-config.service, after network-online.target): runcmd
+    /// and scripts of that user-data, or, without a local source, user-data
+    /// from cloud-config-url=, ds=nocloud;s= or the EC2 metadata service,
+    /// applied whole. Logs to /var/log/cloud-config.log
+    Boot {
+        #[arg(value_enum)]
+        stage: BootStage,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BootStage {
+    Local,
+    Network,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +77,12 @@ fn main() -> ExitCode {
             );
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
-        Cmd::Boot => ExitCode::from(u8::try_from(cloud_config::boot::run()).unwrap_or(1)),
+        Cmd::Boot { stage } => {
+            let stage = match stage {
+                BootStage::Local => cloud_config::boot::Stage::Local,
+                BootStage::Network => cloud_config::boot::Stage::Network,
+            };
+            ExitCode::from(u8::try_from(cloud_config::boot::run(stage)).unwrap_or(1))
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod links;
 pub mod netlink;
+pub mod online;
 pub mod resolv;
 pub mod state;
 pub mod udp;

@@ -88,8 +88,17 @@ impl Machine {
             .filter(|n| !n.starts_with("loop") && !n.starts_with("dm-") && !n.starts_with("ram"))
             .collect();
         disks.sort();
+        let mut denied = Vec::new();
         for name in disks {
             let path = dev.join(&name);
+            // Opened first on its own: "permission denied" (not root) must
+            // not read as "no such disk".
+            if let Err(e) = std::fs::File::open(&path) {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    denied.push(path.display().to_string());
+                }
+                continue;
+            }
             let Ok((_, parts)) = gpt_table::read(&path) else {
                 continue;
             };
@@ -128,6 +137,13 @@ impl Machine {
                 built_at: os_release::value(os_release, "SLIPWAY_BUILD_TIME")
                     .and_then(|t| t.parse().ok()),
             });
+        }
+        if !denied.is_empty() {
+            bail!(
+                "reading the disks needs root ({}: permission denied); run it as root, \
+                 e.g. `sudo update-engine status`",
+                denied.join(", ")
+            );
         }
         bail!("no disk holds the root partition PARTUUID={root_partuuid} named on the kernel command line")
     }

@@ -46,6 +46,10 @@ pub struct ElfNeeds {
     pub interpreter: Option<String>,
     /// `DT_NEEDED` names, in file order.
     pub needed: Vec<String>,
+    /// `DT_RUNPATH` (or the older `DT_RPATH`) folders, split at `:`, as
+    /// written (`$ORIGIN` not yet replaced): sudo finds its
+    /// `libsudo_util.so.0` in `/usr/libexec/sudo` this way.
+    pub runpath: Vec<String>,
 }
 
 /// Reads `PT_INTERP` and `DT_NEEDED` of a 64-bit ELF file; `None` if `data`
@@ -75,6 +79,14 @@ pub fn elf_needs(data: &[u8]) -> Result<Option<ElfNeeds>> {
             needs
                 .needed
                 .push(String::from_utf8_lossy(name).into_owned());
+        } else if d.tag == elf::DT_RUNPATH || d.tag == elf::DT_RPATH {
+            let text = dynamic.string(d).context("reading DT_RUNPATH")?;
+            needs.runpath.extend(
+                String::from_utf8_lossy(text)
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string),
+            );
         }
     }
     Ok(Some(needs))
@@ -207,7 +219,19 @@ pub fn closure_with(
                 view.resolve(lib.trim_start_matches('/'))?
             } else {
                 let mut hit = None;
-                for dir in LIBRARY_DIRS {
+                // The loader's order: the file's own run path first, then
+                // the system folders.
+                let origin = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                let runpath = needs.runpath.iter().map(|d| {
+                    d.replace("${ORIGIN}", &format!("/{origin}"))
+                        .replace("$ORIGIN", &format!("/{origin}"))
+                        .trim_start_matches('/')
+                        .to_string()
+                });
+                let dirs: Vec<String> = runpath
+                    .chain(LIBRARY_DIRS.iter().map(|d| d.to_string()))
+                    .collect();
+                for dir in &dirs {
                     if let Some(r) = view.resolve(&format!("{dir}/{lib}"))? {
                         hit = Some(r);
                         break;

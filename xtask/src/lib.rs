@@ -15,6 +15,7 @@ pub mod elf_closure;
 pub mod fleet;
 pub mod guest;
 pub mod host_setup;
+pub mod imds;
 pub mod inputs;
 pub mod oci;
 pub mod package_setup;

@@ -141,6 +141,9 @@ pub struct Machine {
     pub vga: bool,
     /// Forward a host port to a guest port over user networking.
     pub host_forwards: Vec<(u16, u16)>,
+    /// More `-netdev user` options (a guest network, `guestfwd`), such as
+    /// [`crate::imds::netdev_options`].
+    pub user_net_options: Option<String>,
     /// Bytes to write into the overlay before boot (disk offset, value):
     /// tamper tests change the disk the guest sees, never the image.
     pub patches: Vec<(u64, u8)>,
@@ -169,6 +172,7 @@ impl Machine {
             nic: NicModel::VirtioNet,
             vga: false,
             host_forwards: Vec::new(),
+            user_net_options: None,
             patches: Vec::new(),
             user_data: None,
             fw_cfg_user_data: None,
@@ -307,6 +311,9 @@ pub fn command(machine: &Machine, files: &RunFiles, fw: &Firmware) -> Result<Com
     let mut netdev = "user,id=net0".to_string();
     for (host, guest) in &machine.host_forwards {
         netdev += &format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+    }
+    if let Some(options) = &machine.user_net_options {
+        netdev += &format!(",{options}");
     }
     cmd.args(["-machine", "q35", "-accel", accel, "-cpu", "max"])
         .args(["-m", &machine.memory_mib.to_string(), "-smp", "1"])

@@ -94,7 +94,9 @@ pub use local::{ConfigDrive, FwCfg, NoCloud, FW_CFG_META_DATA, FW_CFG_USER_DATA}
 pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 
 /// What a datasource knows about the instance, beyond the user-data.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serialised into the hand-off between cloud-config's two boot stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Metadata {
     pub instance_id: Option<String>,
     pub local_hostname: Option<String>,

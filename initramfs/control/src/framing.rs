@@ -43,6 +43,16 @@ impl fmt::Display for ProtoError {
                 write!(f, "message longer than the limit of {limit} bytes")
             }
             ProtoError::Json(e) => write!(f, "malformed message: {e}"),
+            ProtoError::Connect { path, source }
+                if source.kind() == io::ErrorKind::PermissionDenied =>
+            {
+                write!(
+                    f,
+                    "the service manager's socket {} is for root only; run it as root, \
+                     e.g. `sudo slipctl status`",
+                    path.display()
+                )
+            }
             ProtoError::Connect { path, source } => write!(
                 f,
                 "cannot reach the service manager at {}: {source}; is this a Slipway machine?",
@@ -136,4 +146,25 @@ pub fn write_message<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), Pr
     w.write_all(&line)?;
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_socket_says_it_needs_root_and_other_errors_say_what_happened() {
+        let err = |kind| ProtoError::Connect {
+            path: "/run/slipway/control.sock".into(),
+            source: io::Error::from(kind),
+        };
+        let denied = err(io::ErrorKind::PermissionDenied).to_string();
+        assert!(denied.contains("for root only"), "{denied}");
+        assert!(denied.contains("sudo slipctl status"), "{denied}");
+        let missing = err(io::ErrorKind::NotFound).to_string();
+        assert!(
+            missing.contains("cannot reach the service manager"),
+            "{missing}"
+        );
+    }
 }

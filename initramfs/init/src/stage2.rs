@@ -2,7 +2,7 @@
 //!
 //! [`prepare`] mounts what is missing, makes `/etc` writable and sets the
 //! machine ID ([`crate::state`]), makes the `tmpfiles.d` folders
-//! ([`crate::tmpfiles`]), runs cloud-config, turns ctrl-alt-del into a signal, and
+//! ([`crate::tmpfiles`]), runs cloud-config's local stage, turns ctrl-alt-del into a signal, and
 //! prints the ready line; then [`crate::supervise::Supervisor`] runs
 //! the rescue shell and waits for a power request, and
 //! [`crate::power::shutdown`] stops the machine cleanly.
@@ -123,11 +123,14 @@ pub const SETTLE_TIMEOUT_ARG: &str = "slipway.settle_timeout";
 /// up before the boot is healthy.
 pub const HEALTH_GRACE_ARG: &str = "slipway.health_grace";
 
-/// The cloud-config tool on the root; `boot` fetches user-data, checks it
-/// and applies it (per-instance items once), see `cloud-config/src/boot.rs`.
+/// The cloud-config tool on the root; `boot local` fetches user-data from
+/// fw_cfg or a seed disk, checks it and applies what must precede the
+/// services (per-instance items once); `runcmd`, scripts and the network
+/// sources are left to `slipway-cloud-config.service` after
+/// `network-online.target`. See `cloud-config/src/boot/mod.rs`.
 pub const CLOUD_CONFIG: &str = "/usr/bin/slipway-cloud-config";
-/// Long enough for `runcmd` steps that fetch things; the boot must not
-/// wait forever on a command that hangs.
+/// Above the local stage's own limit (240 s), which stops its `bootcmd`
+/// children itself; the boot must not wait forever on a tool that hangs.
 pub const CLOUD_CONFIG_LIMIT: Duration = Duration::from_secs(300);
 
 /// Runs the cloud-config tool, its output on the console. A failure is
@@ -137,7 +140,7 @@ fn run_cloud_config(sys: &mut dyn Sys) {
     if !sys.exists(CLOUD_CONFIG) {
         return;
     }
-    match sys.run_program(CLOUD_CONFIG, &["boot"], CLOUD_CONFIG_LIMIT) {
+    match sys.run_program(CLOUD_CONFIG, &["boot", "local"], CLOUD_CONFIG_LIMIT) {
         Ok(Some(0)) => {}
         Ok(Some(status)) => say(
             sys,
@@ -376,9 +379,9 @@ mod tests {
             sys.add_file(CLOUD_CONFIG, "");
             sys.script_exits([status]);
             prepare(&mut sys);
-            assert!(sys
-                .calls
-                .contains(&"run /usr/bin/slipway-cloud-config boot (limit 300s)".to_string()));
+            assert!(sys.calls.contains(
+                &"run /usr/bin/slipway-cloud-config boot local (limit 300s)".to_string()
+            ));
             let console = sys.written_to("/dev/ttyS0");
             assert_eq!(
                 console.len(),
@@ -415,7 +418,7 @@ mod tests {
             calls[made + 1],
             "set_dir_mode_owner /var/lib/etcd 0700 232:232"
         );
-        assert!(made + 1 < at("run /usr/bin/slipway-cloud-config boot (limit 300s)"));
+        assert!(made + 1 < at("run /usr/bin/slipway-cloud-config boot local (limit 300s)"));
     }
 
     #[test]
