@@ -10,6 +10,7 @@
 //! whose name the machine's files lack (what systemd-sysusers does from
 //! `sysusers.d`). Entries the machine has are never changed or removed.
 
+use crate::console::say;
 use crate::sys::Sys;
 
 /// The account files, with the mode a rewrite keeps.
@@ -26,16 +27,26 @@ pub struct ImageAccounts {
 }
 
 impl ImageAccounts {
-    /// Reads what exists of [`FILES`]; a missing or unreadable one is
-    /// skipped (there is nothing of it to bring over).
+    /// Reads what exists of [`FILES`]; a missing one is skipped (there
+    /// is nothing of it to bring over), an unreadable one too, with a
+    /// console line naming it. Regular files of at most 1 MiB only
+    /// ([`Sys::read_config`]): PID 1 must not block on a FIFO put there.
     pub fn read(sys: &mut dyn Sys) -> ImageAccounts {
-        let files = FILES
-            .iter()
-            .filter_map(|&(path, mode)| {
-                let bytes = sys.read_file(path).ok()?;
-                Some((path, mode, String::from_utf8(bytes).ok()?))
-            })
-            .collect();
+        let mut files = Vec::new();
+        for &(path, mode) in &FILES {
+            let text = match sys.read_config(path) {
+                Ok(bytes) => String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string()),
+                Err(e) if e.is_missing() => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            match text {
+                Ok(text) => files.push((path, mode, text)),
+                Err(why) => say(
+                    sys,
+                    &format!("slipway: the image's {path}: {why}; its accounts are not added"),
+                ),
+            }
+        }
         ImageAccounts { files }
     }
 
@@ -44,8 +55,16 @@ impl ImageAccounts {
     pub fn merge_into_etc(&self, sys: &mut dyn Sys) -> Result<Vec<String>, String> {
         let mut added = Vec::new();
         for (path, mode, image) in &self.files {
-            let Ok(current) = sys.read_file(path) else {
-                continue;
+            let current = match sys.read_config(path) {
+                Ok(current) => current,
+                Err(e) if e.is_missing() => continue,
+                Err(e) => {
+                    say(
+                        sys,
+                        &format!("slipway: {path}: {e}; the image's accounts are not added to it"),
+                    );
+                    continue;
+                }
             };
             let current = String::from_utf8_lossy(&current);
             let (merged, names) = merge(image, &current);
@@ -153,5 +172,39 @@ mod tests {
             b"root:x:0:0::/root:/bin/sh\ncore:x:500:500::/home/core:/bin/sh\n"
         );
         assert!(image.merge_into_etc(&mut sys).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_fifo_as_an_account_file_does_not_block_and_is_named() {
+        use crate::sys::regular::test_support::{quickly, temp_fifo};
+        let (_dir, pipe) = temp_fifo();
+        let (console, calls) = quickly(move || {
+            let mut sys = RecordingSys::new();
+            sys.add_file("/dev/console", "")
+                .add_file("/etc/group", IMAGE_GROUP)
+                .add_file(
+                    "/etc/passwd",
+                    "root:x:0:0::/root:/bin/sh\netcd:x:232:232::/var/lib/etcd:/bin/false\n",
+                )
+                .add_host_file("/etc/shadow", &pipe);
+            let image = ImageAccounts::read(&mut sys);
+            // The machine's /etc/group is a FIFO; its passwd lacks etcd.
+            sys.add_host_file("/etc/group", &pipe)
+                .add_file("/etc/passwd", "root:x:0:0::/root:/bin/sh\n");
+            let added = image.merge_into_etc(&mut sys).unwrap();
+            assert_eq!(added, ["/etc/passwd: etcd"]);
+            (sys.written_to("/dev/console"), sys.calls)
+        });
+        assert_eq!(
+            console,
+            [
+                "slipway: the image's /etc/shadow: a FIFO, not a regular file; \
+                 its accounts are not added",
+                "slipway: /etc/group: a FIFO, not a regular file; \
+                 the image's accounts are not added to it",
+            ]
+        );
+        // Nothing was written in the FIFO's place.
+        assert!(!calls.iter().any(|c| c.starts_with("write_file /etc/group")));
     }
 }

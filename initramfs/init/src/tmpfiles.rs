@@ -23,6 +23,9 @@
 //!   Users and groups are names in `/etc/passwd` and `/etc/group`, or
 //!   numbers. The `!` (boot only) and `-` (errors ignored) modifiers are
 //!   accepted: this runs only at boot, and nothing here stops it.
+//! - Only regular files of at most 1 MiB are read, links followed
+//!   ([`Sys::read_config`]): a FIFO put in `/etc/tmpfiles.d` or at
+//!   `/etc/group` is refused, never waited on, with a warning naming it.
 //! - A path configured twice: the first line (by file name, then line)
 //!   wins, the later ones are ignored with a warning.
 //!
@@ -173,11 +176,20 @@ struct Accounts {
 }
 
 impl Accounts {
+    /// A file that cannot be read names no account (a console line says
+    /// why, unless it is missing); a FIFO there is refused, not waited on.
     fn read(sys: &mut dyn Sys) -> Accounts {
-        let mut text = |p: &str| {
-            sys.read_file(p)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
+        let mut text = |p: &str| match sys.read_config(p) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                if !e.is_missing() {
+                    say(
+                        sys,
+                        &format!("slipway: {p}: {e}; the names in it are not known"),
+                    );
+                }
+                String::new()
+            }
         };
         Accounts {
             users: ids(&text("/etc/passwd")),
@@ -235,13 +247,11 @@ pub fn apply(sys: &mut dyn Sys) {
     // Path → the `file:line` that configured it.
     let mut first: BTreeMap<String, String> = BTreeMap::new();
     for file in files {
-        let text = match sys.read_file(&file) {
+        // Regular files of at most 1 MiB: PID 1 must not block on a FIFO.
+        let text = match sys.read_config(&file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(errno) => {
-                say(
-                    sys,
-                    &format!("slipway: {file}: {}, ignoring it", errno_text(errno)),
-                );
+            Err(why) => {
+                say(sys, &format!("slipway: {file}: {why}, ignoring it"));
                 continue;
             }
         };
@@ -532,7 +542,7 @@ mod tests {
         apply(&mut sys);
         assert_eq!(
             sys.written_to("/dev/console"),
-            ["slipway: /etc/tmpfiles.d/odd.conf: Is a directory, ignoring it"]
+            ["slipway: /etc/tmpfiles.d/odd.conf: a directory, not a regular file, ignoring it"]
         );
         // No account files (a broken /etc): root lines still apply.
         let mut sys = RecordingSys::new();
@@ -549,6 +559,37 @@ mod tests {
             sys.written_to("/dev/console"),
             ["slipway: /usr/lib/tmpfiles.d/a.conf:2: no user `etcd` in /etc/passwd"]
         );
+    }
+
+    #[test]
+    fn a_fifo_as_a_file_or_as_etc_group_does_not_block_and_is_named() {
+        use crate::sys::regular::test_support::{quickly, temp_fifo};
+        let (_dir, pipe) = temp_fifo();
+        let (console, calls) = quickly(move || {
+            let mut sys = machine();
+            let big = vec![b'#'; usize::try_from(crate::sys::MAX_FILE).unwrap() + 1];
+            sys.add_host_file("/etc/group", &pipe)
+                .add_host_file("/etc/tmpfiles.d/a-pipe.conf", &pipe)
+                .add_file("/etc/tmpfiles.d/b-big.conf", big)
+                .add_file(
+                    "/usr/lib/tmpfiles.d/etcd.conf",
+                    "d /var/lib/etcd 0700 etcd etcd\nd /var/lib/b 0700 etcd\n",
+                );
+            apply(&mut sys);
+            (sys.written_to("/dev/console"), sys.calls)
+        });
+        assert_eq!(
+            console,
+            [
+                "slipway: /etc/group: a FIFO, not a regular file; the names in it are not known",
+                "slipway: /etc/tmpfiles.d/a-pipe.conf: a FIFO, not a regular file, ignoring it",
+                "slipway: /etc/tmpfiles.d/b-big.conf: larger than 1024 KiB, the most PID 1 \
+                 reads of a configuration file, ignoring it",
+                "slipway: /usr/lib/tmpfiles.d/etcd.conf:1: no group `etcd` in /etc/group",
+            ]
+        );
+        // The next line, needing no group, still applies.
+        assert!(calls.contains(&"set_dir_mode_owner /var/lib/b 0700 232:0".to_string()));
     }
 
     #[test]

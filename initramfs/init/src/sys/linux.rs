@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -19,6 +20,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::time::ClockId;
 use nix::unistd::Pid;
 
+use super::regular::{read_regular_file, Unreadable, MAX_FILE};
 use super::seam::Sys;
 use super::types::{
     io_errno, DmTarget, ExitOutcome, ReadSeek, Reaped, Reboot, SysResult, DEV_CONSOLE,
@@ -135,7 +137,11 @@ impl Sys for LinuxSys {
     }
 
     fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>> {
-        std::fs::read(path).map_err(|e| io_errno(&e))
+        read_regular_file(Path::new(path), None).map_err(Unreadable::errno)
+    }
+
+    fn read_config(&mut self, path: &str) -> Result<Vec<u8>, Unreadable> {
+        read_regular_file(Path::new(path), Some(MAX_FILE))
     }
 
     fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>> {
@@ -377,6 +383,34 @@ mod tests {
         let earlier = sys.now();
         assert!(sys.now() >= earlier);
         assert!(sys.boot_time() > Duration::ZERO);
+    }
+
+    #[test]
+    fn linux_sys_reads_regular_files_only_and_config_files_up_to_the_limit() {
+        use crate::sys::regular::test_support::{fifo, quickly};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        fifo(&dir.path().join("pipe"));
+        let at = usize::try_from(MAX_FILE).unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'a'; at + 1]).unwrap();
+        std::fs::write(dir.path().join("edge"), vec![b'a'; at]).unwrap();
+        let (file, config) = quickly(move || {
+            let mut sys = LinuxSys::new();
+            let pipe = format!("{root}/pipe");
+            (sys.read_file(&pipe), sys.read_config(&pipe))
+        });
+        assert_eq!(file, Err(Errno::EBADFD));
+        assert_eq!(config, Err(Unreadable::NotRegular("a FIFO")));
+        let mut sys = LinuxSys::new();
+        let root = dir.path().to_str().unwrap();
+        assert_eq!(
+            sys.read_config(&format!("{root}/big")),
+            Err(Unreadable::TooLarge)
+        );
+        assert_eq!(sys.read_config(&format!("{root}/edge")).unwrap().len(), at);
+        // read_file has no limit: the kernel's files are read whole.
+        assert_eq!(sys.read_file(&format!("{root}/big")).unwrap().len(), at + 1);
+        assert_eq!(sys.read_file(root), Err(Errno::EISDIR));
     }
 
     #[test]

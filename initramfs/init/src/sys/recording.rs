@@ -3,16 +3,20 @@
 //! Files, directories and symlinks live in an in-memory map; the clock is fake
 //! and only moves when the code under test sleeps, so a 60 s timeout takes no
 //! time. Changes can be scheduled for later ("the partition appears after
-//! 2 s"), and any call can be made to fail with an errno.
+//! 2 s"), and any call can be made to fail with an errno. A node can also
+//! be served from a real file ([`RecordingSys::add_host_file`]), read as
+//! [`super::LinuxSys`] reads it: a real FIFO there is refused the same way.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
 
+use super::regular::{read_regular_file, Unreadable, DIRECTORY, MAX_FILE};
 use super::seam::Sys;
 use super::types::{describe_mount, DmTarget, ReadSeek, Reaped, Reboot, SysResult};
 
@@ -21,6 +25,8 @@ enum Node {
     File(Vec<u8>),
     Link(String),
     Dir,
+    /// Read from this real path, as `LinuxSys` reads.
+    Host(PathBuf),
 }
 
 /// The recording test double.
@@ -75,6 +81,14 @@ impl RecordingSys {
     pub fn add_link(&mut self, path: &str, target: &str) -> &mut Self {
         self.nodes
             .insert(path.to_string(), Node::Link(target.to_string()));
+        self
+    }
+
+    /// `path` is read from the real file `host`, as [`super::LinuxSys`]
+    /// reads it: a FIFO or device there is refused without blocking.
+    pub fn add_host_file(&mut self, path: &str, host: &Path) -> &mut Self {
+        self.nodes
+            .insert(path.to_string(), Node::Host(host.to_path_buf()));
         self
     }
 
@@ -197,7 +211,7 @@ impl Sys for RecordingSys {
         match self.node(path) {
             Some(Node::Dir) => Ok(()),
             // O_DIRECTORY|O_NOFOLLOW: Linux says ENOTDIR for a link too.
-            Some(Node::Link(_) | Node::File(_)) => Err(Errno::ENOTDIR),
+            Some(Node::Link(_) | Node::File(_) | Node::Host(_)) => Err(Errno::ENOTDIR),
             None if self.has_children(path) => Ok(()),
             None => Err(Errno::ENOENT),
         }
@@ -261,6 +275,7 @@ impl Sys for RecordingSys {
     fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>> {
         match self.node(path) {
             Some(Node::File(data)) => Ok(data.clone()),
+            Some(Node::Host(host)) => read_regular_file(host, None).map_err(Unreadable::errno),
             Some(Node::Dir) => Err(Errno::EISDIR),
             Some(Node::Link(_)) => Err(Errno::EINVAL),
             None if self.has_children(path) => Err(Errno::EISDIR),
@@ -268,8 +283,20 @@ impl Sys for RecordingSys {
         }
     }
 
+    fn read_config(&mut self, path: &str) -> Result<Vec<u8>, Unreadable> {
+        match self.node(path) {
+            Some(Node::Host(host)) => read_regular_file(host, Some(MAX_FILE)),
+            Some(Node::File(data)) if u64::try_from(data.len()).map_or(true, |n| n > MAX_FILE) => {
+                Err(Unreadable::TooLarge)
+            }
+            Some(Node::Dir) => Err(Unreadable::NotRegular(DIRECTORY)),
+            None if self.has_children(path) => Err(Unreadable::NotRegular(DIRECTORY)),
+            _ => self.read_file(path).map_err(Unreadable::Errno),
+        }
+    }
+
     fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>> {
-        if let Some(Node::File(_)) = self.node(path) {
+        if let Some(Node::File(_) | Node::Host(_)) = self.node(path) {
             return Err(Errno::ENOTDIR);
         }
         let prefix = format!("{}/", path.trim_end_matches('/'));

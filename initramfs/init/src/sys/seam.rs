@@ -5,6 +5,7 @@ use std::time::Duration;
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
 
+use super::regular::Unreadable;
 use super::types::{DmTarget, ReadSeek, Reaped, Reboot, SysResult};
 
 /// The system calls the init makes. Paths are `&str`: every path the init
@@ -45,7 +46,16 @@ pub trait Sys {
     fn now(&mut self) -> Duration;
     /// Time since boot, including time suspended (`CLOCK_BOOTTIME`).
     fn boot_time(&mut self) -> Duration;
+    /// The whole file, links followed. Regular files only, so PID 1 never
+    /// blocks on one: a FIFO, socket or device node is refused with
+    /// `EBADFD` (never opened blocking), a folder with `EISDIR`. No size
+    /// limit: this is for the kernel's files (`/proc`, `/sys`), whose
+    /// size `stat` does not give; see [`super::regular`].
     fn read_file(&mut self, path: &str) -> SysResult<Vec<u8>>;
+    /// A configuration file PID 1 parses (the account files, `tmpfiles.d`):
+    /// as [`Sys::read_file`], and at most [`super::regular::MAX_FILE`]
+    /// bytes. The error says why, for a message naming the file.
+    fn read_config(&mut self, path: &str) -> Result<Vec<u8>, Unreadable>;
     /// Entry names, sorted, without `.` and `..`.
     fn read_dir(&mut self, path: &str) -> SysResult<Vec<String>>;
     fn read_link(&mut self, path: &str) -> SysResult<String>;

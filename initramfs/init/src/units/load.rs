@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::fs::{find_drop_ins, find_fragment, pulled_by, Fragment, Pull};
 use super::name::UnitName;
 use super::parse::Builder;
-use super::read::read_regular;
 use super::{Context, Diagnostic, Level, LoadState, Unit, UnitSet};
+use crate::sys::regular::read_regular;
 
 /// Loads unit `name` from the tree at `root`: its file (or its template's),
 /// its drop-ins and its `.wants/`/`.requires/` entries. Never fails: the

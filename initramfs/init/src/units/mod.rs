@@ -88,7 +88,8 @@ mod load;
 mod name;
 mod order;
 mod parse;
-mod read;
+#[cfg(test)]
+mod read_tests;
 mod socket;
 mod syntax;
 mod time;
@@ -99,6 +100,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::sys::regular::{read_regular, MAX_FILE};
 pub use crate::sys::types::ExitOutcome;
 pub use env::parse_env_file;
 pub use exec::{expand, ExecCommand, Privilege, EXEC_SEARCH_PATH};
@@ -106,7 +108,6 @@ pub use fs::{alias_target, units_wanted_by, wanted_by_targets, UNIT_SEARCH_PATH}
 pub use load::load_unit;
 pub use name::UnitName;
 pub use order::{start_order, Cycle, Skipped, StartOrder};
-pub use read::{read_regular, MAX_FILE};
 pub use socket::{Listen, ListenAddress, Socket};
 pub use time::parse_timespan;
 
