@@ -267,3 +267,43 @@ mod tests {
         assert_ne!(v2.lock, v3.lock);
     }
 }
+
+/// Slot A's kernel and initramfs copied out of a built image's ESP into
+/// `work`, and its boot entry's command line: for tests that boot the
+/// slot straight from QEMU (`qemu::Boot::Kernel`) with a command line of
+/// their own making. Returns (kernel, initrd, options).
+pub fn slot_a_direct_boot(
+    image_dir: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<(PathBuf, PathBuf, String)> {
+    let path = image_dir.join("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let options = manifest["boot_entries"][0]["options"]
+        .as_str()
+        .context("manifest.json: no boot_entries[0].options")?
+        .to_string();
+    let esp = &manifest["partitions"][0];
+    let (Some(off), Some(size)) = (esp["offset"].as_u64(), esp["size"].as_u64()) else {
+        bail!("manifest.json: partitions[0] has no offset and size");
+    };
+    let raw = image_dir.join("disk.raw");
+    let mut disk =
+        std::fs::File::open(&raw).with_context(|| format!("opening {}", raw.display()))?;
+    let mut out = Vec::new();
+    for (name, file) in [
+        ("vmlinuz", "slipway/a/vmlinuz"),
+        ("initrd", "slipway/a/initrd"),
+    ] {
+        let data = slipway_image::esp::read_file(&mut disk, off, size, file)
+            .with_context(|| format!("reading {file} from the ESP"))?;
+        let dest = work.join(name);
+        std::fs::write(&dest, data).with_context(|| format!("writing {}", dest.display()))?;
+        out.push(dest);
+    }
+    let initrd = out.pop().context("no initrd")?;
+    let kernel = out.pop().context("no kernel")?;
+    Ok((kernel, initrd, options))
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use xtask::qemu::{Boot, Machine};
-use xtask::testing::vm_test_image;
+use xtask::testing::{slot_a_direct_boot, vm_test_image};
 use xtask::vm::Vm;
 
 /// Generous: two VMs may boot at once on two cores under TCG.
@@ -101,26 +101,13 @@ fn stage1_failure_reports_and_reboots() {
     };
     // Boot slot A's own kernel and initramfs, taken from the ESP, with a
     // command line that names no root partition.
-    let m = manifest(&dir);
-    let esp = &m["partitions"][0];
-    let (off, size) = (
-        esp["offset"].as_u64().unwrap(),
-        esp["size"].as_u64().unwrap(),
-    );
-    let mut raw = std::fs::File::open(dir.join("disk.raw")).unwrap();
     let work = tempfile::tempdir().unwrap();
-    for (name, path) in [
-        ("vmlinuz", "slipway/a/vmlinuz"),
-        ("initrd", "slipway/a/initrd"),
-    ] {
-        let data = slipway_image::esp::read_file(&mut raw, off, size, path).unwrap();
-        std::fs::write(work.path().join(name), data).unwrap();
-    }
+    let (kernel, initrd, _) = slot_a_direct_boot(&dir, work.path()).unwrap();
     let mut machine = Machine::new(dir.join("disk.qcow2"));
     machine.no_reboot = true;
     machine.boot = Boot::Kernel {
-        kernel: work.path().join("vmlinuz"),
-        initrd: work.path().join("initrd"),
+        kernel,
+        initrd,
         append: "console=ttyS0,115200 panic=5 slipway.slot=a".into(),
     };
     let mut vm = Vm::start("stage1-failure", &machine).unwrap();

@@ -12,7 +12,7 @@ use xtask::imds::{self, ImdsData};
 use xtask::qemu::{Boot, Machine};
 use xtask::seed::SeedKind;
 use xtask::serve::{ServeOptions, Server};
-use xtask::testing::vm_test_image;
+use xtask::testing::{slot_a_direct_boot, vm_test_image};
 use xtask::vm::{ssh, Vm};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -44,7 +44,8 @@ fn wait_active(vm: &mut Vm, unit: &str) {
     let deadline = Instant::now() + BOOT;
     loop {
         let (_, out) = vm.run(&format!("slipctl status {unit}"), CMD).unwrap();
-        if out.contains("Active: active") {
+        // (slipctl colours the state on the serial console.)
+        if out.contains("active (exited)") || out.contains("active (running)") {
             return;
         }
         assert!(
@@ -404,27 +405,12 @@ fn user_data_from_cloud_config_url_on_the_kernel_command_line() {
 
     // Slot A's kernel, initramfs and command line, straight from QEMU, with
     // the URL added: the way a PXE or iPXE boot hands one over.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let options = manifest["boot_entries"][0]["options"].as_str().unwrap();
+    let (kernel, initrd, options) = slot_a_direct_boot(&dir, work.path()).unwrap();
     assert!(options.contains("slipway.slot=a"), "{options}");
-    let esp = &manifest["partitions"][0];
-    let (off, size) = (
-        esp["offset"].as_u64().unwrap(),
-        esp["size"].as_u64().unwrap(),
-    );
-    let mut raw = std::fs::File::open(dir.join("disk.raw")).unwrap();
-    for (name, path) in [
-        ("vmlinuz", "slipway/a/vmlinuz"),
-        ("initrd", "slipway/a/initrd"),
-    ] {
-        let data = slipway_image::esp::read_file(&mut raw, off, size, path).unwrap();
-        std::fs::write(work.path().join(name), data).unwrap();
-    }
     let mut machine = Machine::new(dir.join("disk.qcow2"));
     machine.boot = Boot::Kernel {
-        kernel: work.path().join("vmlinuz"),
-        initrd: work.path().join("initrd"),
+        kernel,
+        initrd,
         append: format!("{options} cloud-config-url={url}"),
     };
     let mut vm = Vm::start("cloud-config-url", &machine).unwrap();
