@@ -1,10 +1,10 @@
 //! The user-data of `-i`, as a NoCloud seed partition on the installed disk.
 //!
 //! How the installed system finds it: at every boot, stage 2 runs
-//! `slipway-cloud-config boot`, which probes every block device (partitions
-//! included) for a FAT or ISO 9660 filesystem labelled `cidata`, mounts it
-//! read-only and reads `user-data` (cloud-config's `boot.rs` and
-//! `datasource/`). The other sources (fw_cfg, a config drive, a URL on the
+//! `slipway-cloud-config boot local`, which probes every block device
+//! (partitions included) for a FAT or ISO 9660 filesystem labelled
+//! `cidata`, mounts it read-only and reads `user-data` (cloud-config's
+//! `boot/seeds.rs` and `datasource/`). The other sources (fw_cfg, a config drive, a URL on the
 //! command line, EC2) are not on a bare-metal disk, and nothing reads
 //! user-data from a file on `/var`; a seed partition is the standard NoCloud
 //! place (cloud-init documents a `cidata` partition) and needs no new code

@@ -141,7 +141,7 @@ impl Machine {
         if !denied.is_empty() {
             bail!(
                 "reading the disks needs root ({}: permission denied); run it as root, \
-                 e.g. `sudo update-engine status`",
+                 with sudo",
                 denied.join(", ")
             );
         }

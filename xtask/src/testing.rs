@@ -245,29 +245,6 @@ pub fn failing_unit() -> Vec<(String, u32, Vec<u8>)> {
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_release_has_its_own_stamp_and_lock() {
-        let images = std::path::Path::new("/t");
-        let v2 = ReleaseFiles::new(images, "0.1.0.2", false);
-        let v3 = ReleaseFiles::new(images, "0.1.0.3", true);
-        assert_eq!(
-            v2,
-            ReleaseFiles {
-                out: "/t/release-0.1.0.2".into(),
-                stamp: "/t/release-0.1.0.2.stamp".into(),
-                lock: "/t/release-0.1.0.2.lock".into(),
-            }
-        );
-        assert_eq!(v3.out, PathBuf::from("/t/release-0.1.0.3-extra"));
-        assert_ne!(v2.stamp, v3.stamp);
-        assert_ne!(v2.lock, v3.lock);
-    }
-}
-
 /// Slot A's kernel and initramfs copied out of a built image's ESP into
 /// `work`, and its boot entry's command line: for tests that boot the
 /// slot straight from QEMU (`qemu::Boot::Kernel`) with a command line of
@@ -306,4 +283,27 @@ pub fn slot_a_direct_boot(
     let initrd = out.pop().context("no initrd")?;
     let kernel = out.pop().context("no kernel")?;
     Ok((kernel, initrd, options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_release_has_its_own_stamp_and_lock() {
+        let images = std::path::Path::new("/t");
+        let v2 = ReleaseFiles::new(images, "0.1.0.2", false);
+        let v3 = ReleaseFiles::new(images, "0.1.0.3", true);
+        assert_eq!(
+            v2,
+            ReleaseFiles {
+                out: "/t/release-0.1.0.2".into(),
+                stamp: "/t/release-0.1.0.2.stamp".into(),
+                lock: "/t/release-0.1.0.2.lock".into(),
+            }
+        );
+        assert_eq!(v3.out, PathBuf::from("/t/release-0.1.0.3-extra"));
+        assert_ne!(v2.stamp, v3.stamp);
+        assert_ne!(v2.lock, v3.lock);
+    }
 }

@@ -307,6 +307,16 @@ fn user_data_and_a_key_from_an_ec2_metadata_service() {
     );
     assert_eq!(ok(&mut vm, "cat /var/lib/imds-fetched"), "fetched on EC2");
     assert_eq!(ok(&mut vm, "hostname"), "ec2-test");
+    // No seed disk was mounted, so the hand-off made /run/slipway itself:
+    // it must stay open to the services' users (etcd's notify socket is
+    // in it); only the hand-off's own folder is root's alone.
+    assert_eq!(
+        ok(
+            &mut vm,
+            "stat -c '%a' /run/slipway /run/slipway/cloud-config"
+        ),
+        "755\n700"
+    );
 
     // The token flow: one PUT for the token first, then only GETs that
     // carried it; nothing was refused.
@@ -368,6 +378,8 @@ fn user_data_and_a_key_from_an_ec2_metadata_service() {
     );
     let (ok_id, text) = run("sudo -n id -u");
     assert!(ok_id && text.trim() == "0", "sudo id -u:\n{text}");
+    let (ok_login, text) = run("sudo -n -i id -un");
+    assert!(ok_login && text.trim() == "root", "sudo -i:\n{text}");
     let (ok_plain, text) = run("slipctl status");
     assert!(
         !ok_plain && text.contains("for root only") && text.contains("sudo slipctl status"),

@@ -35,6 +35,10 @@ impl Deadline {
     fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }
+
+    pub(super) fn is_spent(&self) -> bool {
+        self.remaining().is_zero()
+    }
 }
 
 /// Runs one command; false if it failed, was stopped or could not run.

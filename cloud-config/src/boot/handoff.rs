@@ -46,10 +46,16 @@ pub(super) enum Handoff {
 
 /// Writes the hand-off (and the user-data beside it), root-only.
 pub(super) fn write(handoff: &Handoff, user_data: Option<&[u8]>) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(DIR)?;
+    // Only the last folder is root's alone: `/run/slipway` holds sockets
+    // other users reach (the notify socket a `User=etcd` service sends
+    // to), and a recursive builder would give every folder it makes 0700.
+    if let Some(parent) = Path::new(DIR).parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(DIR) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     if let Some(bytes) = user_data {
         write_private(Path::new(USER_DATA), bytes)?;
     }

@@ -11,8 +11,10 @@ use slipway_control::{ActiveState, Request, SOCKET_PATH};
 
 use crate::apply::UnitCommand;
 
-/// Per request; a start is only queued, not waited for.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for one answer. The manager answers a start when the
+/// job has finished; a unit still starting after this (etcd waiting for
+/// its peers) goes on starting, and is noted as such, not as a failure.
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one command turns into: the request, or `None` when there is
 /// nothing to do (`try-restart` of a unit that is not running).
@@ -31,13 +33,21 @@ fn request_for(cmd: &UnitCommand, is_active: impl Fn(&str) -> bool) -> Option<Re
     }
 }
 
-/// Sends every command, in order; one line per failure, for the log.
-pub(super) fn send(commands: &[UnitCommand]) -> Vec<String> {
+/// What became of the commands: lines for the log.
+#[derive(Debug, Default)]
+pub(super) struct Sent {
+    pub failures: Vec<String>,
+    /// Commands whose job was still running when the answer was due.
+    pub still_running: Vec<String>,
+}
+
+/// Sends every command, in order.
+pub(super) fn send(commands: &[UnitCommand]) -> Sent {
     send_to(Path::new(SOCKET_PATH), commands)
 }
 
-fn send_to(socket: &Path, commands: &[UnitCommand]) -> Vec<String> {
-    let mut failures = Vec::new();
+fn send_to(socket: &Path, commands: &[UnitCommand]) -> Sent {
+    let mut sent = Sent::default();
     let is_active = |unit: &str| {
         let req = Request::Status {
             unit: Some(unit.to_string()),
@@ -58,14 +68,15 @@ fn send_to(socket: &Path, commands: &[UnitCommand]) -> Vec<String> {
         let what = format!("{} {}", cmd.command, cmd.unit);
         match slipway_control::call(socket, &req, TIMEOUT) {
             Ok(r) if r.ok => {}
-            Ok(r) => failures.push(format!(
+            Ok(r) => sent.failures.push(format!(
                 "{what}: {}",
                 r.error.unwrap_or_else(|| "refused".to_string())
             )),
-            Err(e) => failures.push(format!("{what}: {e}")),
+            Err(slipway_control::ProtoError::Timeout(_)) => sent.still_running.push(what),
+            Err(e) => sent.failures.push(format!("{what}: {e}")),
         }
     }
-    failures
+    sent
 }
 
 #[cfg(test)]
@@ -109,8 +120,11 @@ mod tests {
     #[test]
     fn a_manager_that_is_not_there_is_a_failure_naming_the_command() {
         let dir = tempfile::tempdir().unwrap();
-        let failures = send_to(&dir.path().join("none.sock"), &[cmd("start", "a.service")]);
-        assert_eq!(failures.len(), 1);
-        assert!(failures[0].starts_with("start a.service: "), "{failures:?}");
+        let sent = send_to(&dir.path().join("none.sock"), &[cmd("start", "a.service")]);
+        assert_eq!(sent.failures.len(), 1);
+        assert!(
+            sent.failures[0].starts_with("start a.service: "),
+            "{sent:?}"
+        );
     }
 }

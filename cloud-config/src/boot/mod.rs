@@ -18,7 +18,8 @@
 //! `network-online.target`:
 //! - after a local source: that user-data's `runcmd` (once per instance)
 //!   and `#!` script (once per instance), now with the network up;
-//! - without one: the network sources (`cloud-config-url=`,
+//! - without one (no user-data nor metadata from fw_cfg or a seed disk):
+//!   the network sources (`cloud-config-url=`,
 //!   `ds=nocloud;s=`, and the EC2 metadata service where the firmware says
 //!   EC2), and everything above from what they give, with the
 //!   `coreos.units` commands sent to the running manager ([`manager`]),
@@ -29,9 +30,10 @@
 //! each step goes to `/var/log/cloud-config.log` (0600), a one-line summary
 //! to the console.
 //!
-//! Each stage has a time limit ([`Stage::limit`]) below the one of whoever
-//! runs it (the init: 300 s; the unit: `TimeoutStartSec=600`), and stops
-//! its commands' process groups itself when it runs out.
+//! Each stage has a time limit ([`Stage::limit`]: 240 s and 420 s) below
+//! the one of whoever runs it (the init: 300 s; the unit:
+//! `TimeoutStartSec=480`), and stops its commands' process groups itself
+//! when it runs out.
 
 mod commands;
 mod handoff;
@@ -68,7 +70,10 @@ impl Stage {
     pub fn limit(self) -> Duration {
         match self {
             Stage::Local => Duration::from_secs(240),
-            Stage::Network => Duration::from_secs(540),
+            // With wait-online's 30 s, well inside the 600 s after which
+            // the service manager calls a boot that has not settled
+            // unhealthy (this stage is one of the boot's units).
+            Stage::Network => Duration::from_secs(420),
         }
     }
 
@@ -383,9 +388,13 @@ fn log_outcome(outcome: &Outcome, part: Part, log: &mut Log) -> bool {
     }
     let mut failed = outcome.failed();
     if part == Part::All {
-        for failure in manager::send(&outcome.unit_commands) {
+        let sent = manager::send(&outcome.unit_commands);
+        for failure in sent.failures {
             log.say(&format!("unit command {failure}"));
             failed = true;
+        }
+        for running in sent.still_running {
+            log.note(&format!("unit command {running}: queued, still running"));
         }
         if let Err(e) = apply_hostname() {
             log.say(&format!("setting the host name: {e}"));
@@ -440,6 +449,10 @@ fn apply_cloud_config(
              in /run (coreos.units commands, coreos.etcd2/fleet/flannel drop-ins)",
             opts.instance_id
         ));
+        if part == Part::All {
+            // A runcmd the power cut short of starting last boot.
+            failed |= run_runcmd(config, opts, name, log, deadline) != 0;
+        }
         return i32::from(failed);
     }
     let outcome = match apply::apply_report(report, opts) {
@@ -450,23 +463,36 @@ fn apply_cloud_config(
         }
     };
     failed |= log_outcome(&outcome, part, log);
-    if let Err(e) = apply::try_record_applied(opts) {
-        log.say(&format!("recording instance {}: {e}", opts.instance_id));
-        failed = true;
+    // runcmd is pending (until the network stage starts it: this one, or
+    // the next boot's if the power goes first) before the instance counts
+    // as applied: the other order loses it to a power cut in between.
+    let pending = if config.runcmd.is_empty() {
+        Ok(())
+    } else {
+        handoff::runcmd_pending(&opts.instance_id)
+    };
+    match pending {
+        Ok(()) => {
+            if let Err(e) = apply::try_record_applied(opts) {
+                log.say(&format!("recording instance {}: {e}", opts.instance_id));
+                failed = true;
+            }
+        }
+        Err(e) => {
+            // Not recorded: the next boot applies the instance again and
+            // gets another chance to keep its runcmd.
+            log.say(&format!(
+                "recording that runcmd is to run: {e}; instance {} is not recorded as applied",
+                opts.instance_id
+            ));
+            failed = true;
+        }
     }
     let summary = outcome.summary();
     let summary = summary.trim_start_matches("cloud-config: ");
     log.say(&format!("{name}: {summary}"));
-    if !config.runcmd.is_empty() {
-        // Pending until the network stage starts it (this one, or the
-        // next boot's if the power goes first).
-        if let Err(e) = handoff::runcmd_pending(&opts.instance_id) {
-            log.say(&format!("recording that runcmd is to run: {e}"));
-            failed = true;
-        }
-        if part == Part::All {
-            failed |= run_runcmd(config, opts, name, log, deadline) != 0;
-        }
+    if part == Part::All {
+        failed |= run_runcmd(config, opts, name, log, deadline) != 0;
     }
     i32::from(failed)
 }
@@ -483,6 +509,13 @@ fn run_runcmd(
 ) -> i32 {
     if config.runcmd.is_empty() || !handoff::runcmd_is_pending(&opts.instance_id) {
         return 0;
+    }
+    if deadline.is_spent() {
+        log.say(&format!(
+            "{name}: runcmd not started: the stage's time is used up; it stays pending \
+             for the next boot"
+        ));
+        return 1;
     }
     if let Err(e) = handoff::runcmd_started(&opts.instance_id) {
         log.say(&format!(

@@ -17,7 +17,8 @@
 //! - [`Ec2`]: an EC2-style instance metadata service at
 //!   `http://169.254.169.254` (IMDSv2 tokens first, IMDSv1 fallback).
 //!
-//! Finding the seed filesystems is the init's job: it reads the first
+//! Finding the seed filesystems is the boot's local stage's job
+//! (`crate::boot`, `seeds.rs`): it reads the first
 //! [`LABEL_PROBE_BYTES`] of each block device, asks [`filesystem_label`]
 //! and [`is_nocloud_label`] / [`is_configdrive_label`], mounts the match
 //! read-only and hands the mount point to [`NoCloud::from_dir`] or
@@ -146,7 +147,7 @@ pub struct Poll {
 
 impl Default for Poll {
     /// 5 s per request, a retry every second, for at most 30 s per source
-    /// (well inside the 300 s the init gives the whole boot step).
+    /// (well inside the network stage's 420 s).
     fn default() -> Self {
         Poll {
             timeout: Duration::from_secs(5),

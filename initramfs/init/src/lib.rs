@@ -67,7 +67,9 @@ Started by the kernel, never by hand:
       the rest, makes /etc an overlay kept on /var, binds /home and /root
       from /var, writes /etc/machine-id once, makes the folders
       tmpfiles.d's `d` lines name (/usr/lib/tmpfiles.d, /etc/tmpfiles.d), runs
-      /usr/bin/slipway-cloud-config boot (user-data), sets the hostname
+      /usr/bin/slipway-cloud-config boot local (user-data from fw_cfg or a
+      seed disk; runcmd and network sources come later, from
+      slipway-cloud-config.service), sets the hostname
       from /etc/hostname, prints the ready line, starts multi-user.target
       and the units it wants (systemd unit files; control them with
       slipctl), runs a rescue shell on the serial console, and on a
