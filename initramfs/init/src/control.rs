@@ -298,7 +298,9 @@ pub fn status_response(manager: &Manager, unit: Option<&str>) -> Response {
     let (health, detail) = manager.health();
     let mut units = manager.unit_infos();
     if let Some(name) = unit {
-        units.retain(|u| u.name == name);
+        // `slipctl status etcd2.service` shows etcd.service, its unit.
+        let canonical = manager.canonical_name(name);
+        units.retain(|u| u.name == canonical);
         if units.is_empty() {
             return Response::err(format!("{name}: unit not loaded"));
         }

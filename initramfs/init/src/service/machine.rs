@@ -271,6 +271,10 @@ impl Machine {
             else {
                 continue;
             };
+            // `start etcd2.service` starts etcd.service, as `request` does;
+            // `try-restart etcd2.service` asks whether etcd.service runs.
+            let canonical = self.canonical_name(unit);
+            let unit = canonical.as_str();
             let job = match command {
                 "start" => Job::Start,
                 "stop" => Job::Stop,
@@ -284,9 +288,6 @@ impl Machine {
                 }
                 _ => continue,
             };
-            // `start etcd2.service` starts etcd.service, as `request` does.
-            let canonical = units::alias_target(&self.cfg.root, unit);
-            let unit = canonical.as_deref().unwrap_or(unit);
             self.load(&[unit.to_string()]);
             if job != Job::Stop {
                 self.boot_units.insert(unit.to_string());
@@ -299,6 +300,12 @@ impl Machine {
             }
             self.propagate(unit, job);
         }
+    }
+
+    /// The unit an alias links to (`etcd2.service` → `etcd.service`), or
+    /// the name itself: one unit, not two, as in systemd.
+    pub(super) fn canonical_name(&self, name: &str) -> String {
+        units::alias_target(&self.cfg.root, name).unwrap_or_else(|| name.to_string())
     }
 
     /// Loads units that are not loaded yet (and what they pull in);

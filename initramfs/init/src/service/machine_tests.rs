@@ -852,6 +852,8 @@ fn an_alias_names_the_same_unit_by_hand_and_in_cloud_configs_queue() {
         msg.contains("/etc/systemd/system/etcd2.service → /etc/systemd/system/etcd.service"),
         "{msg}"
     );
+    assert_eq!(w.m.canonical_name("etcd2.service"), "etcd.service");
+    assert_eq!(w.m.canonical_name("other.service"), "other.service");
     // Starting the alias starts the unit itself.
     w.request("etcd2.service", Job::Start).unwrap();
     assert_eq!(w.state("etcd.service"), running());
@@ -866,6 +868,19 @@ fn an_alias_names_the_same_unit_by_hand_and_in_cloud_configs_queue() {
     });
     assert_eq!(w.state("etcd.service"), running());
     assert!(w.m.unit_infos().iter().all(|u| u.name != "etcd2.service"));
+    // `try-restart` by the alias sees that the unit runs: it is stopped
+    // to be started again.
+    let seen = w.did.len();
+    w.feed(Event::Boot {
+        unit_commands: "try-restart etcd2.service\n".into(),
+    });
+    assert!(
+        w.did[seen..]
+            .iter()
+            .any(|l| l.starts_with("signal etcd.service SIGTERM")),
+        "try-restart by the alias stopped nothing: {:?}",
+        &w.did[seen..]
+    );
     let msg = w.m.disable("etcd.service").unwrap();
     assert!(msg.contains("/etc/systemd/system/etcd2.service"), "{msg}");
 }

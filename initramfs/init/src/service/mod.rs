@@ -236,6 +236,12 @@ impl Manager {
         self.feed(Event::Exited { pid, outcome });
     }
 
+    /// The unit an alias names (`etcd2.service` → `etcd.service`), or the
+    /// name itself.
+    pub fn canonical_name(&self, name: &str) -> String {
+        self.machine.canonical_name(name)
+    }
+
     /// The status of every loaded unit, by name.
     pub fn unit_infos(&self) -> Vec<UnitStatus> {
         let mut infos = self.machine.unit_infos();
