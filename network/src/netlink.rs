@@ -141,9 +141,12 @@ pub fn answer_in(reply: &[u8], seq: u32) -> io::Result<Option<io::Result<()>>> {
         let len = msg.header.length as usize;
         if msg.header.sequence_number == seq {
             if let NetlinkPayload::Error(err) = msg.payload {
+                // A negative errno; not `ErrorMessage::to_io`, whose `abs`
+                // overflows on i32::MIN (found by the `netlink_reply` fuzz
+                // target).
                 return Ok(Some(match err.code {
                     None => Ok(()),
-                    Some(_) => Err(err.to_io()),
+                    Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_abs())),
                 }));
             }
         }
