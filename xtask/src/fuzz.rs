@@ -213,7 +213,7 @@ pub fn write_seeds(root: &Path, target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// `cargo +nightly fuzz run <target> -- -runs=<runs>` in the target's
+/// `cargo +nightly fuzz run <target> -- -runs=<runs> -timeout=60` in the target's
 /// `fuzz/` folder (with its own target folder, whatever
 /// `CARGO_TARGET_DIR` says), echoing libFuzzer's progress lines.
 pub fn run(root: &Path, target: &Target, runs: u64) -> Result<Outcome> {
@@ -222,6 +222,9 @@ pub fn run(root: &Path, target: &Target, runs: u64) -> Result<Outcome> {
     let mut child = Command::new("cargo")
         .args(["+nightly", "fuzz", "run", &target.name, "--"])
         .arg(format!("-runs={runs}"))
+        // A hang is a finding: reported (and its input kept) after a
+        // minute, not libFuzzer's default twenty.
+        .arg("-timeout=60")
         .env_remove("CARGO_TARGET_DIR")
         .current_dir(&dir)
         .stdout(Stdio::piped())
