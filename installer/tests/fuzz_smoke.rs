@@ -6,7 +6,6 @@ mod fuzz_bodies;
 #[path = "../../boot-contract/tests/fuzz_support/smoke.rs"]
 mod smoke;
 
-
 const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 #[test]
