@@ -1,12 +1,15 @@
-//! The fuzz targets' bodies (`fuzz_bodies/`, shared with `../fuzz/`) over a
-//! deterministic corpus in the ordinary test suite: the seeds (lines the
-//! builder writes, windows the docs show) and a few thousand mutations of
-//! them. Not a fuzzer: the same inputs every run, so a failure reproduces;
-//! a failing input is named in the panic message.
+//! The fuzz targets' bodies (`fuzz_bodies/`, shared with `../fuzz/`) over
+//! their regression inputs and a deterministic corpus in the ordinary test
+//! suite: the seeds (lines the builder writes, windows the docs show) and
+//! thousands of mutations of them (`fuzz_support/smoke.rs`, which every
+//! crate's smoke test shares). Not a fuzzer: the same inputs every run, so
+//! a failure reproduces; a failing input is named in the panic message.
 
 mod fuzz_bodies;
+#[path = "fuzz_support/smoke.rs"]
+mod smoke;
 
-use std::panic::{self, AssertUnwindSafe};
+const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 const SEEDS_CMDLINE: [&str; 5] = [
     "console=ttyS0 gpt slipway.slot=a slipway.root=PARTUUID=6a4f36e5-5b1e-4d8a-9c3f-2b7e1d0c9a81 \
@@ -29,68 +32,30 @@ const SEEDS_WINDOW: [&str; 6] = [
     "04:00\n0.5h\n1800000000",
 ];
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Bytes that matter to these grammars.
-const INTERESTING: &[u8] = b" \t\n\r\"=:.0123456789abcdefABCDEFhmsdx-+\x00\x7f\xff";
-
-fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut out = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let at = rng.below(out.len() + 1);
-        match rng.below(4) {
-            0 if at < out.len() => out[at] ^= 1 << rng.below(8),
-            1 => out.insert(at, INTERESTING[rng.below(INTERESTING.len())]),
-            2 if at < out.len() => {
-                out.remove(at);
-            }
-            _ => out.truncate(at),
-        }
-    }
-    out
-}
-
-fn run(name: &str, seeds: &[&str], body: fn(&[u8]), rounds: usize) {
-    let mut rng = Rng(0x5eed_0000 + name.len() as u64);
-    for seed in seeds {
-        let seed = seed.as_bytes();
-        for i in 0..rounds {
-            let input = if i == 0 {
-                seed.to_vec()
-            } else {
-                mutate(&mut rng, seed)
-            };
-            let result = panic::catch_unwind(AssertUnwindSafe(|| body(&input)));
-            assert!(
-                result.is_ok(),
-                "{name}: the body failed on {:?}",
-                String::from_utf8_lossy(&input)
-            );
-        }
-    }
+fn seeds(texts: &[&str]) -> Vec<Vec<u8>> {
+    texts.iter().map(|t| t.as_bytes().to_vec()).collect()
 }
 
 #[test]
 fn cmdline_corpus() {
-    run("cmdline", &SEEDS_CMDLINE, fuzz_bodies::cmdline, 2000);
+    smoke::smoke(
+        CRATE,
+        "cmdline",
+        &seeds(&SEEDS_CMDLINE[..4]),
+        fuzz_bodies::cmdline,
+        10_000,
+    );
+    // The empty line has no arguments: refused, and no panic.
+    assert!(!fuzz_bodies::cmdline(b""));
 }
 
 #[test]
 fn window_corpus() {
-    run("window", &SEEDS_WINDOW, fuzz_bodies::window, 2000);
+    smoke::smoke(
+        CRATE,
+        "window",
+        &seeds(&SEEDS_WINDOW),
+        fuzz_bodies::window,
+        12_000,
+    );
 }

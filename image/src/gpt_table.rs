@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use gpt::disk::LogicalBlockSize;
@@ -91,26 +92,97 @@ pub struct ReadPartition {
 /// Reads the partition table of an image file.
 pub fn read(path: &Path) -> Result<(uuid::Uuid, Vec<ReadPartition>), GptTableError> {
     let p = || path.display().to_string();
+    check_entries(path).map_err(|source| GptTableError::Io { path: p(), source })?;
     let disk = gpt::GptConfig::new()
         .writable(false)
         .logical_block_size(LogicalBlockSize::Lb512)
         .open(path)
         .map_err(|source| GptTableError::Gpt { path: p(), source })?;
+    // Seeking, not the metadata: a block device's metadata says 0 bytes.
+    let disk_len = File::open(path)
+        .and_then(|mut f| f.seek(SeekFrom::End(0)))
+        .map_err(|source| GptTableError::Io { path: p(), source })?;
     let parts = disk
         .partitions()
         .iter()
         .filter(|(_, part)| part.is_used())
-        .map(|(number, part)| ReadPartition {
-            number: *number,
-            label: part.name.clone(),
-            type_guid: part.part_type_guid.guid,
-            uuid: part.part_guid,
-            offset: part.first_lba * SECTOR,
-            size: (part.last_lba + 1 - part.first_lba) * SECTOR,
-            attributes: part.flags,
+        .map(|(number, part)| {
+            // An entry ending before it starts or past the disk is not one
+            // we wrote, and its size would not even compute (found by the
+            // `gpt_table` fuzz target).
+            let end = part
+                .last_lba
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(SECTOR))
+                .filter(|&end| end <= disk_len && part.last_lba >= part.first_lba)
+                .ok_or_else(|| GptTableError::Io {
+                    path: p(),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("partition {number} does not lie on the disk"),
+                    ),
+                })?;
+            let offset = part.first_lba * SECTOR;
+            Ok(ReadPartition {
+                number: *number,
+                label: part.name.clone(),
+                type_guid: part.part_type_guid.guid,
+                uuid: part.part_guid,
+                offset,
+                size: end - offset,
+                attributes: part.flags,
+            })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok((*disk.guid(), parts))
+}
+
+/// The largest entry array [`read`] reads (the init's reader has the same
+/// bound): a table larger than this is not one we wrote.
+const MAX_ENTRIES_BYTES: u64 = 1024 * 1024;
+
+/// Refuses what the `gpt` crate would trust in the header it reads the
+/// entries by (the primary if valid, else the backup in the last sector):
+/// an entry size other than 128, on which it panics (an assert; found by
+/// the `gpt_table` fuzz target, and the update engine reads every disk of
+/// the machine), and an entry count it would read one by one for minutes.
+fn check_entries(path: &Path) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let (count, size) =
+        match gpt::header::read_header_from_arbitrary_device(&mut file, LogicalBlockSize::Lb512) {
+            Ok(h) => (h.num_parts, h.part_size),
+            Err(_) => {
+                let len = file.seek(SeekFrom::End(0))?;
+                if len < 3 * SECTOR {
+                    return Ok(());
+                }
+                let mut raw = [0u8; 92];
+                file.seek(SeekFrom::Start((len - SECTOR) / SECTOR * SECTOR))?;
+                file.read_exact(&mut raw)?;
+                let word = |at: usize| {
+                    raw.get(at..at + 4)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u32::from_le_bytes)
+                };
+                if raw.get(..8) != Some(b"EFI PART".as_slice()) {
+                    return Ok(());
+                }
+                (word(80), word(84))
+            }
+        };
+    if size != 128 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the GPT has {size}-byte entries; only 128-byte ones are read"),
+        ));
+    }
+    if u64::from(count) * 128 > MAX_ENTRIES_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the GPT has {count} entries, more than any table we write"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

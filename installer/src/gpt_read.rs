@@ -57,10 +57,21 @@ pub fn parse_table(head: &[u8]) -> Result<(Uuid, Vec<SourcePartition>)> {
     }
     let entries = gpt::partition::file_read_partitions(&mut cursor, &header, lb)
         .map_err(|e| anyhow!("reading the GPT entries: {e}"))?;
-    let partitions = entries
+    let partitions: Vec<SourcePartition> = entries
         .into_iter()
         .filter(|(_, p)| p.is_used())
         .map(|(number, p)| SourcePartition::from_entry(number, &p))
         .collect();
+    // `offset`, `end` and the sizes the refusals print must compute (found
+    // by the `gpt_read` fuzz target: an entry ending before it started).
+    if let Some(bad) = partitions
+        .iter()
+        .find(|p| p.first_lba > p.last_lba || p.last_lba >= u64::MAX / SECTOR)
+    {
+        bail!(
+            "GPT entry {} ends before it starts or beyond any disk",
+            bad.number
+        );
+    }
     Ok((header.disk_guid, partitions))
 }

@@ -283,6 +283,9 @@ impl Client {
     /// A datagram arrived on the link's port 68.
     pub fn on_packet(&mut self, bytes: &[u8], now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        if !option_lengths_valid(bytes) {
+            return actions;
+        }
         let Ok(msg) = Message::from_bytes(bytes) else {
             return actions;
         };
@@ -480,6 +483,48 @@ fn renew_retry(now: Instant, limit: Instant) -> Instant {
 fn after(t: Instant, secs: u64) -> Instant {
     t.checked_add(Duration::from_secs(secs.min(FOREVER_SECS)))
         .unwrap_or(t)
+}
+
+/// Whether the options whose length `dhcproto` only checks with
+/// `debug_assert!` have the length their RFC gives: Rapid Commit (80,
+/// empty), Client FQDN (81, 3 or more), Client Network Interface (94, 3),
+/// the bulk leasequery times (152–155, 4). A debug build would panic on a
+/// server's packet otherwise (found by the `dhcp` fuzz target); a
+/// packet that gets them wrong is refused. Options repeated back to back
+/// count as one (RFC 3396), as `dhcproto` joins them.
+fn option_lengths_valid(bytes: &[u8]) -> bool {
+    let mut options = bytes.get(240..).unwrap_or_default();
+    let mut run: Option<(u8, usize)> = None;
+    let valid = |(code, len): (u8, usize)| match code {
+        80 => len == 0,
+        81 => len >= 3,
+        94 => len == 3,
+        152..=155 => len == 4,
+        _ => true,
+    };
+    while let [code, rest @ ..] = options {
+        match code {
+            255 => break,
+            // Pad ends a run too.
+            0 => {
+                if run.take().is_some_and(|done| !valid(done)) {
+                    return false;
+                }
+                options = rest;
+                continue;
+            }
+            _ => {}
+        }
+        let [len, rest @ ..] = rest else { break };
+        let len = usize::from(*len);
+        run = match run {
+            Some((c, total)) if c == *code => Some((c, total + len)),
+            Some(done) if !valid(done) => return false,
+            _ => Some((*code, len)),
+        };
+        options = rest.get(len..).unwrap_or_default();
+    }
+    run.is_none_or(valid)
 }
 
 fn server_id(msg: &Message) -> Option<Ipv4Addr> {

@@ -122,27 +122,41 @@ impl Netlink {
         self.socket.send(&buf, 0)?;
         loop {
             let (reply, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while let Some(rest) = reply.get(offset..).filter(|r| !r.is_empty()) {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                if msg.header.sequence_number == seq {
-                    if let NetlinkPayload::Error(err) = msg.payload {
-                        return match err.code {
-                            None => Ok(()),
-                            Some(_) => Err(err.to_io()),
-                        };
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                // Messages are 4-byte aligned.
-                offset += (len + 3) & !3;
+            if let Some(answer) = answer_in(&reply, seq)? {
+                return answer;
             }
         }
     }
+}
+
+/// The kernel's answer to request `seq` in one datagram of replies: `Some`
+/// with the ACK (`Ok`) or the error it carries, `None` if the datagram
+/// does not hold it; `Err` if the datagram cannot be read.
+#[doc(hidden)] // public for the fuzz targets
+pub fn answer_in(reply: &[u8], seq: u32) -> io::Result<Option<io::Result<()>>> {
+    let mut offset = 0;
+    while let Some(rest) = reply.get(offset..).filter(|r| !r.is_empty()) {
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let len = msg.header.length as usize;
+        if msg.header.sequence_number == seq {
+            if let NetlinkPayload::Error(err) = msg.payload {
+                // A negative errno; not `ErrorMessage::to_io`, whose `abs`
+                // overflows on i32::MIN (found by the `netlink_reply` fuzz
+                // target).
+                return Ok(Some(match err.code {
+                    None => Ok(()),
+                    Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_abs())),
+                }));
+            }
+        }
+        if len == 0 {
+            break;
+        }
+        // Messages are 4-byte aligned.
+        offset += (len + 3) & !3;
+    }
+    Ok(None)
 }
 
 /// Serializes a request with the given flags and sequence number.

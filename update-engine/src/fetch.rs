@@ -855,7 +855,8 @@ fn request(
 }
 
 /// "bytes START-LAST/TOTAL" → (START, Some(TOTAL)); TOTAL may be "*".
-fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+#[doc(hidden)] // public for the fuzz targets
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
     let (start, last) = range.split_once('-')?;

@@ -13,9 +13,10 @@
 //! the layout cargo-fuzz reads a corpus from (see `update-engine/fuzz/`).
 
 mod fuzz_bodies;
+#[path = "../../boot-contract/tests/fuzz_support/smoke.rs"]
+mod smoke;
 
-use std::panic::{self, AssertUnwindSafe};
-use std::path::PathBuf;
+use smoke::{guarded, write_seeds, Rng};
 
 use fuzz_bodies as bodies;
 use slipway_update::feed::{PayloadRef, Release as FeedRelease};
@@ -25,33 +26,6 @@ use slipway_update::payload::{self, Release, HEADER_LEN, MAGIC, MANIFEST_CONTEXT
 use slipway_update::waves::Wave;
 
 // ---------------------------------------------------------------- generator
-
-/// splitmix64: small, fixed, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    /// True `percent` times in a hundred.
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const EXTREME_BYTES: [u8; 11] = [
     0x00, 0x01, 0x7f, 0x80, 0xff, b'"', b'\\', b'\n', b'\r', b'=', b'.',
@@ -242,30 +216,8 @@ fn mutate_json(rng: &mut Rng, text: &str) -> (String, String) {
 
 // ---------------------------------------------------------------- runner
 
-/// Calls `body`, turning a panic into one naming the target, the mutation
-/// and a file holding the input.
-fn guarded(target: &str, how: &str, input: &[u8], body: fn(&[u8]) -> bool) -> bool {
-    match panic::catch_unwind(AssertUnwindSafe(|| body(input))) {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            let why = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            let file = std::env::temp_dir().join(format!("slipway-fuzz-smoke-{target}.bin"));
-            let _ = std::fs::write(&file, input);
-            let shown = &input[..input.len().min(256)];
-            panic!(
-                "{target}: panic on input ({how}) saved as {}: {why}\nfirst bytes: {}",
-                file.display(),
-                hex::encode(shown)
-            );
-        }
-    }
-}
-
-/// Runs `body` over `seeds` (each must be accepted) and `count` mutants
+/// Replays the target's regression inputs (`tests/fuzz_regressions/<target>/`),
+/// then runs `body` over `seeds` (each must be accepted) and `count` mutants
 /// made by `mutate` from them, about a quarter mutated twice. Returns how
 /// many mutants were accepted.
 fn smoke(
@@ -276,16 +228,14 @@ fn smoke(
     mutate: fn(&mut Rng, &[u8]) -> (Vec<u8>, String),
 ) -> usize {
     write_seeds(target, seeds);
+    smoke::replay(env!("CARGO_MANIFEST_DIR"), target, body);
     for (i, seed) in seeds.iter().enumerate() {
         assert!(
             guarded(target, "seed", seed, body),
             "{target}: valid seed {i} was refused"
         );
     }
-    // A fixed stream per target, whatever the order the tests run in.
-    let mut rng = Rng(target.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }));
+    let mut rng = Rng::for_name(target);
     let mut accepted = 0;
     for n in 0..count {
         let seed = &seeds[n % seeds.len()];
@@ -308,17 +258,6 @@ fn smoke(
         "{target}: every mutant was accepted: the mutations do nothing"
     );
     accepted
-}
-
-fn write_seeds(target: &str, seeds: &[Vec<u8>]) {
-    let Some(dir) = std::env::var_os("SLIPWAY_FUZZ_SEEDS") else {
-        return;
-    };
-    let dir = PathBuf::from(dir).join(target);
-    std::fs::create_dir_all(&dir).unwrap();
-    for (i, seed) in seeds.iter().enumerate() {
-        std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
-    }
 }
 
 // ---------------------------------------------------------------- seeds
@@ -852,5 +791,26 @@ fn version() {
         &version_seeds(),
         3000,
         mutate_text_numbers,
+    );
+}
+
+#[test]
+fn fetch_headers() {
+    let seeds: Vec<Vec<u8>> = [
+        "bytes 0-1048575/536870912\nhttp://updates.example:8080/stable/qemu-x86_64.json\n\
+         ../payloads/2.1.0.payload?x=1#f",
+        "bytes  100-199/*\nhttp://h\n//mirror/a/./b/../c",
+        "bytes 5-5/6\n/srv/feeds/stable.json\nfile:///srv/p.payload",
+        "bytes 0-0/1\nHTTP://H/a/b/c?q\n?r",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    smoke(
+        "fetch_headers",
+        bodies::fetch_headers,
+        &seeds,
+        3000,
+        mutate_bytes,
     );
 }

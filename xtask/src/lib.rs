@@ -13,6 +13,7 @@ pub mod board;
 pub mod build;
 pub mod elf_closure;
 pub mod fleet;
+pub mod fuzz;
 pub mod guest;
 pub mod host_setup;
 pub mod imds;

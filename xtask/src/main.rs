@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use xtask::build::{build_image, BuildOptions};
 use xtask::host_setup::{self, Purpose};
 use xtask::inputs::InputOptions;
-use xtask::{bench, paths, qemu, release, testing};
+use xtask::{bench, fuzz, paths, qemu, release, testing};
 
 /// Build, boot and test Slipway images.
 #[derive(Debug, Parser)]
@@ -67,6 +67,28 @@ enum Cmd {
     /// and the Debian packages they use (apt-get, as root). Not as root,
     /// print the commands to run instead
     Setup(SetupArgs),
+    /// Run the cargo-fuzz targets (each crate's fuzz/ folder; needs the
+    /// nightly toolchain and cargo-fuzz) one after the other, each for
+    /// --runs executions, or list them. Prints each target's executions and
+    /// time; fails if one finds a crash, naming the input. `cargo test`
+    /// replays their regression inputs and seeds without a fuzzer
+    Fuzz(FuzzArgs),
+}
+
+#[derive(Debug, Args)]
+struct FuzzArgs {
+    /// The target to run (see --list) [default: every target]
+    #[arg(value_name = "TARGET")]
+    target: Option<String>,
+    /// Executions per target (libFuzzer's -runs=N)
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    runs: u64,
+    /// List the targets with their folders and stop
+    #[arg(long, conflicts_with_all = ["target", "runs", "no_seeds"])]
+    list: bool,
+    /// Do not write the crate's smoke-test seeds into fuzz/corpus/ first
+    #[arg(long)]
+    no_seeds: bool,
 }
 
 #[derive(Debug, Args)]
@@ -586,6 +608,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Fuzz(a) => run_fuzz(a),
         Cmd::ServeUpdates(a) => {
             xtask::serve::run(xtask::serve::ServeOptions {
                 addr: a.addr,
@@ -595,6 +618,77 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cargo xtask fuzz`: list the targets, or run them one at a time.
+fn run_fuzz(a: FuzzArgs) -> Result<ExitCode> {
+    let root = paths::project_root();
+    let all = fuzz::targets(&root)?;
+    if a.list {
+        for t in &all {
+            println!("{:<18} {}", t.name, t.crate_dir.join("fuzz").display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chosen: Vec<&fuzz::Target> = match &a.target {
+        Some(name) => match all.iter().find(|t| &t.name == name) {
+            Some(t) => vec![t],
+            None => bail!(
+                "no fuzz target {name}; there are: {}",
+                all.iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        None => all.iter().collect(),
+    };
+    fuzz::check_tools()?;
+    let mut seeded = std::collections::BTreeSet::new();
+    let mut outcomes = Vec::new();
+    for t in chosen {
+        if !a.no_seeds && seeded.insert(&t.package) {
+            fuzz::write_seeds(&root, t)?;
+        }
+        eprintln!(
+            "fuzz: {} ({}), {} executions",
+            t.name,
+            t.crate_dir.display(),
+            a.runs
+        );
+        let outcome = fuzz::run(&root, t, a.runs)?;
+        println!("{}", fuzz::summary_line(&outcome));
+        outcomes.push(outcome);
+    }
+    if outcomes.len() > 1 {
+        println!("\nsummary:");
+        for o in &outcomes {
+            println!("{}", fuzz::summary_line(o));
+        }
+    }
+    let failed: Vec<&fuzz::Outcome> = outcomes.iter().filter(|o| !o.success).collect();
+    for o in &failed {
+        let dir = o.target.fuzz_dir(&root);
+        let artifact = o
+            .report
+            .artifact
+            .as_ref()
+            .map_or("<artifact>".to_string(), |p| p.display().to_string());
+        eprintln!(
+            "{}: replay with `cd {} && cargo +nightly fuzz run {} {artifact}`; once fixed, \
+             keep the input in {}/tests/fuzz_regressions/{}/",
+            o.target.name,
+            dir.display(),
+            o.target.name,
+            o.target.crate_dir.display(),
+            o.target.name
+        );
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `cargo xtask install`: the installer library on the build host.

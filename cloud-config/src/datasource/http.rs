@@ -216,9 +216,11 @@ pub struct NoCloudNet {
 
 impl NoCloudNet {
     pub fn new(base_url: String) -> Self {
+        // Not a URL (no `://`): left as it is, the request names it. (Adding
+        // a `/` there too made `new` of its own result add another.)
         let has_path = base_url
             .split_once("://")
-            .is_some_and(|(_, rest)| rest.contains('/'));
+            .is_none_or(|(_, rest)| rest.contains('/'));
         let base_url = if has_path {
             base_url
         } else {
@@ -460,9 +462,7 @@ impl Ec2 {
             }
         };
         let text = |path: &str| -> Result<Option<String>, Attempt> {
-            Ok(get(path)?
-                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                .filter(|s| !s.is_empty()))
+            Ok(get(path)?.and_then(|b| ec2_value(&b)))
         };
 
         let instance_id = match text("meta-data/instance-id") {
@@ -485,11 +485,7 @@ impl Ec2 {
         // `public-keys/` lists `0=name` lines; each index has an
         // `openssh-key`.
         if let Some(listing) = text("meta-data/public-keys/")? {
-            for line in listing.lines() {
-                let index = line.split('=').next().unwrap_or_default().trim();
-                if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-                    continue;
-                }
+            for index in ec2_key_indexes(&listing) {
                 if let Some(key) = text(&format!("meta-data/public-keys/{index}/openssh-key"))? {
                     metadata.public_keys.push(key);
                 }
@@ -503,6 +499,23 @@ impl Ec2 {
             network_config: None,
         }))
     }
+}
+
+/// One EC2 metadata value: the body as text, trimmed; `None` if empty.
+#[doc(hidden)] // public for the fuzz targets
+pub fn ec2_value(body: &[u8]) -> Option<String> {
+    Some(String::from_utf8_lossy(body).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The indexes a `meta-data/public-keys/` listing names (`0=my-key` lines):
+/// the part before `=`, trimmed, if it is all digits.
+#[doc(hidden)] // public for the fuzz targets
+pub fn ec2_key_indexes(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .map(|line| line.split('=').next().unwrap_or_default().trim())
+        .filter(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+        .collect()
 }
 
 impl Datasource for Ec2 {

@@ -14,7 +14,7 @@ use super::Metadata;
 ///
 /// Scalars are taken as YAML resolves them: `instance-id: 0123` is the
 /// integer 123 (write `'0123'` to keep the zero).
-pub(crate) fn parse_nocloud(bytes: &[u8]) -> Result<Metadata, String> {
+pub fn parse_nocloud(bytes: &[u8]) -> Result<Metadata, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
     let docs = Yaml::load_from_str(text).map_err(|e| {
         let m = e.marker();
@@ -164,7 +164,7 @@ fn type_name(y: &Yaml) -> &'static str {
 
 /// ConfigDrive `meta_data.json`: `uuid` is the instance ID, `hostname` the
 /// host name, `public_keys` a map of key name to key.
-pub(crate) fn parse_configdrive(bytes: &[u8]) -> Result<Metadata, String> {
+pub fn parse_configdrive(bytes: &[u8]) -> Result<Metadata, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     let serde_json::Value::Object(obj) = value else {

@@ -85,11 +85,15 @@ mod meta;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[doc(hidden)] // public for the fuzz targets
+pub use http::{ec2_key_indexes, ec2_value};
 pub use http::{CmdlineUrl, Ec2, NoCloudNet, EC2_DEFAULT_URL};
 pub use label::{
     filesystem_label, is_configdrive_label, is_nocloud_label, FsKind, LABEL_PROBE_BYTES,
 };
 pub use local::{ConfigDrive, FwCfg, NoCloud, FW_CFG_META_DATA, FW_CFG_USER_DATA};
+#[doc(hidden)] // public for the fuzz targets
+pub use meta::{parse_configdrive, parse_nocloud};
 
 /// The largest user-data, metadata file or HTTP body accepted (16 MiB).
 pub const MAX_BODY: u64 = 16 * 1024 * 1024;

@@ -15,6 +15,8 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
+/// The name of the entry that ends an archive.
+const TRAILER: &str = "TRAILER!!!";
 
 /// Writes every entry of `tree` in tree order (a directory before its
 /// children, as the kernel needs), then the `TRAILER!!!` entry.
@@ -22,7 +24,8 @@ const S_IFCHR: u32 = 0o020000;
 /// Owners are root, every time is `mtime`, and inode numbers count from 1
 /// in tree order, so the same tree always gives the same bytes. Each entry
 /// has its own inode and one link (two for directories), so the kernel's
-/// unpacker never mistakes two files for hard links of each other.
+/// unpacker never mistakes two files for hard links of each other. A name
+/// holding a NUL, or the trailer's own, is an `InvalidInput` error.
 pub fn write_newc(tree: &Tree, mtime: u32, out: impl Write) -> io::Result<()> {
     let mut out = NoFlush(out);
     for (ino, (path, node)) in (1..).zip(tree.iter()) {
@@ -34,6 +37,15 @@ pub fn write_newc(tree: &Tree, mtime: u32, out: impl Write) -> io::Result<()> {
                 (S_IFCHR | (mode & 0o7777), 1, &[], (*major, *minor))
             }
         };
+        // The kernel reads a name up to its NUL and stops at the trailer's
+        // name: such an entry would unpack as another, or end the archive
+        // (found by the `cpio` fuzz target).
+        if path.contains('\0') || path == TRAILER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path:?} cannot be a name in a newc archive"),
+            ));
+        }
         let size = u32::try_from(data.len()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -363,7 +363,11 @@ pub fn plan(
         .find(|e| e.type_guid == VAR_TYPE)
         .copied()
         .ok_or(GrowError::NoVar)?;
-    let var_old_size = (var.last_lba + 1)
+    // Saturating: an entry may say it ends at u64::MAX (found by the
+    // `gpt_grow` fuzz target; it is refused below as beyond the disk).
+    let var_old_size = var
+        .last_lba
+        .saturating_add(1)
         .saturating_sub(var.first_lba)
         .saturating_mul(block);
     let unchanged = |reason: GrowError| Growth {

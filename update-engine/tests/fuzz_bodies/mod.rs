@@ -23,6 +23,7 @@ use slipway_update::config::Config;
 use slipway_update::delta::index::{self as delta_index_fmt, Index};
 use slipway_update::esp::{self, EntryState};
 use slipway_update::feed::{self, Release};
+use slipway_update::fetch::{self, Source};
 use slipway_update::keys::{SecretKey, TrustedKeys};
 use slipway_update::manifest::Manifest;
 use slipway_update::payload::{self, ChunkReader};
@@ -341,4 +342,68 @@ pub fn version(data: &[u8]) -> bool {
         "compare({a:?}, {b:?}) is not antisymmetric"
     );
     version::validate(a).is_ok() && version::validate(b).is_ok()
+}
+
+/// What the HTTP side of fetching reads from a server or a feed: a
+/// `Content-Range` value (first line), then a base URL or path and a
+/// reference to resolve against it (second and third lines). An accepted
+/// range ends within its total and written back reads the same; a
+/// resolved URL keeps the base's origin for a relative reference, has no
+/// `.` or `..` segment left, and resolving the empty reference against it
+/// gives it again; `Source::parse` reads its own description back; a URL
+/// `check_http_url` accepts is accepted again unchanged.
+pub fn fetch_headers(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.splitn(3, '\n');
+    let range = lines.next().unwrap_or_default();
+    let base = lines.next().unwrap_or_default();
+    let reference = lines.next().unwrap_or_default();
+
+    let accepted = fetch::parse_content_range(range);
+    if let Some((start, total)) = accepted {
+        assert!(total.is_none_or(|t| t > start), "{range:?}");
+        let total_text = total.map_or("*".to_string(), |t| t.to_string());
+        let written = format!("bytes {start}-{start}/{total_text}");
+        assert_eq!(
+            fetch::parse_content_range(&written),
+            accepted,
+            "{written:?}"
+        );
+    }
+
+    let base_source = Source::parse(base);
+    assert_eq!(Source::parse(&base_source.describe()), base_source);
+    let resolved = fetch::resolve(&base_source, reference);
+    if let (Source::Url(b), Source::Url(r)) = (&base_source, &resolved) {
+        let lower = reference.to_ascii_lowercase();
+        let absolute = lower.starts_with("http://") || lower.starts_with("https://");
+        if !absolute && !reference.starts_with("//") {
+            let origin_end = b.find("://").map_or(0, |i| i + 3);
+            let origin_end = b[origin_end..]
+                .find(['/', '?', '#'])
+                .map_or(b.len(), |i| origin_end + i);
+            assert!(
+                r.starts_with(&b[..origin_end]),
+                "{b:?} + {reference:?} = {r:?}"
+            );
+            let path = r[origin_end..].split('?').next().unwrap_or_default();
+            if !reference.is_empty() && !reference.starts_with(['?', '#']) {
+                assert!(
+                    path.split('/').all(|seg| seg != "." && seg != ".."),
+                    "{b:?} + {reference:?} = {r:?}"
+                );
+            }
+        }
+        if !absolute {
+            assert_eq!(fetch::resolve(&resolved, ""), resolved, "{r:?}");
+        }
+    }
+    if let Ok(url) = fetch::check_http_url("server", base) {
+        assert_eq!(
+            fetch::check_http_url("server", &url).as_deref(),
+            Ok(url.as_str())
+        );
+        assert!(!url.ends_with('/'));
+    }
+    accepted.is_some()
 }

@@ -1,0 +1,11 @@
+//! cargo-fuzz target `cmdline_url`: the body is shared with the ordinary test
+//! suite (`cloud-config/tests/fuzz_smoke.rs`).
+#![no_main]
+
+#[allow(dead_code)] // each target uses one body of the shared file
+#[path = "../../tests/fuzz_bodies/mod.rs"]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    bodies::cmdline_url(data);
+});
