@@ -38,6 +38,16 @@ fn console_has(vm: &Vm, needle: &str) -> bool {
     vm.transcript().lines().iter().any(|l| l.contains(needle))
 }
 
+/// A real web server for `dir` on a free host port, quiet.
+fn serve(dir: &Path) -> Server {
+    Server::start(ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        log: false,
+        ..ServeOptions::new(dir)
+    })
+    .unwrap()
+}
+
 /// Waits until `slipctl status UNIT` says it is active (a oneshot with
 /// `RemainAfterExit=` once its command has finished).
 fn wait_active(vm: &mut Vm, unit: &str) {
@@ -64,12 +74,7 @@ fn user_data_is_applied_once_per_instance() {
     // A real web server on the host for runcmd to fetch from.
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("hello.txt"), "fetched by runcmd\n").unwrap();
-    let server = Server::start(ServeOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        log: false,
-        ..ServeOptions::new(site.path())
-    })
-    .unwrap();
+    let server = serve(site.path());
     let user_data = site.path().join("user-data.yaml");
     let text = std::fs::read_to_string(fixture("user-data.yaml")).unwrap();
     std::fs::write(
@@ -257,12 +262,7 @@ fn user_data_and_a_key_from_an_ec2_metadata_service() {
     let site = work.path().join("site");
     std::fs::create_dir(&site).unwrap();
     std::fs::write(site.join("hello.txt"), "fetched on EC2\n").unwrap();
-    let server = Server::start(ServeOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        log: false,
-        ..ServeOptions::new(&site)
-    })
-    .unwrap();
+    let server = serve(&site);
     let (key, pubkey) = ssh::keygen(work.path());
     // The guest network is 169.254.0.0/16 here: the host is 169.254.0.2.
     let user_data = format!(
@@ -407,12 +407,7 @@ fn user_data_from_cloud_config_url_on_the_kernel_command_line() {
         "#cloud-config\nhostname: from-url\nwrite_files:\n  - path: /var/lib/url-marker\n    content: over http\n",
     )
     .unwrap();
-    let server = Server::start(ServeOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        log: false,
-        ..ServeOptions::new(work.path())
-    })
-    .unwrap();
+    let server = serve(work.path());
     let url = format!("http://10.0.2.2:{}/user-data", server.addr.port());
 
     // Slot A's kernel, initramfs and command line, straight from QEMU, with

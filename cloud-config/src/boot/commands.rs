@@ -5,7 +5,6 @@
 //! init, or the service manager for the unit) gives up on it: a command
 //! that hangs never outlives the step that started it.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -107,24 +106,14 @@ pub(super) fn run_command(step: &str, argv: &[String], log: &mut Log, deadline: 
 }
 
 /// Writes a `#!` script owner-only (0700) from the moment it exists: user
-/// scripts carry secrets as often as `runcmd` does.
+/// scripts carry secrets as often as `runcmd` does. A fresh file renamed
+/// over the old one, whose permissions may have been wider.
 pub(super) fn write_script(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+    use slipway_boot_contract::atomic::{self, Durability};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // A new file each time: an old one may have wider permissions.
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o700)
-        .open(path)?;
-    f.write_all(body)?;
-    f.sync_all()
+    atomic::write_atomic_mode(path, body, 0o700, Durability::Durable)
 }
 
 #[cfg(test)]

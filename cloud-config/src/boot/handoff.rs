@@ -6,7 +6,7 @@
 //! And, on `/var`, the one piece that must survive a power cut between the
 //! stages: whether this instance's `runcmd` is still to run.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -85,17 +85,10 @@ pub(super) fn read() -> Result<Option<Received>, String> {
     Ok(Some((handoff, user_data)))
 }
 
+/// Root-only from the moment it exists (a fresh temporary file renamed
+/// over the old one).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    std::fs::rename(&tmp, path)
+    atomic::write_atomic_mode(path, bytes, 0o600, Durability::Atomic)
 }
 
 /// Marks this instance's `runcmd` as still to run.
