@@ -396,8 +396,9 @@ struct BenchContainersArgs {
 
 #[derive(Debug, Args)]
 struct BenchUpdateArgs {
-    /// Runs per measurement (medians are printed)
-    #[arg(long, default_value_t = 3)]
+    /// Runs per measurement (medians are printed; the machines here are
+    /// noisy enough that fewer than about 9 say little)
+    #[arg(long, default_value_t = 11)]
     runs: usize,
     /// Size of the payload's root image in MiB
     #[arg(long, default_value_t = 512)]
