@@ -326,20 +326,32 @@ impl Sinks {
     /// the disk works while the next chunks are fetched and checked and the
     /// final fsync finds little left. The same advice on the bytes
     /// [`WRITE_BEHIND`] earlier, written back by now, drops those pages: the
-    /// apply keeps a few MiB of the page cache, not the whole slot, and
+    /// apply keeps about 16 MiB of the page cache, not the whole slot, and
     /// does not push the services' cached files out (under the writer's
     /// `memory.max` the kernel would otherwise reclaim them for it).
     fn start_writeback(&self, at: u64, len: usize) {
-        let advise = |from: u64| {
-            let _ = self.each(from, len, |file, off, r, _| {
-                hashing::drop_cache(file, off, r.len() as u64);
-                Ok(())
-            });
-        };
-        advise(at);
-        if let Some(behind) = at.checked_sub(WRITE_BEHIND) {
-            advise(behind);
+        self.advise_dontneed(at, len);
+        self.forget_behind(at, len);
+    }
+
+    /// Drops the cached pages of the data [`WRITE_BEHIND`] before the chunk
+    /// at `at`, done with by now (written back, or re-read). The range
+    /// starts [`FOLIO`] earlier still: Linux drops only the folios wholly
+    /// inside the range, and a large folio may straddle two chunks.
+    fn forget_behind(&self, at: u64, len: usize) {
+        if let Some(end) = (at + len as u64).checked_sub(WRITE_BEHIND) {
+            let start = end.saturating_sub(len as u64 + FOLIO);
+            self.advise_dontneed(start, (end - start) as usize);
         }
+    }
+
+    /// `POSIX_FADV_DONTNEED` on the data bytes `at..at + len` of every part
+    /// they touch (see [`hashing::drop_cache`]).
+    fn advise_dontneed(&self, at: u64, len: usize) {
+        let _ = self.each(at, len, |file, off, r, _| {
+            hashing::drop_cache(file, off, r.len() as u64);
+            Ok(())
+        });
     }
 
     /// Before the re-read of step 4: the parts' cached pages go, so the
@@ -785,6 +797,9 @@ const BUFFER_BYTES: usize = 8 << 20;
 /// How far behind the newest chunk written the write-behind drops the
 /// cached pages of the data (see [`Sinks::start_writeback`]).
 const WRITE_BEHIND: u64 = 16 << 20;
+/// The largest folio the page cache holds a file's data in: 2 MiB (a
+/// PMD's worth on x86-64).
+const FOLIO: u64 = 2 << 20;
 /// At least this many buffers however large the chunks (one being read,
 /// one checked, one written), as many as before the checkers ran in
 /// parallel: large chunks get less overlap, not more memory.
@@ -1096,6 +1111,8 @@ fn read_back_every(
         let data = &mut buf[..];
         let read = sinks.read(s, data);
         let got = read.as_ref().ok().map(|()| crc32fast::hash(data));
+        // The re-read keeps the page cache as small as the writes do.
+        sinks.forget_behind(s, data.len());
         if got.is_none() || got != *crc {
             stop.store(true, Ordering::Relaxed);
             let err = ApplyError::ReadBack {
