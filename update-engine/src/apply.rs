@@ -9,10 +9,12 @@
 //!    written, to the slot's root and verity partitions and to staging
 //!    files on the ESP;
 //! 4. fsync, drop the cached pages, re-read every chunk and compare it with
-//!    the CRC32 of the bytes that passed the manifest's sha256 (the kernel
-//!    and initramfs copies: with their sha256, over their whole length);
-//! 5. rename the kernel and initramfs into place, then write the entry with
-//!    `+3` tries (temporary name, fsync, rename).
+//!    the CRC32 of the bytes that passed the manifest's sha256;
+//! 5. meanwhile, copy the kernel and initramfs to the ESP under temporary
+//!    names, fsync, re-read each copy and compare it with its sha256 over
+//!    its whole length, and rename it into place;
+//! 6. when both are done, write the entry with `+3` tries (temporary name,
+//!    fsync, rename).
 //!
 //! A power cut at any point leaves the active slot and its entry untouched
 //! and the passive slot without an entry. The engine never opens the active
@@ -548,16 +550,32 @@ pub fn apply(req: &Request<'_>, obs: &mut dyn Observer) -> Result<Outcome, Apply
     // catches a medium that did not keep the data at a fraction of the cost
     // of hashing everything with sha256 again (the signature's work was
     // done on the way in; dm-verity checks every block at boot as well).
+    //
+    // 5. The kernel and initramfs go to the ESP while the re-read runs:
+    // only the entry, written last, makes the slot bootable, and the slot
+    // has had none since step 2. Each copy is checked against the
+    // manifest's sha256 itself, not the staged file it was copied from.
+    // (Taken one after the other, the copies added about 35 ms, 5 %, to
+    // the bench's apply.)
     step(obs, Step::ReadBack, "")?;
     sinks.drop_cache();
-    read_back(&sinks, m, &crcs)?;
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(|| read_back(&sinks, m, &crcs));
+        let installed = step(obs, Step::InstallBootFiles, "").and_then(|()| {
+            [Part::Kernel, Part::Initrd]
+                .into_iter()
+                .try_for_each(|part| install_boot_file(req, m, part))
+        });
+        let read = reading
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the re-reading thread panicked").into()));
+        // A medium that lost data is the error to report, whatever else
+        // failed meanwhile.
+        read.and(installed)
+    })?;
     drop(sinks);
 
-    // 5. Kernel and initramfs, then the entry.
-    step(obs, Step::InstallBootFiles, "")?;
-    for part in [Part::Kernel, Part::Initrd] {
-        install_boot_file(req, m, part)?;
-    }
+    // 6. The entry.
     step(obs, Step::InstallEntry, "")?;
     let entry = bls::Entry {
         os_name: m.os_name.clone(),

@@ -66,7 +66,9 @@ fn describe(step: Step, detail: &str) -> String {
         Step::RemoveEntry => format!("removing the boot entry of {detail}"),
         Step::Write => format!("writing {detail} (each chunk verified first)"),
         Step::ReadBack => "re-reading what was written and comparing with the manifest".into(),
-        Step::InstallBootFiles => "installing the kernel and initramfs on the ESP".into(),
+        Step::InstallBootFiles => {
+            "installing the kernel and initramfs on the ESP (while the re-read goes on)".into()
+        }
         Step::InstallEntry => "writing the boot entry".into(),
     }
 }

@@ -720,3 +720,18 @@ fn read_back_catches_a_medium_that_lost_a_write() {
     assert!(err.to_string().contains("chunk 3 "), "{err}");
     assert!(f.esp.entry(Slot::B).unwrap().is_none());
 }
+
+/// A stop asked for at step 5, while the re-read of step 4 runs beside
+/// it: the apply ends with that stop once the re-read is done, and no
+/// entry is written.
+#[test]
+fn a_stop_beside_the_re_read_writes_no_entry() {
+    let f = fixture();
+    let src = write_payload(&f, "p", &payload_bytes("2.0", "qemu-x86_64", &f.key, 1));
+    let mut t = Tracker::new(None, State::default(), "p", 'b');
+    t.stop_before = Some(Step::InstallBootFiles);
+    let err = run(&f, &src, &trusted(&f), None, false, None, &mut t).unwrap_err();
+    assert!(matches!(err, ApplyError::Aborted { .. }), "{err}");
+    assert!(err.to_string().contains("install-boot-files"), "{err}");
+    assert!(f.esp.entry(Slot::B).unwrap().is_none());
+}
