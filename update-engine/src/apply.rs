@@ -6,8 +6,8 @@
 //!    single byte is written;
 //! 2. remove the passive slot's boot entry: from here it cannot boot;
 //! 3. stream the data, each chunk checked against the manifest before it is
-//!    written, to the slot's root and verity partitions and to staging
-//!    files on the ESP;
+//!    written, to the slot's root and verity partitions and (kernel,
+//!    initramfs) to staging files on /var;
 //! 4. fsync, drop the cached pages, re-read every chunk and compare it with
 //!    the CRC32 of the bytes that passed the manifest's sha256;
 //! 5. meanwhile, copy the kernel and initramfs to the ESP under temporary
