@@ -979,6 +979,20 @@ pub fn check_http_url(what: &str, url: &str) -> Result<String, String> {
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("{what} {url:?}: no host"));
     }
+    // A URL carries spaces and control characters only percent-encoded.
+    // Refused rather than passed on: a stray one (a tab before a comment,
+    // a pasted NUL) would otherwise reach every request, or survive the
+    // trimming of a trailing `/` (found by the `fetch_headers` fuzz target:
+    // `http://h/x /` gave `http://h/x `).
+    if let Some((at, c)) = url
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{what} {url:?}: {c:?} at byte {at}: a URL cannot contain spaces or control \
+             characters (percent-encode them)"
+        ));
+    }
     Ok(url.trim_end_matches('/').to_owned())
 }
 
@@ -995,6 +1009,19 @@ mod tests {
             Source::Url(u) => u,
             other => panic!("expected a URL, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn endpoint_urls_with_spaces_or_control_characters_are_refused() {
+        assert_eq!(
+            check_http_url("server", " http://h:2379/ ").as_deref(),
+            Ok("http://h:2379")
+        );
+        let err = check_http_url("server", "http://h/x /").unwrap_err();
+        assert!(err.contains("' ' at byte 10"), "{err}");
+        let err = check_http_url("FleetLock URL", "http://h\0/").unwrap_err();
+        assert!(err.contains("FleetLock URL") && err.contains("byte 8"), "{err}");
+        assert!(check_http_url("server", "http://h/a\tb").is_err());
     }
 
     #[test]
