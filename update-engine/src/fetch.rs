@@ -45,10 +45,24 @@ impl Source {
         }
     }
 
-    /// The URL or path, for messages and logs.
+    /// The URL or path, for messages and logs; [`Source::parse`] reads it
+    /// back as the same source. A path that would read as a URL, or as a
+    /// `file://` one (a folder named `http:`), keeps a `file://` prefix
+    /// (found by the `fetch_headers` fuzz target: `file://http://` came
+    /// back as a URL).
     pub fn describe(&self) -> String {
         match self {
-            Source::File(p) => p.display().to_string(),
+            Source::File(p) => {
+                let text = p.display().to_string();
+                if ["http://", "https://", "file://"]
+                    .iter()
+                    .any(|scheme| has_prefix_ignore_case(&text, scheme))
+                {
+                    format!("file://{text}")
+                } else {
+                    text
+                }
+            }
             Source::Url(u) => u.clone(),
         }
     }
@@ -1009,6 +1023,15 @@ mod tests {
             Source::Url(u) => u,
             other => panic!("expected a URL, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_path_that_reads_like_a_url_is_described_as_a_file() {
+        for text in ["file://http://h/x", "file://FILE://y", "/var/p", "http://h/p"] {
+            let source = Source::parse(text);
+            assert_eq!(Source::parse(&source.describe()), source, "{text}");
+        }
+        assert_eq!(Source::parse("/var/p").describe(), "/var/p");
     }
 
     #[test]
